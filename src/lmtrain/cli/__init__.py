@@ -1,0 +1,39 @@
+"""The `lmtrain` command: subcommands, one-line errors with exit code 2, no tracebacks for user errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from lmtrain import __version__
+from lmtrain.cli import bench, prepare, presets
+from lmtrain.cli.common import Parser
+from lmtrain.errors import LmtrainError
+
+COMMANDS = (presets, prepare, bench)
+
+
+def build_parser() -> Parser:
+    """The argument parser with every subcommand registered."""
+    parser = Parser(prog="lmtrain", description="Train, evaluate and sample GPT-style language models.")
+    parser.add_argument("--version", action="version", version=f"lmtrain {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; user errors print `lmtrain: error: ...` and return 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except LmtrainError as exc:
+        print(f"lmtrain: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmtrain: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

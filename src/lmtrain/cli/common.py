@@ -1,0 +1,103 @@
+"""Options shared by subcommands: data locations, model overrides, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from lmtrain.data.datasets import DEFAULT_DATASET, DataPaths
+from lmtrain.fields import field_docs, field_types
+from lmtrain.model.config import GPTConfig
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line: `PROG: error: MESSAGE (see PROG --help)`, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """$LMTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/lmtrain, else ~/.cache/lmtrain."""
+    if env.get("LMTRAIN_CACHE_DIR"):
+        return Path(env["LMTRAIN_CACHE_DIR"]).expanduser()
+    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "lmtrain"
+
+
+def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
+    """--dataset, --data-dir, --cache-dir, --no-download."""
+    if dataset:
+        parser.add_argument(
+            "--dataset",
+            default=DEFAULT_DATASET,
+            help=f"wikitext-103 (raw, default), wikitext-2, wikitext-103-v1, wikitext-2-v1, wikitext (= wikitext-2) "
+            f"or text (your own DIR/train.txt, valid.txt, test.txt); default {DEFAULT_DATASET}",
+        )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder holding the split files under their official names (wiki.train.raw, ...); "
+        "default: $LMTRAIN_DATA_DIR/<official folder>, then the cache, then a download",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache for downloads and prepared data (default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain)",
+    )
+    parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are not local")
+
+
+def data_paths(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> DataPaths:
+    """DataPaths from --data-dir/--cache-dir/--no-download and $LMTRAIN_DATA_DIR/$LMTRAIN_CACHE_DIR."""
+    env = os.environ if env is None else env
+    return DataPaths(
+        data_dir=args.data_dir.expanduser() if args.data_dir else None,
+        env_dir=Path(env["LMTRAIN_DATA_DIR"]).expanduser() if env.get("LMTRAIN_DATA_DIR") else None,
+        cache_dir=args.cache_dir.expanduser() if args.cache_dir else default_cache_dir(env),
+        download=not args.no_download,
+    )
+
+
+MODEL_DEST = "model__"
+"""Prefix of argparse destinations holding model overrides."""
+
+
+def add_model_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """One --field-name option per GPTConfig field (e.g. --d-model 384); only given ones override."""
+    group = parser.add_argument_group("model overrides (default: the preset's value)")
+    docs = field_docs(GPTConfig)
+    for name, tp in field_types(GPTConfig).items():
+        if name in exclude:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if tp is bool:
+            group.add_argument(flag, dest=MODEL_DEST + name, action=argparse.BooleanOptionalAction, help=docs.get(name))
+        else:
+            metavar = "INT" if tp is int else "FLOAT" if tp is float else "X"
+            group.add_argument(flag, dest=MODEL_DEST + name, metavar=metavar, help=docs.get(name))
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The model fields given on the command line, as strings/bools still to be converted."""
+    return {
+        key[len(MODEL_DEST) :]: value
+        for key, value in vars(args).items()
+        if key.startswith(MODEL_DEST) and value is not None
+    }
+
+
+def print_json(obj: Any) -> None:
+    """Write `obj` as indented JSON to stdout."""
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def log(message: str) -> None:
+    """Progress message on stderr (stdout stays clean for --json)."""
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,46 @@
+"""Batches from a packed token stream: contiguous windows of seq_len+1 tokens, no padding.
+
+Documents are packed back to back with <|endoftext|> between them, so a window may cross from one
+document into the next, and a document longer than the context runs across several windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+def window_starts(n_tokens: int, seq_len: int, offset: int = 0) -> np.ndarray:
+    """Start positions offset + i*seq_len of every window of seq_len+1 tokens that fits in the stream.
+
+    Consecutive windows share one token (the last target of one is the first input of the next), so
+    every token after the first is a target exactly once.
+    """
+    if seq_len <= 0:
+        raise ValueError(f"seq_len={seq_len} must be positive")
+    count = max(0, (n_tokens - offset - 1) // seq_len)
+    return offset + seq_len * np.arange(count, dtype=np.int64)
+
+
+def make_batch(
+    tokens: np.ndarray, starts: np.ndarray, seq_len: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (B, seq_len) int64 from the windows tokens[s : s + seq_len + 1]."""
+    rows = np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts])  # (B, T+1)
+    batch = torch.from_numpy(rows)
+    if torch.device(device).type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    else:
+        batch = batch.to(device)
+    return batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
+
+
+def iter_batches(
+    tokens: np.ndarray, seq_len: int, batch_size: int, device: torch.device | str = "cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive windows in stream order, batch_size at a time (the last batch may be smaller)."""
+    starts = window_starts(len(tokens), seq_len)
+    for i in range(0, len(starts), batch_size):
+        yield make_batch(tokens, starts[i : i + batch_size], seq_len, device)

@@ -1,0 +1,167 @@
+"""GPT-2 BPE through tiktoken, built from encoder.json + vocab.bpe or tiktoken's own download.
+
+Text is always encoded as ordinary text: the string "<|endoftext|>" inside a document is plain
+characters, never the end-of-document id. That id (50256) is inserted only between documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmtrain.errors import DataError
+
+GPT2_FILES = {
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
+"""The GPT-2 release's BPE files and their SHA-256 (the hashes tiktoken checks too)."""
+
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+"""GPT-2's pre-tokenisation regex as tiktoken writes it for the `gpt2` encoding."""
+
+EOT_TEXT = "<|endoftext|>"
+EOT_ID = 50256
+GPT2_VOCAB_SIZE = 50257
+
+
+@dataclass(frozen=True)
+class TokenizerSource:
+    """Where the GPT-2 BPE comes from: a folder holding encoder.json + vocab.bpe, or tiktoken (None)."""
+
+    folder: str | None
+
+    def describe(self) -> str:
+        """Human description for logs."""
+        return self.folder if self.folder else "tiktoken's gpt2 download"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable unicode characters used in encoder.json."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def _read_verified(path: Path) -> bytes:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    want = GPT2_FILES[path.name]
+    if digest != want:
+        raise DataError(
+            f"{path} is not the GPT-2 release file (sha256 {digest[:12]}…, expected {want[:12]}…); "
+            f"replace it with the original from the GPT-2 release"
+        )
+    return data
+
+
+def _ranks_from_files(folder: Path) -> dict[bytes, int]:
+    """Mergeable ranks {token bytes: id} from encoder.json, checked against vocab.bpe's merge order."""
+    encoder = json.loads(_read_verified(folder / "encoder.json"))
+    merges = _read_verified(folder / "vocab.bpe").decode("utf-8").split("\n")[1:]
+    byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
+    ranks = {bytes(byte_decoder[c] for c in tok): i for tok, i in encoder.items() if tok != EOT_TEXT}
+    for i, line in enumerate(m for m in merges if m):
+        first, second = line.split()
+        if ranks[bytes(byte_decoder[c] for c in first + second)] != 256 + i:
+            raise DataError(f"{folder}: vocab.bpe and encoder.json disagree at merge {i}")
+    return ranks
+
+
+@functools.lru_cache(maxsize=4)
+def _encoding(source: TokenizerSource):  # -> tiktoken.Encoding
+    import tiktoken
+
+    if source.folder is None:
+        try:
+            return tiktoken.get_encoding("gpt2")
+        except Exception as exc:  # network or cache failure inside tiktoken
+            raise DataError(f"tiktoken's download of the GPT-2 BPE failed ({type(exc).__name__})") from None
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=_ranks_from_files(Path(source.folder)),
+        special_tokens={EOT_TEXT: EOT_ID},
+        explicit_n_vocab=GPT2_VOCAB_SIZE,
+    )
+
+
+class Tokenizer:
+    """GPT-2 BPE: encode text to ids and decode ids to text; `eot_id` ends a document."""
+
+    name = "gpt2"
+    eot_id = EOT_ID
+    vocab_size = GPT2_VOCAB_SIZE
+
+    def __init__(self, source: TokenizerSource) -> None:
+        self.source = source
+        self._enc = _encoding(source)
+
+    def __reduce__(self):  # rebuilt from its source in worker processes
+        return (Tokenizer, (self.source,))
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, special-token strings treated as ordinary text."""
+        return self._enc.encode_ordinary(text)
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Like `encode`, as a uint32 NumPy array (no Python list is built)."""
+        return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""
+        return self._enc.decode(list(ids))
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """Raw bytes of `ids` (exact, also for partial UTF-8 sequences)."""
+        return self._enc.decode_bytes(list(ids))
+
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this tokenizer in prepared data and checkpoints."""
+        return {
+            "name": self.name,
+            "vocab_size": self.vocab_size,
+            "eot_id": self.eot_id,
+            "encoder_json_sha256": GPT2_FILES["encoder.json"],
+            "vocab_bpe_sha256": GPT2_FILES["vocab.bpe"],
+        }
+
+    def cache_id(self) -> str:
+        """Short stable id of the fingerprint, used in cache folder names."""
+        blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
+        return f"{self.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def find_gpt2_folder(search: Sequence[Path]) -> Path | None:
+    """The first folder in `search` that holds both encoder.json and vocab.bpe."""
+    for folder in search:
+        if all((folder / name).is_file() for name in GPT2_FILES):
+            return folder
+    return None
+
+
+def load_tokenizer(search: Sequence[Path]) -> Tokenizer:
+    """GPT-2 BPE from the first folder in `search` holding its files, else tiktoken's download."""
+    folder = find_gpt2_folder(search)
+    if folder is not None:
+        return Tokenizer(TokenizerSource(str(folder.resolve())))
+    try:
+        return Tokenizer(TokenizerSource(None))
+    except DataError as exc:
+        where = ", ".join(str(p) for p in search)
+        raise DataError(
+            f"GPT-2 BPE files (encoder.json, vocab.bpe) are not in {where}, and {exc}; "
+            f"copy the two files into one of those folders"
+        ) from None

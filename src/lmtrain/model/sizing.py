@@ -1,0 +1,57 @@
+"""Parameter and FLOP counts of a GPTConfig, computed from the config alone (no model is built).
+
+Definitions (documented in the README):
+- params: every trainable parameter, the tied token embedding counted once.
+- non_embedding_params: params minus the token and position embeddings (Kaplan et al., 2020).
+- flops_per_token: training FLOPs per token, 6*N + 12*L*d*T (the PaLM / nanoGPT estimate), where
+  N = params minus the position embeddings (the tied token embedding is the output projection, a real
+  matmul, so it counts; a position lookup does not) and T is the context length.
+"""
+
+from __future__ import annotations
+
+from lmtrain.model.config import GPTConfig
+
+
+def param_counts(cfg: GPTConfig) -> dict[str, int]:
+    """Parameter counts by group: token and position embeddings, blocks, final LayerNorm, total."""
+    d, f, b = cfg.d_model, cfg.d_ff, int(cfg.bias)
+    ln = d * (1 + b)
+    attn = d * 3 * d + 3 * d * b + d * d + d * b
+    mlp = d * f + f * b + f * d + d * b
+    per_block = 2 * ln + attn + mlp
+    counts = {
+        "token_embedding": cfg.vocab_size * d,
+        "position_embedding": cfg.max_seq_len * d,
+        "blocks": cfg.n_layer * per_block,
+        "final_norm": ln,
+    }
+    counts["total"] = sum(counts.values())
+    counts["non_embedding"] = counts["blocks"] + counts["final_norm"]
+    return counts
+
+
+def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
+    """Training FLOPs per token, 6N + 12·L·d·T, with T the context length (default max_seq_len)."""
+    counts = param_counts(cfg)
+    n = counts["total"] - counts["position_embedding"]
+    t = cfg.max_seq_len if seq_len is None else seq_len
+    return 6 * n + 12 * cfg.n_layer * cfg.d_model * t
+
+
+def describe(cfg: GPTConfig) -> dict[str, int | float | bool]:
+    """The config's fields plus params, non_embedding_params and flops_per_token."""
+    counts = param_counts(cfg)
+    return {
+        "d_model": cfg.d_model,
+        "n_head": cfg.n_head,
+        "n_layer": cfg.n_layer,
+        "d_ff": cfg.d_ff,
+        "max_seq_len": cfg.max_seq_len,
+        "vocab_size": cfg.vocab_size,
+        "dropout": cfg.dropout,
+        "bias": cfg.bias,
+        "params": counts["total"],
+        "non_embedding_params": counts["non_embedding"],
+        "flops_per_token": flops_per_token(cfg),
+    }
