@@ -23,8 +23,8 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 
 bench-prepare: setup
 	$(VENV)/bin/lmtrain bench prepare --data-dir $(or $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw),$(LMTRAIN_DATA_DIR)) --mb 300
