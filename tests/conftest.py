@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+LMTRAIN = str(Path(sys.executable).with_name("lmtrain"))
+"""The installed console script beside this interpreter (the venv need not be activated)."""
 
 
 def _shared_data() -> Path | None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import LMTRAIN
 from lmtrain.cli import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["lmtrain", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([LMTRAIN, *args], capture_output=True, text=True, timeout=120)
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
