@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export LMTRAIN_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup test lint bench-prepare clean
+.PHONY: setup test lint demo bench-prepare clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,16 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
+
+# The main job in one command: train `tiny` on the CPU on whatever WikiText is here (the mirror's sample
+# when there is one, else WikiText-2 from LMTRAIN_DATA_DIR, the cache or a download), then evaluate and sample.
+DEMO_DIR ?= runs/demo
+DEMO_DATA := $(if $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw/wiki.train.raw),--dataset wikitext-103 --data-dir $(LMTRAIN_DATA_DIR)/wikitext-sample-raw,--dataset wikitext-2)
+demo: setup
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/lmtrain train --preset tiny $(DEMO_DATA) --device cpu --seq-len 128 --batch-size 16 \
+		--max-steps 120 --warmup 15 --lr 1e-3 --eval-every 40 --eval-batches 8 --save-every 0 --log-every 10 \
+		--out $(DEMO_DIR)
 
 bench-prepare: setup
 	$(VENV)/bin/lmtrain bench prepare --data-dir $(or $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw),$(LMTRAIN_DATA_DIR)) --mb 300

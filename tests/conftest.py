@@ -65,3 +65,48 @@ def cache_dir(tmp_path: Path) -> Path:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never write to the real user cache."""
     monkeypatch.setenv("LMTRAIN_CACHE_DIR", str(tmp_path / "user-cache"))
+
+
+FAST_MODEL = ("--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--max-seq-len", "32")
+"""A model small enough that a training step takes milliseconds (the GPT-2 vocabulary stays)."""
+
+
+@pytest.fixture
+def sample_dir(shared_data: Path) -> Path:
+    return shared_data / "wikitext-sample-raw"
+
+
+def train_args(sample_dir: Path, out: Path, *extra: str) -> list[str]:
+    """`lmtrain train` arguments for a fast run on the mirror's sample."""
+    return [
+        "train",
+        *FAST_MODEL,
+        "--data-dir",
+        str(sample_dir),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--warmup",
+        "2",
+        "--lr",
+        "1e-3",
+        "--eval-batches",
+        "2",
+        "--log-every",
+        "1",
+        "--sample-tokens",
+        "0",
+        *extra,
+    ]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def step_losses(out: Path) -> list[tuple[int, float]]:
+    """(step, loss) of every training record of a run."""
+    return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]

@@ -11,3 +11,7 @@ class ConfigError(LmtrainError, ValueError):
 
 class DataError(LmtrainError):
     """A missing, corrupt or unreadable dataset, tokenizer or download."""
+
+
+class CheckpointError(LmtrainError):
+    """A missing, incomplete, corrupt or mismatched checkpoint or run folder."""

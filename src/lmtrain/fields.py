@@ -48,9 +48,10 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in args):
             if type(None) in args:
                 return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:
+            return coerce(value, real[0], name)
+        for arg in real:
             try:
                 return coerce(value, arg, name)
             except ConfigError:

@@ -6,11 +6,11 @@ import sys
 from collections.abc import Sequence
 
 from lmtrain import __version__
-from lmtrain.cli import bench, prepare, presets
+from lmtrain.cli import bench, prepare, presets, train
 from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
-COMMANDS = (presets, prepare, bench)
+COMMANDS = (presets, prepare, train, bench)
 
 
 def build_parser() -> Parser:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -68,19 +70,38 @@ MODEL_DEST = "model__"
 """Prefix of argparse destinations holding model overrides."""
 
 
-def add_model_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """One --field-name option per GPTConfig field (e.g. --d-model 384); only given ones override."""
-    group = parser.add_argument_group("model overrides (default: the preset's value)")
-    docs = field_docs(GPTConfig)
-    for name, tp in field_types(GPTConfig).items():
+def add_dataclass_options(
+    parser: argparse.ArgumentParser, cls: type, title: str, prefix: str = "", exclude: tuple[str, ...] = ()
+) -> None:
+    """One --field-name option per field of dataclass `cls`, help from its field docs; only given ones are set."""
+    group = parser.add_argument_group(title)
+    docs = field_docs(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name, tp in field_types(cls).items():
         if name in exclude:
             continue
         flag = "--" + name.replace("_", "-")
+        default = defaults[name]
+        note = f" (default {default})" if prefix == "" and default is not None and not isinstance(default, bool) else ""
+        kwargs: dict[str, Any] = {"dest": prefix + name, "help": (docs.get(name) or "") + note}
+        if prefix == "":
+            kwargs["default"] = argparse.SUPPRESS
         if tp is bool:
-            group.add_argument(flag, dest=MODEL_DEST + name, action=argparse.BooleanOptionalAction, help=docs.get(name))
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if typing.get_origin(tp) is typing.Literal:
+            kwargs["choices"] = typing.get_args(tp)
         else:
-            metavar = "INT" if tp is int else "FLOAT" if tp is float else "X"
-            group.add_argument(flag, dest=MODEL_DEST + name, metavar=metavar, help=docs.get(name))
+            base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+            kwargs["metavar"] = (
+                "DIR" if name.endswith("_dir") else {int: "INT", float: "FLOAT", str: "TEXT"}.get(base, "X")
+            )
+        group.add_argument(flag, **kwargs)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """One --field-name option per GPTConfig field (e.g. --d-model 384); only given ones override the preset."""
+    add_dataclass_options(parser, GPTConfig, "model overrides (default: the preset's value)", prefix=MODEL_DEST)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,3 +122,8 @@ def print_json(obj: Any) -> None:
 def log(message: str) -> None:
     """Progress message on stderr (stdout stays clean for --json)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def log_stdout(message: str) -> None:
+    """Progress message on stdout, flushed (training logs)."""
+    print(message, flush=True)

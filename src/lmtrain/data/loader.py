@@ -44,3 +44,38 @@ def iter_batches(
     starts = window_starts(len(tokens), seq_len)
     for i in range(0, len(starts), batch_size):
         yield make_batch(tokens, starts[i : i + batch_size], seq_len, device)
+
+
+class TrainSampler:
+    """Which windows each optimizer step trains on: a pure function of (seed, step).
+
+    Epoch e cuts the stream into `windows` windows of seq_len+1 tokens starting at a random offset in
+    [0, seq_len) (so window boundaries move between epochs) and visits them in a seeded random order,
+    batch_size per step. Every epoch has the same number of steps, so the data position is the step.
+    """
+
+    def __init__(self, n_tokens: int, seq_len: int, batch_size: int, seed: int) -> None:
+        self.n_tokens, self.seq_len, self.batch_size, self.seed = n_tokens, seq_len, batch_size, seed
+        self.windows = max(0, (n_tokens - seq_len) // seq_len)
+        self.steps_per_epoch = self.windows // batch_size
+        self._epoch: int | None = None
+        self._order = np.empty(0, dtype=np.int64)
+        self._offset = 0
+
+    def _plan(self, epoch: int) -> None:
+        if self._epoch != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._offset = int(rng.integers(self.seq_len))
+            self._order = rng.permutation(self.windows)
+            self._epoch = epoch
+
+    def batch_starts(self, step: int) -> np.ndarray:
+        """Start positions of the batch_size windows of optimizer step `step` (0-based)."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        self._plan(epoch)
+        chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self._offset + chosen * self.seq_len
+
+    def epoch_of(self, step: int) -> float:
+        """Fractional epoch after `step` optimizer steps."""
+        return step / self.steps_per_epoch

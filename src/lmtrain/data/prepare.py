@@ -28,6 +28,7 @@ from lmtrain.data.datasets import DataPaths, DatasetSpec
 from lmtrain.data.documents import TextCounts, count_text, document_ranges
 from lmtrain.data.tokenizer import Tokenizer, TokenizerSource
 from lmtrain.errors import DataError
+from lmtrain.files import fsync_dir, fsync_file, remove_stale_temps, temp_name
 
 FORMAT = 1
 """Version of the prepared layout; folders of another format are rebuilt."""
@@ -159,18 +160,6 @@ def _encoded(tasks: list[_Chunk], workers: int) -> Iterator[tuple[np.ndarray, in
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _remove_stale_tmp(parent: Path) -> None:
-    """Delete temporary folders left by prepare runs whose process no longer exists."""
-    for tmp in parent.glob(".*.tmp-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, PermissionError, IndexError):
-            continue
-
-
 def default_workers() -> int:
     """Cores this process may use."""
     try:
@@ -208,8 +197,8 @@ def prepare_split(
     tasks = [_Chunk(str(source), tokenizer.source, c) for c in _chunks(ranges, target)]
     in_process = size < IN_PROCESS_BYTES and chunk_bytes is None
     folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(folder.parent)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    remove_stale_temps(folder.parent, ".*.tmp-*")
+    tmp = temp_name(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -231,7 +220,9 @@ def prepare_split(
             "words": counts.words,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        _write_json(tmp / "meta.json", meta)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        fsync_file(tmp / "meta.json")
+        fsync_dir(tmp)
         try:
             os.rename(tmp, folder)
         except OSError:  # another process finished the same split first, or a stale folder is in the way
@@ -261,14 +252,6 @@ def _write_tokens(path: Path, results: Iterable[tuple[np.ndarray, int, TextCount
         out.flush()
         os.fsync(out.fileno())
     return n_tokens, n_docs, counts
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def prepare_dataset(

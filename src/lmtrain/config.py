@@ -1,0 +1,271 @@
+"""Run configuration: data and training dataclasses, validated on construction, built from flat keys.
+
+A run is a preset plus overrides. Every key a flag sets (`--batch-size`) is also a key of `--config run.toml`
+(`batch-size` or `batch_size`); each key belongs to exactly one of the model, data or training sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lmtrain import __version__
+from lmtrain.errors import ConfigError
+from lmtrain.fields import coerce, field_types, from_mapping, to_jsonable
+from lmtrain.model.config import GPTConfig
+from lmtrain.presets import apply_overrides, get_preset
+
+Schedule = Literal["cosine", "linear", "constant", "wsd"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DType = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(f"{name}={value} must be > 0")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{name}={value} must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model is trained on."""
+
+    dataset: str = "wikitext-103"
+    """Dataset name (see `lmtrain prepare --help`)."""
+    data_dir: str | None = None
+    """Folder holding the split files; default $LMTRAIN_DATA_DIR, the cache, then a download."""
+    seq_len: int | None = None
+    """Tokens per training window; at most the model's max_seq_len (default: max_seq_len)."""
+
+    def __post_init__(self) -> None:
+        _positive("seq_len", self.seq_len)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is trained: length, batch, optimizer, schedule, evaluation, checkpoints, hardware."""
+
+    epochs: float | None = None
+    """Passes over the training tokens (one epoch = every window once at the global batch size)."""
+    max_steps: int | None = None
+    """Optimizer steps in all (instead of --epochs); the LR schedule spans them."""
+    stop_at: int | None = None
+    """Stop after this optimizer step with a checkpoint, keeping the schedule of the full run (resume later)."""
+    batch_size: int = 32
+    """Sequences per optimizer step (the global batch)."""
+    micro_batch_size: int | None = None
+    """Sequences per forward/backward; gradients accumulate over batch_size/micro_batch_size (default: batch_size)."""
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr: float | None = None
+    """Learning rate at the end of the decay (default: lr/10)."""
+    warmup: int = 1000
+    """Optimizer steps of linear warmup; step s < warmup runs at lr*(s+1)/warmup; 0 starts at lr."""
+    schedule: Schedule = "cosine"
+    """Decay after warmup: cosine, linear, constant or wsd (warmup-stable-decay)."""
+    decay_fraction: float = 0.2
+    """wsd only: share of all steps spent decaying linearly to min_lr at the end."""
+    weight_decay: float = 0.1
+    """AdamW weight decay, applied only to tensors with two or more dimensions."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+    eval_every: int = 500
+    """Evaluate on the validation split every N optimizer steps (and at the end); 0: only at the end."""
+    eval_batches: int = 50
+    """Validation batches of micro_batch_size windows per evaluation; 0: the whole split."""
+    save_every: int = 1000
+    """Write a checkpoint every N optimizer steps (and at the end); 0: only at the end."""
+    keep_last: int = 3
+    """Checkpoints to keep (the best one is always kept as well)."""
+    log_every: int = 10
+    """Print and record a training line every N optimizer steps."""
+    seed: int = 1337
+    """Seed for initialisation, data order and dropout."""
+    device: Device = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda or mps."""
+    dtype: DType = "auto"
+    """Autocast precision: auto (bf16 on CUDA that has it, else fp32), fp32, bf16 or fp16."""
+    compile: bool = False
+    """Compile the model with torch.compile."""
+    allow_long_warmup: bool = False
+    """Allow a warmup as long as the whole run."""
+    sample_tokens: int = 40
+    """Tokens of text to sample at the end of training (0: none)."""
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.max_steps is not None:
+            raise ConfigError("give --epochs or --max-steps, not both")
+        _positive("epochs", self.epochs)
+        for name in ("max_steps", "stop_at", "batch_size", "micro_batch_size", "lr", "log_every", "keep_last"):
+            _positive(name, getattr(self, name))
+        for name in (
+            "warmup",
+            "weight_decay",
+            "grad_clip",
+            "eval_every",
+            "eval_batches",
+            "save_every",
+            "sample_tokens",
+        ):
+            _non_negative(name, getattr(self, name))
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ConfigError(f"min_lr={self.min_lr} must be between 0 and lr={self.lr}")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"micro_batch_size={self.micro_batch_size} does not divide batch_size={self.batch_size}; "
+                f"choose a divisor so every optimizer step sees the same number of sequences"
+            )
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(f"decay_fraction={self.decay_fraction} must be in (0, 1]")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+
+    @property
+    def micro(self) -> int:
+        """Sequences per forward/backward."""
+        return self.micro_batch_size or self.batch_size
+
+    @property
+    def accumulation(self) -> int:
+        """Forward/backward passes per optimizer step."""
+        return self.batch_size // self.micro
+
+    @property
+    def final_lr(self) -> float:
+        """Learning rate the decay ends at."""
+        return self.lr / 10 if self.min_lr is None else self.min_lr
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run: the model, the data and the training."""
+
+    preset: str
+    model: GPTConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.seq_len is not None and self.data.seq_len > self.model.max_seq_len:
+            raise ConfigError(
+                f"seq_len={self.data.seq_len} is longer than the model's max_seq_len={self.model.max_seq_len}; "
+                f"lower --seq-len or raise --max-seq-len (inputs are never truncated)"
+            )
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per training window."""
+        return self.data.seq_len or self.model.max_seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as saved in the run folder and in every checkpoint."""
+        return {"lmtrain_version": __version__, **to_jsonable(self)}
+
+
+SECTIONS: dict[str, type] = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
+DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
+"""Keys that fix which tokens each step sees; a resumed run must keep them."""
+
+
+def normalise_keys(flat: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Flat keys with dashes turned into underscores; unknown keys are a ConfigError listing the known ones."""
+    known = {"preset", *(k for cls in SECTIONS.values() for k in field_types(cls))}
+    out = {}
+    for key, value in flat.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"unknown key {key!r} in {what}; known keys: {', '.join(sorted(known))}")
+        out[name] = value
+    return out
+
+
+def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> RunConfig:
+    """RunConfig from flat keys (flags and TOML merged): a preset, model overrides, data and training keys."""
+    flat = normalise_keys(flat, "the run config")
+    preset = str(flat.pop("preset", default_preset))
+    parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in flat.items():
+        section = next(name for name, cls in SECTIONS.items() if key in field_types(cls))
+        parts[section][key] = value
+    model = apply_overrides(get_preset(preset), parts["model"])
+    return RunConfig(
+        preset=preset,
+        model=model,
+        data=from_mapping(DataConfig, parts["data"], "data config"),
+        train=from_mapping(TrainConfig, parts["train"], "training config"),
+    )
+
+
+def run_config_from_dict(saved: Mapping[str, Any]) -> RunConfig:
+    """RunConfig from its saved JSON form (a run folder's or checkpoint's config.json)."""
+    try:
+        return RunConfig(
+            preset=str(saved["preset"]),
+            model=from_mapping(GPTConfig, saved["model"], "saved model config"),
+            data=from_mapping(DataConfig, saved["data"], "saved data config"),
+            train=from_mapping(TrainConfig, saved["train"], "saved training config"),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"saved run config lacks the {exc.args[0]!r} section") from None
+
+
+def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig, list[str]]:
+    """The saved run with the given flat keys applied, and a line for each change.
+
+    Model keys and the keys that fix the data stream must match the saved run: changing them would not
+    continue the same run, so doing so is a ConfigError naming the key.
+    """
+    flat = normalise_keys(flat, "the resumed run's flags")
+    changes, model_changes = [], {}
+    sections = {name: dataclasses.asdict(getattr(saved, name)) for name in SECTIONS}
+    for key, value in flat.items():
+        if key == "preset":
+            if value != saved.preset:
+                raise ConfigError(f"resuming with --preset {value}, but the run was trained as {saved.preset}")
+            continue
+        section = next(name for name, cls in SECTIONS.items() if key in field_types(cls))
+        if section == "model":
+            model_changes[key] = value
+            continue
+        old = sections[section][key]
+        new = coerce(value, field_types(SECTIONS[section])[key], key)
+        if new == old:
+            continue
+        if key in DATA_STREAM_KEYS:
+            raise ConfigError(
+                f"resuming with {key}={new}, but the run used {key}={old}; a resumed run keeps its data stream"
+            )
+        sections[section][key] = new
+        changes.append(f"{key}: {old} -> {new}")
+    if model_changes:
+        wanted = apply_overrides(saved.model, model_changes)
+        if wanted != saved.model:
+            diff = next(k for k in sections["model"] if getattr(wanted, k) != getattr(saved.model, k))
+            raise ConfigError(
+                f"resuming with a conflicting model config: {diff}={getattr(wanted, diff)}, "
+                f"but the checkpoint has {diff}={getattr(saved.model, diff)}"
+            )
+    if "stop_at" not in flat:
+        sections["train"]["stop_at"] = None  # a stop point belongs to one invocation, not to the run
+    if "epochs" in flat and "max_steps" not in flat:
+        sections["train"]["max_steps"] = None
+    if "max_steps" in flat and "epochs" not in flat:
+        sections["train"]["epochs"] = None
+    resumed = RunConfig(
+        preset=saved.preset,
+        model=saved.model,
+        data=DataConfig(**sections["data"]),
+        train=TrainConfig(**sections["train"]),
+    )
+    return resumed, changes

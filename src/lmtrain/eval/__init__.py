@@ -1,0 +1,1 @@
+"""Evaluation (losses, perplexity) and generation."""

@@ -1,0 +1,87 @@
+"""Sampling from a GPT with a KV cache: temperature, top-k, top-p; greedy at temperature 0.
+
+At the context limit the model has seen max_seq_len positions and cannot go further (positions are
+learned), so generation stops there: prompt + new tokens never exceed max_seq_len.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmtrain.model.gpt import GPT
+from lmtrain.model.kv_cache import KVCache
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Logits (B, V) with everything outside the top-k and the top-p nucleus set to -inf."""
+    if top_k is not None and top_k > 0 and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix whose mass reaches top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def next_token(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Next token ids (B, 1) from last-position logits (B, V): argmax at temperature 0, else a sample."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = torch.softmax(filter_logits(logits.float() / temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eot_id: int | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """Prompt (B, T) followed by up to `max_new_tokens` new tokens, stopping at `eot_id` or max_seq_len.
+
+    With `use_cache`, each step feeds only the newest token and reuses cached keys and values; without it,
+    the whole sequence is recomputed every step (same tokens, slower). Rows that reached `eot_id` are
+    padded with `eot_id` while the others continue.
+    """
+    model.eval()
+    cfg = model.config
+    B, T = prompt.shape
+    if T == 0:
+        raise ValueError("the prompt is empty")
+    if T > cfg.max_seq_len:
+        raise ValueError(f"the prompt has {T} tokens; the model's context is {cfg.max_seq_len}")
+    steps = min(max_new_tokens, cfg.max_seq_len - T)
+    param = next(model.parameters())
+    cache = (
+        KVCache(cfg.n_layer, B, cfg.n_head, cfg.head_dim, cfg.max_seq_len, param.device, param.dtype)
+        if use_cache
+        else None
+    )
+    out = prompt
+    done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
+    feed = prompt
+    for _ in range(steps):
+        logits, _ = model(feed if use_cache else out, cache=cache)
+        tok = next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+        if eot_id is not None:
+            tok = torch.where(done[:, None], torch.full_like(tok, eot_id), tok)
+            done |= tok[:, 0] == eot_id
+        out = torch.cat([out, tok], dim=1)
+        feed = tok
+        if eot_id is not None and bool(done.all()):
+            break
+    return out

@@ -1,0 +1,67 @@
+"""Crash-safe file operations: atomic replacement, fsync, and clean-up of temporaries left by dead processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename inside it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's content to disk."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def temp_name(path: Path, kind: str = "tmp") -> Path:
+    """A hidden sibling of `path` owned by this process: `.NAME.KIND-PID`."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a reader sees the old or the new content, never a mix."""
+    tmp = temp_name(path)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def remove_dir(path: Path) -> None:
+    """Rename a folder out of the way, then delete it, so a half-deleted folder never keeps its name."""
+    trash = temp_name(path, "del")
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(parent: Path, pattern: str) -> None:
+    """Delete entries matching `pattern` (names ending in -PID) whose process no longer exists."""
+    for stale in parent.glob(pattern):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Training: schedule, optimizer, runtime, checkpoints, the loop."""

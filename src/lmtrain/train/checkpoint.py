@@ -1,0 +1,192 @@
+"""Self-describing checkpoints, written atomically: weights (safetensors), config.json, trainer state.
+
+RUN/checkpoints/step_0001000/{model.safetensors, config.json, trainer_state.pt}, plus the text files
+`latest` and `best` naming a checkpoint folder. A checkpoint is written under a temporary name and renamed
+complete; markers are replaced atomically; old checkpoints are renamed away before they are deleted. A
+process killed at any moment leaves `latest` pointing at a complete, loadable checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lmtrain.errors import CheckpointError, ConfigError
+from lmtrain.fields import from_mapping
+from lmtrain.files import fsync_dir, fsync_file, remove_dir, remove_stale_temps, temp_name, write_text_atomic
+from lmtrain.model.config import GPTConfig
+from lmtrain.train.runtime import unwrap
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_FILE = "trainer_state.pt"
+CHECKPOINTS = "checkpoints"
+MARKERS = ("latest", "best")
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint after `step` optimizer steps."""
+    return f"step_{step:07d}"
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict of the unwrapped model (no `_orig_mod.` or `module.` prefixes), contiguous, on the CPU."""
+    return {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    config: dict[str, Any],
+    trainer_state: dict[str, Any],
+    keep_last: int,
+    is_best: bool,
+) -> Path:
+    """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`."""
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = temp_name(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file(model_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(trainer_state, tmp / STATE_FILE)
+        for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE):
+            fsync_file(tmp / name)
+        fsync_dir(tmp)
+        if final.exists():
+            remove_dir(final)
+        os.rename(tmp, final)
+        fsync_dir(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_text_atomic(root / "latest", final.name + "\n")
+    if is_best:
+        write_text_atomic(root / "best", final.name + "\n")
+    prune(root, keep_last)
+    return final
+
+
+def _step_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and (p / MODEL_FILE).is_file())
+
+
+def read_marker(root: Path, which: str) -> Path | None:
+    """The checkpoint folder a marker names, or None when the marker or its folder is missing."""
+    try:
+        name = (root / which).read_text().strip()
+    except OSError:
+        return None
+    path = root / name
+    return path if name.startswith("step_") and path.is_dir() else None
+
+
+def prune(root: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints, never the ones `latest` or `best` name."""
+    protected = {read_marker(root, m) for m in MARKERS}
+    for path in _step_dirs(root)[:-keep_last]:
+        if path not in protected:
+            remove_dir(path)
+    remove_stale_temps(root, ".step_*.*-*")
+
+
+def resolve_checkpoint(path: Path, which: str = "latest") -> Path:
+    """The checkpoint folder for `path`: itself if it is one, else the run folder's `which` marker."""
+    if (path / MODEL_FILE).is_file() or (path / CONFIG_FILE).is_file() and not (path / CHECKPOINTS).is_dir():
+        return path
+    root = path / CHECKPOINTS
+    if not root.is_dir():
+        if not path.exists():
+            raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
+        raise CheckpointError(f"{path} is neither a checkpoint folder ({MODEL_FILE}) nor a run folder ({CHECKPOINTS}/)")
+    found = read_marker(root, which) or read_marker(root, "latest")
+    if found is None:
+        steps = _step_dirs(root)
+        if not steps:
+            raise CheckpointError(f"{path} holds no checkpoint yet")
+        found = steps[-1]
+    return found
+
+
+def load_checkpoint_config(ckpt: Path) -> dict[str, Any]:
+    """The checkpoint's config.json; a missing or unreadable one is a CheckpointError."""
+    try:
+        config = json.loads((ckpt / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt} has no {CONFIG_FILE}; it is not a complete lmtrain checkpoint") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt / CONFIG_FILE} is unreadable ({exc})") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(f"{ckpt / CONFIG_FILE} has no model config")
+    return config
+
+
+def model_config_of(config: dict[str, Any], ckpt: Path) -> GPTConfig:
+    """GPTConfig stored in a checkpoint config; a bad one is a CheckpointError."""
+    try:
+        return from_mapping(GPTConfig, config["model"], f"{ckpt / CONFIG_FILE}")
+    except ConfigError as exc:
+        raise CheckpointError(f"{ckpt / CONFIG_FILE}: {exc}") from None
+
+
+def load_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors; a missing or damaged safetensors file is a CheckpointError."""
+    path = ckpt / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt} has no {MODEL_FILE}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is damaged or truncated ({exc}); use another checkpoint") from None
+
+
+def load_state_into(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Path) -> None:
+    """Copy `weights` into `model`; missing, extra or differently shaped tensors are a CheckpointError."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise CheckpointError(f"{ckpt / MODEL_FILE} does not match its config.json: {what}")
+    for name, tensor in weights.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{ckpt / MODEL_FILE} does not match its config.json: {name} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(weights, strict=True)
+
+
+def load_model(ckpt: Path, device: torch.device | str = "cpu"):  # -> tuple[GPT, dict]
+    """Rebuild the model from a checkpoint alone (no architecture flags) and load its weights."""
+    from lmtrain.model.gpt import GPT
+
+    config = load_checkpoint_config(ckpt)
+    cfg = model_config_of(config, ckpt)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model = model.to_empty(device=device)
+    load_state_into(model, load_weights(ckpt), ckpt)
+    return model.eval(), config
+
+
+def load_trainer_state(ckpt: Path) -> dict[str, Any]:
+    """The checkpoint's trainer state, loaded with weights_only=True."""
+    path = ckpt / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt} has no {STATE_FILE}; it cannot resume training")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}); resume from another checkpoint") from None

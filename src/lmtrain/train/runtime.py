@@ -1,0 +1,103 @@
+"""Device, precision, model wrapping and RNG state: the hardware-facing parts of training, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from lmtrain.errors import ConfigError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def select_device(name: str) -> torch.device:
+    """The device for `--device`: auto picks cuda, then mps, then cpu; an unavailable one is a ConfigError."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ConfigError("--device cuda, but CUDA is not available here; use --device cpu or auto")
+    if name == "mps" and not mps:
+        raise ConfigError("--device mps, but MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def select_dtype(name: str, device: torch.device) -> str:
+    """The autocast precision for `--dtype`: auto is bf16 on CUDA that supports it, else fp32."""
+    if name == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name == "fp16" and device.type == "cpu":
+        raise ConfigError("--dtype fp16 needs a GPU; use bf16 or fp32 on the CPU")
+    return name
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    """Autocast context for the forward pass (a no-op for fp32)."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def wrap_model(model: nn.Module, compile: bool) -> nn.Module:
+    """The module the loop calls: compiled when asked. Checkpoints always come from `model` itself."""
+    return torch.compile(model) if compile else model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The original module behind torch.compile or DDP wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch and CUDA RNG states in types `torch.load(weights_only=True)` accepts."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
