@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export LMTRAIN_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup test lint demo bench-prepare clean
+.PHONY: setup test lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,17 +27,21 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests
 
 # The main job in one command: train `tiny` on the CPU on whatever WikiText is here (the mirror's sample
-# when there is one, else WikiText-2 from LMTRAIN_DATA_DIR, the cache or a download), then evaluate and sample.
+# when there is one, else WikiText-2 from LMTRAIN_DATA_DIR, the cache or a download), evaluate it, sample from it.
 DEMO_DIR ?= runs/demo
 DEMO_DATA := $(if $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw/wiki.train.raw),--dataset wikitext-103 --data-dir $(LMTRAIN_DATA_DIR)/wikitext-sample-raw,--dataset wikitext-2)
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/lmtrain train --preset tiny $(DEMO_DATA) --device cpu --seq-len 128 --batch-size 16 \
 		--max-steps 120 --warmup 15 --lr 1e-3 --eval-every 40 --eval-batches 8 --save-every 0 --log-every 10 \
-		--out $(DEMO_DIR)
+		--sample-tokens 0 --out $(DEMO_DIR)
+	$(VENV)/bin/lmtrain eval $(DEMO_DIR) --split test
+	$(VENV)/bin/lmtrain generate $(DEMO_DIR) --prompt " = Robert Boulter = " --max-new-tokens 40 --top-k 50
 
-bench-prepare: setup
+bench: setup
 	$(VENV)/bin/lmtrain bench prepare --data-dir $(or $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw),$(LMTRAIN_DATA_DIR)) --mb 300
+	$(VENV)/bin/lmtrain bench generate --preset small
+
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

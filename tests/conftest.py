@@ -110,3 +110,43 @@ def read_jsonl(path: Path) -> list[dict]:
 def step_losses(out: Path) -> list[tuple[int, float]]:
     """(step, loss) of every training record of a run."""
     return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `micro` model trained for 60 steps on the mirror's sample (seconds on a CPU); its run folder."""
+    if SHARED is None:
+        pytest.skip(NO_SHARED)
+    from lmtrain.cli import main
+
+    base = tmp_path_factory.mktemp("trained")
+    out = base / "run"
+    args = [
+        "train",
+        "--preset",
+        "micro",
+        "--data-dir",
+        str(SHARED / "wikitext-sample-raw"),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(base / "cache"),
+        "--max-steps",
+        "60",
+        "--batch-size",
+        "8",
+        "--warmup",
+        "5",
+        "--lr",
+        "3e-3",
+        "--eval-every",
+        "0",
+        "--save-every",
+        "0",
+        "--sample-tokens",
+        "0",
+        "--log-every",
+        "60",
+    ]
+    assert main(args) == 0
+    return out

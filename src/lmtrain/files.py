@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -65,3 +67,29 @@ def remove_stale_temps(parent: Path, pattern: str) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder; when the block succeeds, fsync it and rename it to `final`.
+
+    If the block fails or the process dies, `final` is untouched. An existing `final` is replaced only with
+    `replace=True` (it is renamed away first); otherwise it is a FileExistsError.
+    """
+    tmp = temp_name(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                fsync_file(path)
+        fsync_dir(tmp)
+        if final.exists():
+            if not replace:
+                raise FileExistsError(final)
+            remove_dir(final)
+        os.rename(tmp, final)
+        fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -6,11 +6,11 @@ import sys
 from collections.abc import Sequence
 
 from lmtrain import __version__
-from lmtrain.cli import bench, prepare, presets, train
+from lmtrain.cli import bench, evaluate, generate, hf, prepare, presets, train
 from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
-COMMANDS = (presets, prepare, train, bench)
+COMMANDS = (presets, prepare, train, evaluate, generate, hf, bench)
 
 
 def build_parser() -> Parser:

@@ -30,6 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     prep.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     prep.set_defaults(handler=run_prepare)
+    gen = benches.add_parser(
+        "generate",
+        help="KV-cache speed-up: greedy tokens with and without the cache",
+        description="Generate the same greedy tokens with and without the KV cache and report the speed-up.",
+    )
+    gen.add_argument("--preset", default="small", help="randomly initialised preset to time (default small)")
+    gen.add_argument("--checkpoint", type=Path, help="time this checkpoint instead of a preset")
+    gen.add_argument("--new-tokens", type=int, default=256, help="tokens to generate (default 256)")
+    gen.add_argument("--prompt-tokens", type=int, default=16, help="prompt length (default 16)")
+    gen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device (default auto)")
+    gen.add_argument("--out", type=Path, help="also write the result as JSON to this file")
+    gen.set_defaults(handler=run_generate)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -43,6 +55,36 @@ def run_prepare(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(paths.tokenizer_search())
     log(f"bench prepare: {args.mb:g} MB from {source}, 1 worker vs {args.workers}")
     result = bench_prepare(spec, source, tokenizer, args.mb, args.workers)
+    print_json(result)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from lmtrain.bench.generate import bench_generate
+    from lmtrain.model.gpt import GPT
+    from lmtrain.presets import get_preset
+    from lmtrain.train.checkpoint import load_model, resolve_checkpoint
+    from lmtrain.train.runtime import select_device
+
+    device = select_device(args.device)
+    if args.checkpoint:
+        model, _ = load_model(resolve_checkpoint(args.checkpoint, "best"), device)
+        what = str(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        model, what = GPT(get_preset(args.preset)).to(device).eval(), f"preset {args.preset} (random weights)"
+    if args.prompt_tokens + args.new_tokens > model.config.max_seq_len:
+        raise ConfigError(
+            f"--prompt-tokens {args.prompt_tokens} + --new-tokens {args.new_tokens} exceed the model's "
+            f"max_seq_len={model.config.max_seq_len}; pick a preset with a longer context"
+        )
+    log(f"bench generate: {what}, {args.new_tokens} new tokens after {args.prompt_tokens}, on {device}")
+    result = bench_generate(model, device, args.new_tokens, args.prompt_tokens) | {"model": what}
     print_json(result)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

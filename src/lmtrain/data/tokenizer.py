@@ -98,6 +98,17 @@ def _encoding(source: TokenizerSource):  # -> tiktoken.Encoding
     )
 
 
+def gpt2_fingerprint() -> dict[str, object]:
+    """What identifies the GPT-2 BPE in prepared data and checkpoints (the same from files or tiktoken)."""
+    return {
+        "name": "gpt2",
+        "vocab_size": GPT2_VOCAB_SIZE,
+        "eot_id": EOT_ID,
+        "encoder_json_sha256": GPT2_FILES["encoder.json"],
+        "vocab_bpe_sha256": GPT2_FILES["vocab.bpe"],
+    }
+
+
 class Tokenizer:
     """GPT-2 BPE: encode text to ids and decode ids to text; `eot_id` ends a document."""
 
@@ -130,13 +141,7 @@ class Tokenizer:
 
     def fingerprint(self) -> dict[str, object]:
         """What identifies this tokenizer in prepared data and checkpoints."""
-        return {
-            "name": self.name,
-            "vocab_size": self.vocab_size,
-            "eot_id": self.eot_id,
-            "encoder_json_sha256": GPT2_FILES["encoder.json"],
-            "vocab_bpe_sha256": GPT2_FILES["vocab.bpe"],
-        }
+        return gpt2_fingerprint()
 
     def cache_id(self) -> str:
         """Short stable id of the fingerprint, used in cache folder names."""

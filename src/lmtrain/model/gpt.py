@@ -114,13 +114,8 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(param, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
 
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) for token ids `idx` (B, T), and the mean cross-entropy over targets != -100.
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C) after ln_f for token ids `idx` (B, T).
 
         With `cache`, `idx` continues the sequence the cache holds and positions start after it.
         """
@@ -132,14 +127,25 @@ class GPT(nn.Module):
                 f"split it into windows (inputs are never truncated silently)"
             )
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
-        wte = self.transformer.wte
-        x = self.transformer.drop(wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x, cache)
         if cache is not None:
             cache.advance(T)
-        x = self.transformer.ln_f(x)  # (B, T, C)
-        logits = F.linear(x, wte.weight)  # (B, T, V)
+        return self.transformer.ln_f(x)  # (B, T, C)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (..., V) from hidden states (..., C), through the tied token embedding."""
+        return F.linear(h, self.transformer.wte.weight)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V) for token ids `idx` (B, T), and the mean cross-entropy over targets != -100."""
+        logits = self.logits(self.hidden(idx, cache))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)

@@ -9,8 +9,6 @@ process killed at any moment leaves `latest` pointing at a complete, loadable ch
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import from_mapping
-from lmtrain.files import fsync_dir, fsync_file, remove_dir, remove_stale_temps, temp_name, write_text_atomic
+from lmtrain.files import atomic_dir, remove_dir, remove_stale_temps, write_text_atomic
 from lmtrain.model.config import GPTConfig
 from lmtrain.train.runtime import unwrap
 
@@ -42,6 +40,18 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
 
 
+def write_checkpoint(
+    final: Path, weights: dict[str, torch.Tensor], config: dict[str, Any], trainer_state: dict[str, Any] | None = None
+) -> Path:
+    """Write a checkpoint folder atomically: weights, config.json and (to resume training) trainer state."""
+    with atomic_dir(final, replace=True) as tmp:
+        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / STATE_FILE)
+    return final
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -54,23 +64,7 @@ def save_checkpoint(
     """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(step)
-    tmp = temp_name(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        save_file(model_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        torch.save(trainer_state, tmp / STATE_FILE)
-        for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE):
-            fsync_file(tmp / name)
-        fsync_dir(tmp)
-        if final.exists():
-            remove_dir(final)
-        os.rename(tmp, final)
-        fsync_dir(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    final = write_checkpoint(root / checkpoint_name(step), model_state(model), config, trainer_state)
     write_text_atomic(root / "latest", final.name + "\n")
     if is_best:
         write_text_atomic(root / "best", final.name + "\n")

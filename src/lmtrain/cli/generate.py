@@ -1,0 +1,103 @@
+"""`lmtrain generate`: sample text from a checkpoint with a KV cache.
+
+Sampling stops at <|endoftext|>, after --max-new-tokens, or when prompt plus new tokens reach the model's
+max_seq_len: positions are learned, so the model has none beyond it and generation ends there (the output says
+`stopped: context limit`). Temperature 0 is greedy decoding; the same --seed gives the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lmtrain.cli.common import add_data_options, data_paths, log, print_json
+from lmtrain.cli.evaluate import add_inference_options, check_tokenizer, open_checkpoint
+from lmtrain.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="sample text from a checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder, or a run folder (its best)")
+    p.add_argument("--prompt", default="", help="text to continue (default: none, start after <|endoftext|>)")
+    p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to add at most (default 100)")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
+    p.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with this probability mass")
+    p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    p.add_argument("--num-samples", type=int, default=1, help="independent samples of the same prompt (default 1)")
+    add_inference_options(p)
+    add_data_options(p, dataset=False)
+    p.add_argument("--json", action="store_true", help="print the samples as JSON")
+    p.set_defaults(handler=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {args.max_new_tokens} must be at least 1")
+    if args.temperature < 0:
+        raise ConfigError(f"--temperature {args.temperature} must be >= 0 (0 is greedy)")
+    if args.top_k is not None and args.top_k < 1:
+        raise ConfigError(f"--top-k {args.top_k} must be at least 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ConfigError(f"--top-p {args.top_p} must be in (0, 1]")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples {args.num_samples} must be at least 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lmtrain.data.tokenizer import load_tokenizer
+    from lmtrain.eval.generate import generate
+    from lmtrain.train.runtime import autocast, select_dtype
+
+    _check(args)
+    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
+    check_tokenizer(config, ckpt)
+    tokenizer = load_tokenizer(data_paths(args).tokenizer_search())
+    ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
+    limit = model.config.max_seq_len
+    if len(ids) >= limit:
+        raise ConfigError(
+            f"the prompt is {len(ids)} tokens; the model's context is {limit}, which leaves no room to generate; "
+            f"shorten the prompt"
+        )
+    prompt = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    with autocast(device, select_dtype(args.dtype, device)):
+        out = generate(
+            model,
+            prompt,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            eot_id=tokenizer.eot_id,
+            generator=generator,
+        )
+    samples = []
+    for row in out.tolist():
+        new = row[len(ids) :]
+        if tokenizer.eot_id in new:
+            new, stop = new[: new.index(tokenizer.eot_id)], "endoftext"
+        elif len(row) >= limit and len(new) < args.max_new_tokens:
+            stop = "context limit"
+        else:
+            stop = "max new tokens"
+        samples.append(
+            {"prompt": args.prompt, "completion": tokenizer.decode(new), "new_tokens": len(new), "stop": stop}
+        )
+    if any(s["stop"] == "context limit" for s in samples):
+        log(f"note: generation stops at the model's context of {limit} tokens (prompt + new tokens)")
+    if args.json:
+        print_json(samples)
+        return 0
+    for i, sample in enumerate(samples, 1):
+        print(f"--- sample {i} ({sample['new_tokens']} new tokens, stopped: {sample['stop']}) ---")
+        print(sample["prompt"] + sample["completion"])
+    return 0

@@ -1,0 +1,53 @@
+"""`lmtrain export` and `lmtrain import-hf`: move models to and from transformers' GPT-2 format."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lmtrain.cli.common import add_data_options, data_paths, log
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="write a checkpoint as a transformers GPT-2 folder",
+        description="Write CHECKPOINT as a folder that transformers.GPT2LMHeadModel.from_pretrained(OUT) loads, "
+        "with the GPT-2 tokenizer files when they are available.",
+    )
+    ex.add_argument("checkpoint", type=Path, help="checkpoint folder, or a run folder (its best)")
+    ex.add_argument("--format", choices=("hf",), default="hf", help="output format (hf: transformers GPT-2)")
+    ex.add_argument("--out", type=Path, required=True, help="new folder to write")
+    add_data_options(ex, dataset=False)
+    ex.set_defaults(handler=run_export)
+    im = sub.add_parser(
+        "import-hf",
+        help="turn a transformers GPT-2 folder into an lmtrain checkpoint",
+        description="Convert a transformers GPT-2 folder (config.json + model.safetensors or pytorch_model.bin) "
+        "into an lmtrain checkpoint that `lmtrain eval` and `lmtrain generate` read.",
+    )
+    im.add_argument("folder", type=Path, help="transformers model folder")
+    im.add_argument("--out", type=Path, required=True, help="new checkpoint folder to write")
+    im.set_defaults(handler=run_import)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lmtrain.data.tokenizer import find_gpt2_folder
+    from lmtrain.interop.hf_folder import export_hf
+    from lmtrain.train.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(args.checkpoint, "best")
+    tokenizer_folder = find_gpt2_folder(data_paths(args).tokenizer_search())
+    written = export_hf(ckpt, args.out, tokenizer_folder)
+    if tokenizer_folder is None:
+        log("note: no GPT-2 BPE files found (encoder.json, vocab.bpe); the folder has no tokenizer files")
+    print(f"exported {ckpt} to {args.out}: {', '.join(written)}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from lmtrain.interop.hf_folder import import_hf
+
+    out = import_hf(args.folder, args.out)
+    print(f"imported {args.folder} to {out}; evaluate it with: lmtrain eval {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Moving models between lmtrain checkpoints and other formats."""

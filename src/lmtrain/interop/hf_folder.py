@@ -1,0 +1,109 @@
+"""Hugging Face folders: export a checkpoint for `GPT2LMHeadModel.from_pretrained`, import one back.
+
+An exported folder holds config.json, model.safetensors (transformers' key names, Conv1D layout, the tied
+lm_head left out as transformers saves it), generation_config.json and, when the GPT-2 BPE files are at hand,
+the tokenizer files (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lmtrain import __version__
+from lmtrain.data.tokenizer import EOT_ID, EOT_TEXT, GPT2_VOCAB_SIZE, gpt2_fingerprint
+from lmtrain.errors import CheckpointError, ConfigError
+from lmtrain.fields import to_jsonable
+from lmtrain.files import atomic_dir
+from lmtrain.model.hf import from_hf_config, from_hf_state_dict, to_hf_config, to_hf_state_dict
+from lmtrain.train.checkpoint import load_model, write_checkpoint
+
+
+def _tokenizer_files(out: Path, folder: Path, max_len: int) -> list[str]:
+    shutil.copyfile(folder / "encoder.json", out / "vocab.json")
+    shutil.copyfile(folder / "vocab.bpe", out / "merges.txt")
+    special = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT}
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {"tokenizer_class": "GPT2Tokenizer", "model_max_length": max_len, "add_prefix_space": False, **special},
+            indent=2,
+        )
+        + "\n"
+    )
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None) -> list[str]:
+    """Write checkpoint `ckpt` as a transformers GPT-2 folder `out` (new or empty); return the files written."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
+    model, _config = load_model(ckpt)
+    hf_config = to_hf_config(model.config)
+    weights = to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    if out.is_dir():
+        out.rmdir()
+    with atomic_dir(out) as tmp:
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+        (tmp / "generation_config.json").write_text(
+            json.dumps({"bos_token_id": EOT_ID, "eos_token_id": EOT_ID}, indent=2) + "\n"
+        )
+        written = ["config.json", "model.safetensors", "generation_config.json"]
+        if tokenizer_folder is not None and model.config.vocab_size == GPT2_VOCAB_SIZE:
+            written += _tokenizer_files(tmp, tokenizer_folder, model.config.max_seq_len)
+    return written
+
+
+def _hf_weights(src: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a transformers folder: model.safetensors, its shards, or pytorch_model.bin."""
+    try:
+        if (src / "model.safetensors").is_file():
+            return load_file(str(src / "model.safetensors"))
+        index = src / "model.safetensors.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return {k: v for shard in shards for k, v in load_file(str(src / shard)).items()}
+        if (src / "pytorch_model.bin").is_file():
+            return torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"the weights in {src} are unreadable ({type(exc).__name__}: {exc})") from None
+    raise CheckpointError(f"{src} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def import_hf(src: Path, out: Path) -> Path:
+    """Convert a transformers GPT-2 folder into an lmtrain checkpoint folder `out` (evaluable, not resumable)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
+    try:
+        hf_config = json.loads((src / "config.json").read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{src} has no config.json; give a transformers model folder") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{src / 'config.json'} is unreadable ({exc})") from None
+    cfg = from_hf_config(hf_config)
+    weights = from_hf_state_dict(_hf_weights(src))
+    config: dict[str, Any] = {
+        "lmtrain_version": __version__,
+        "preset": "hf-import",
+        "model": to_jsonable(cfg),
+        "source": {"hf_folder": str(src.resolve()), "name": hf_config.get("_name_or_path")},
+    }
+    if cfg.vocab_size == GPT2_VOCAB_SIZE:
+        config["tokenizer"] = gpt2_fingerprint()
+    weights = {k: v.to(torch.float32).contiguous() for k, v in weights.items()}
+    if out.is_dir():
+        out.rmdir()
+    write_checkpoint(out, weights, config)
+    try:
+        load_model(out)  # every tensor is there with the shape the config implies
+    except CheckpointError:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,93 @@
+"""Export to and import from transformers' GPT-2 folders: same logits, same greedy text, round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import LMTRAIN
+from lmtrain.eval.generate import generate
+from lmtrain.train.checkpoint import load_model, load_weights, resolve_checkpoint
+
+transformers = pytest.importorskip("transformers")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LMTRAIN, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def exported(trained_run: Path, shared_data: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "hf"
+    proc = _run("export", str(trained_run), "--format", "hf", "--out", str(out), "--data-dir", str(shared_data))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_transformers_loads_the_export_with_the_same_logits_and_greedy_text(trained_run: Path, exported: Path) -> None:
+    ours, _ = load_model(resolve_checkpoint(trained_run, "best"))
+    hf = transformers.GPT2LMHeadModel.from_pretrained(exported).eval()
+    idx = torch.randint(0, 50257, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=0, atol=1e-4)
+    prompt = idx[:1, :8]
+    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, eos_token_id=None, pad_token_id=50256)
+    got = generate(ours, prompt, 20, temperature=0)
+    assert torch.equal(got, expected)
+
+
+def test_the_export_carries_the_gpt2_tokenizer(exported: Path, tokenizer) -> None:
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json"} <= {
+        p.name for p in exported.iterdir()
+    }
+    hf_tok = transformers.AutoTokenizer.from_pretrained(exported)
+    text = " = Valkyria Chronicles III = \n Senjō no Valkyria 3 : <unk> Chronicles"
+    assert hf_tok(text)["input_ids"] == tokenizer.encode(text)
+    assert json.loads((exported / "config.json").read_text())["n_inner"] == 256
+
+
+def test_import_round_trip(trained_run: Path, exported: Path, tmp_path: Path, sample_dir: Path) -> None:
+    out = tmp_path / "imported"
+    proc = _run("import-hf", str(exported), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    original = load_weights(resolve_checkpoint(trained_run, "best"))
+    imported = load_weights(out)
+    assert set(imported) == set(original)
+    for name, value in original.items():
+        torch.testing.assert_close(imported[name], value, rtol=0, atol=0)
+    result = _run("eval", str(out), "--data-dir", str(sample_dir), "--split", "valid", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tokens"] == 10_819
+
+
+def test_import_of_a_transformers_save_pretrained_folder(tmp_path: Path) -> None:
+    from lmtrain.interop.hf_folder import import_hf
+
+    cfg = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=48, n_layer=2, n_head=4)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    model, config = load_model(import_hf(tmp_path / "hf", tmp_path / "ckpt"))
+    assert model.config.d_ff == 4 * 48 and config["preset"] == "hf-import" and "tokenizer" not in config
+    idx = torch.randint(0, 300, (2, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=0, atol=1e-4)
+
+
+def test_import_and_export_errors(tmp_path: Path, trained_run: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = _run("import-hf", str(tmp_path / "empty"), "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "has no config.json" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
+    proc = _run("import-hf", str(tmp_path / "bert"), "--out", str(tmp_path / "y"))
+    assert proc.returncode == 2 and "only 'gpt2' can be imported" in proc.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    proc = _run("export", str(trained_run), "--out", str(tmp_path / "taken"))
+    assert proc.returncode == 2 and "not empty" in proc.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -1,0 +1,166 @@
+"""Perplexity: every token scored once, windows and padding, strides, counts, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import math
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import LMTRAIN, shared_file
+from lmtrain.eval.perplexity import CPU_CHUNK, Scores, perplexity_report, plan_windows, score_tokens, window_arrays
+from lmtrain.model.config import GPTConfig
+from lmtrain.model.gpt import GPT
+
+EOT = 96
+CFG = GPTConfig(vocab_size=97, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=64, dropout=0.0)
+
+
+def _model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(CFG).eval()
+
+
+def _tokens(n: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, EOT, n).astype(np.uint16)
+
+
+@pytest.mark.parametrize("n,context,stride", [(40, 64, 64), (100, 16, 16), (100, 16, 5), (7, 4, 1), (64, 64, 64)])
+def test_every_token_is_scored_exactly_once(n: int, context: int, stride: int) -> None:
+    stream = np.arange(n + 1)
+    seen = []
+    for begin, end, first in plan_windows(n, context, stride):
+        assert end - begin <= context
+        _, targets = window_arrays(stream, begin, end, first, context, pad_id=-1)
+        seen += targets[targets != -100].tolist()
+    assert seen == list(range(1, n + 1))
+
+
+def test_non_overlapping_windows_and_the_padded_last_one() -> None:
+    windows = list(plan_windows(100, 32, 32))
+    assert windows == [(0, 32, 1), (32, 64, 33), (64, 96, 65), (96, 128, 97)]
+    stream = np.arange(101)
+    inputs, targets = window_arrays(stream, 96, 128, 97, 32, pad_id=-1)
+    assert inputs[:5].tolist() == [96, 97, 98, 99, 100] and (inputs[5:] == -1).all()
+    assert targets[:4].tolist() == [97, 98, 99, 100] and (targets[4:] == -100).all()
+
+
+def test_sliding_windows_score_their_last_stride_tokens_with_earlier_context() -> None:
+    stream = np.arange(101)
+    (b0, e0, f0), (b1, e1, f1), *_ = plan_windows(100, 32, 8)
+    assert (b0, e0, f0) == (0, 8, 1) and (b1, e1, f1) == (0, 16, 9)
+    late = list(plan_windows(100, 32, 8))[6]  # scores targets 49..56 from inputs 24..55
+    inputs, targets = window_arrays(stream, *late, 32, pad_id=-1)
+    assert late == (24, 56, 49) and inputs.tolist() == list(range(24, 56))
+    assert targets[targets != -100].tolist() == list(range(49, 57)) and (targets[:24] == -100).all()
+
+
+def test_the_first_token_is_conditioned_on_endoftext() -> None:
+    stream = np.concatenate([[EOT], _tokens(10)])
+    inputs, targets = window_arrays(stream, 0, 16, 1, 16, pad_id=EOT)
+    assert inputs[0] == EOT and targets[0] == stream[1]
+
+
+def test_one_window_equals_several_windows_with_a_padded_last_one() -> None:
+    model, tokens = _model(), _tokens(40)
+    one = score_tokens(model, tokens, context=64, stride=64, batch_size=4, eot_id=EOT)
+    several = score_tokens(model, tokens, context=64, stride=16, batch_size=2, eot_id=EOT)
+    assert one.windows == 1 and several.windows == 3 and one.tokens == several.tokens == 40
+    assert several.nll == pytest.approx(one.nll, rel=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 3, 7, 16, 24, 40, 64])
+def test_any_stride_gives_the_same_total_when_the_context_covers_the_split(stride: int) -> None:
+    model, tokens = _model(), _tokens(40)
+    reference = score_tokens(model, tokens, context=64, stride=64, batch_size=8, eot_id=EOT)
+    got = score_tokens(model, tokens, context=64, stride=stride, batch_size=8, eot_id=EOT)
+    assert got.nll == pytest.approx(reference.nll, rel=1e-6)
+
+
+def test_the_total_is_the_sum_of_per_token_losses_of_one_forward() -> None:
+    model, tokens = _model(), _tokens(30)
+    stream = torch.as_tensor(np.concatenate([[EOT], tokens]).astype(np.int64))[None]
+    with torch.no_grad():
+        logits, _ = model(stream[:, :-1])
+    expected = torch.nn.functional.cross_entropy(logits[0], stream[0, 1:], reduction="sum").item()
+    assert score_tokens(model, tokens, 64, 64, 1, EOT).nll == pytest.approx(expected, rel=1e-6)
+
+
+def test_logits_are_never_held_for_more_than_one_chunk() -> None:
+    model, tokens = _model(), _tokens(500)
+    alive: list[weakref.ref] = []
+
+    original = model.logits
+
+    def logits(h: torch.Tensor) -> torch.Tensor:
+        assert all(ref() is None for ref in alive), "earlier logits are still alive"
+        assert h.shape[0] <= CPU_CHUNK
+        out = original(h)
+        alive.append(weakref.ref(out))
+        return out
+
+    model.logits = logits  # type: ignore[method-assign]
+    scores = score_tokens(model, tokens, context=32, stride=8, batch_size=4, eot_id=EOT)
+    assert scores.windows == 63 and scores.tokens == 500 and len(alive) >= 16
+
+
+def test_report_formulas() -> None:
+    report = perplexity_report(
+        Scores(nll=1000.0, tokens=400, windows=2), original_tokens=300, n_bytes=2000, context=8, stride=8, seconds=1.0
+    )
+    assert report.nll_per_token == 2.5 and report.token_ppl == pytest.approx(math.exp(2.5))
+    assert report.word_ppl == pytest.approx(math.exp(1000 / 300))
+    assert report.bits_per_byte == pytest.approx(1000 / math.log(2) / 2000)
+
+
+def test_sliding_window_perplexity_is_at_most_non_overlapping_for_a_trained_model(trained_run: Path, tokenizer) -> None:
+    from lmtrain.train.checkpoint import load_model, resolve_checkpoint
+
+    model, _ = load_model(resolve_checkpoint(trained_run))
+    tokens = np.asarray(tokenizer.encode(shared_file("wikitext-sample-raw/wiki.valid.raw").read_text()[:20000]))
+    flat = score_tokens(model, tokens, context=64, stride=64, batch_size=16, eot_id=tokenizer.eot_id)
+    sliding = score_tokens(model, tokens, context=64, stride=16, batch_size=16, eot_id=tokenizer.eot_id)
+    assert sliding.tokens == flat.tokens == len(tokens)
+    assert sliding.nll < flat.nll
+
+
+def _eval_json(*args: str) -> dict:
+    import subprocess
+
+    proc = subprocess.run([LMTRAIN, "eval", *args, "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_eval_counts_on_the_sample(trained_run: Path, sample_dir: Path) -> None:
+    result = _eval_json(str(trained_run), "--data-dir", str(sample_dir), "--split", "test", "--batch-size", "32")
+    assert (result["tokens"], result["original_tokens"], result["bytes"]) == (27_674, 23_630, 125_729)
+    for key in ("nll_per_token", "token_ppl", "word_ppl", "bits_per_byte", "seconds"):
+        assert key in result
+    assert result["word_ppl"] > result["token_ppl"]  # fewer words than tokens share the same total NLL
+    assert result["token_ppl"] == pytest.approx(math.exp(result["nll_per_token"]))
+
+
+def test_eval_counts_on_the_wikitext103_test_split(tmp_path: Path, shared_data: Path) -> None:
+    from lmtrain.train.checkpoint import write_checkpoint
+
+    cfg = GPTConfig(n_layer=1, n_head=1, d_model=8, d_ff=32, max_seq_len=512)
+    torch.manual_seed(0)
+    ckpt = write_checkpoint(tmp_path / "ckpt", GPT(cfg).state_dict(), {"model": cfg.__dict__})
+    result = _eval_json(
+        str(ckpt),
+        "--dataset",
+        "wikitext-103",
+        "--data-dir",
+        str(shared_data / "wikitext-103-raw"),
+        "--split",
+        "test",
+        "--batch-size",
+        "16",
+    )
+    assert (result["tokens"], result["original_tokens"], result["bytes"]) == (286_282, 245_569, 1_290_590)
+    assert result["windows"] == math.ceil(286_282 / 512)
