@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def check_tokenizer(config: dict[str, Any], ckpt: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from lmtrain.data.prepare import prepare_split
     from lmtrain.data.tokenizer import load_tokenizer
-    from lmtrain.eval.perplexity import evaluate_split
+    from lmtrain.eval.perplexity import perplexity_report, score_tokens
     from lmtrain.train.runtime import autocast, select_dtype
 
     ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
@@ -105,17 +106,24 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(paths.tokenizer_search())
     prepared = prepare_split(spec, args.split, source, tokenizer, paths.cache_dir).prepared
     log(f"{ckpt}: {spec.name} {args.split}, {prepared.num_tokens:,} tokens, context {context}, stride {stride}")
-    report = evaluate_split(
+    t0 = time.perf_counter()
+    scores = score_tokens(
         model,
         prepared.tokens(),
-        int(prepared.meta["original_tokens"]),
-        int(prepared.meta["bytes"]),
         context,
         stride,
         args.batch_size,
         tokenizer.eot_id,
         device,
         lambda: autocast(device, dtype),
+    )
+    report = perplexity_report(
+        scores,
+        int(prepared.meta["original_tokens"]),
+        int(prepared.meta["bytes"]),
+        context,
+        stride,
+        time.perf_counter() - t0,
     )
     result = dataclasses.asdict(report) | {"dataset": spec.name, "split": args.split, "checkpoint": str(ckpt)}
     if args.json:

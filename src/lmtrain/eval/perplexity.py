@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -148,21 +147,3 @@ def perplexity_report(
         context=context,
         stride=stride,
     )
-
-
-def evaluate_split(
-    model: nn.Module,
-    tokens: np.ndarray,
-    original_tokens: int,
-    n_bytes: int,
-    context: int,
-    stride: int,
-    batch_size: int,
-    eot_id: int,
-    device: torch.device | str = "cpu",
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> PerplexityReport:
-    """Score a prepared split and report its perplexities."""
-    t0 = time.perf_counter()
-    scores = score_tokens(model, tokens, context, stride, batch_size, eot_id, device, autocast)
-    return perplexity_report(scores, original_tokens, n_bytes, context, stride, time.perf_counter() - t0)
