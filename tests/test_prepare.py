@@ -74,6 +74,18 @@ def test_cache_is_reused_and_keyed_by_content(tokenizer: Tokenizer, cache_dir: P
     assert read_prepared(first.prepared.folder) is not None
 
 
+def test_force_replaces_the_cached_split(tokenizer: Tokenizer, cache_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "wiki.valid.raw"
+    source.write_text(" = A = \n one two three\n")
+    first = prepare_split(WIKI103, "valid", source, tokenizer, cache_dir)
+    inode = first.prepared.bin_path.stat().st_ino
+    forced = prepare_split(WIKI103, "valid", source, tokenizer, cache_dir, force=True)
+    assert not forced.cached and forced.prepared.folder == first.prepared.folder
+    assert forced.prepared.bin_path.stat().st_ino != inode  # written anew, not the old file kept
+    assert forced.prepared.summary() == first.prepared.summary()
+    assert [p.name for p in first.prepared.folder.parent.iterdir()] == [first.prepared.folder.name]
+
+
 def test_a_damaged_prepared_split_is_not_trusted(tokenizer: Tokenizer, cache_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "wiki.valid.raw"
     source.write_text(" = A = \n one two three four five\n")

@@ -12,7 +12,6 @@ import json
 import mmap
 import multiprocessing
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from lmtrain.data.datasets import DataPaths, DatasetSpec
 from lmtrain.data.documents import TextCounts, count_text, document_ranges
 from lmtrain.data.tokenizer import Tokenizer, TokenizerSource
 from lmtrain.errors import DataError
-from lmtrain.files import fsync_dir, fsync_file, remove_stale_temps, temp_name
+from lmtrain.files import atomic_dir, remove_stale_temps
 
 FORMAT = 1
 """Version of the prepared layout; folders of another format are rebuilt."""
@@ -198,10 +197,7 @@ def prepare_split(
     in_process = size < IN_PROCESS_BYTES and chunk_bytes is None
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder.parent, ".*.tmp-*")
-    tmp = temp_name(folder)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(folder, replace=True) as tmp:  # --force, or a stale or damaged folder, is replaced whole
         n_tokens, n_docs, counts = _write_tokens(tmp / f"{split}.bin", _encoded(tasks, 1 if in_process else workers))
         meta = {
             "format": FORMAT,
@@ -221,16 +217,6 @@ def prepare_split(
             "seconds": round(time.perf_counter() - t0, 3),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        fsync_file(tmp / "meta.json")
-        fsync_dir(tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished the same split first, or a stale folder is in the way
-            if read_prepared(folder) is None:
-                shutil.rmtree(folder, ignore_errors=True)
-                os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     prepared = read_prepared(folder)
     if prepared is None:
         raise DataError(f"prepared split in {folder} could not be read back; delete it and run prepare again")
@@ -249,8 +235,6 @@ def _write_tokens(path: Path, results: Iterable[tuple[np.ndarray, int, TextCount
             n_tokens += len(tokens)
             n_docs += docs
             counts = counts + chunk_counts
-        out.flush()
-        os.fsync(out.fileno())
     return n_tokens, n_docs, counts
 
 
