@@ -178,6 +178,11 @@ DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
 """Keys that fix which tokens each step sees; a resumed run must keep them."""
 
 
+def _section_of(key: str) -> str:
+    """The section (model, data or train) a known flat key belongs to."""
+    return next(name for name, cls in SECTIONS.items() if key in field_types(cls))
+
+
 def normalise_keys(flat: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Flat keys with dashes turned into underscores; unknown keys are a ConfigError listing the known ones."""
     known = {"preset", *(k for cls in SECTIONS.values() for k in field_types(cls))}
@@ -196,7 +201,7 @@ def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> 
     preset = str(flat.pop("preset", default_preset))
     parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in flat.items():
-        section = next(name for name, cls in SECTIONS.items() if key in field_types(cls))
+        section = _section_of(key)
         parts[section][key] = value
     model = apply_overrides(get_preset(preset), parts["model"])
     return RunConfig(
@@ -234,7 +239,7 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
             if value != saved.preset:
                 raise ConfigError(f"resuming with --preset {value}, but the run was trained as {saved.preset}")
             continue
-        section = next(name for name, cls in SECTIONS.items() if key in field_types(cls))
+        section = _section_of(key)
         if section == "model":
             model_changes[key] = value
             continue

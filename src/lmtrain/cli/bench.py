@@ -55,11 +55,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(paths.tokenizer_search())
     log(f"bench prepare: {args.mb:g} MB from {source}, 1 worker vs {args.workers}")
     result = bench_prepare(spec, source, tokenizer, args.mb, args.workers)
-    print_json(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return _emit(result, args.out)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -85,8 +81,13 @@ def run_generate(args: argparse.Namespace) -> int:
         )
     log(f"bench generate: {what}, {args.new_tokens} new tokens after {args.prompt_tokens}, on {device}")
     result = bench_generate(model, device, args.new_tokens, args.prompt_tokens) | {"model": what}
+    return _emit(result, args.out)
+
+
+def _emit(result: dict, out: Path | None) -> int:
+    """Print a benchmark result as JSON and, with --out, also write it to that file."""
     print_json(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
