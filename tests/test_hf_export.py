@@ -91,3 +91,13 @@ def test_import_and_export_errors(tmp_path: Path, trained_run: Path) -> None:
     proc = _run("export", str(trained_run), "--out", str(tmp_path / "taken"))
     assert proc.returncode == 2 and "not empty" in proc.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_export_into_an_empty_folder_and_a_failed_export_leaves_it(trained_run: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _run("export", str(tmp_path / "no-checkpoint"), "--out", str(empty))
+    assert proc.returncode == 2 and empty.is_dir() and not any(empty.iterdir())
+    proc = _run("export", str(trained_run), "--out", str(empty))
+    assert proc.returncode == 0, proc.stderr
+    assert (empty / "model.safetensors").is_file()

@@ -73,8 +73,8 @@ def remove_stale_temps(parent: Path, pattern: str) -> None:
 def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder; when the block succeeds, fsync it and rename it to `final`.
 
-    If the block fails or the process dies, `final` is untouched. An existing `final` is replaced only with
-    `replace=True` (it is renamed away first); otherwise it is a FileExistsError.
+    If the block fails or the process dies, `final` is untouched. An empty `final` folder is taken over; a
+    non-empty one is replaced only with `replace=True` (it is renamed away first), else it is a FileExistsError.
     """
     tmp = temp_name(final)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -85,7 +85,9 @@ def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
             if path.is_file():
                 fsync_file(path)
         fsync_dir(tmp)
-        if final.exists():
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()  # an empty folder is as good as none
+        elif final.exists():
             if not replace:
                 raise FileExistsError(final)
             remove_dir(final)

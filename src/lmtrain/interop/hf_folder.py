@@ -40,15 +40,18 @@ def _tokenizer_files(out: Path, folder: Path, max_len: int) -> list[str]:
     return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
 
 
-def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None) -> list[str]:
-    """Write checkpoint `ckpt` as a transformers GPT-2 folder `out` (new or empty); return the files written."""
+def _require_new_folder(out: Path) -> None:
+    """`out` must not exist yet, or be an empty folder."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
+
+
+def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None) -> list[str]:
+    """Write checkpoint `ckpt` as a transformers GPT-2 folder `out` (new or empty); return the files written."""
+    _require_new_folder(out)
     model, _config = load_model(ckpt)
     hf_config = to_hf_config(model.config)
     weights = to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
-    if out.is_dir():
-        out.rmdir()
     with atomic_dir(out) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
@@ -79,8 +82,7 @@ def _hf_weights(src: Path) -> dict[str, torch.Tensor]:
 
 def import_hf(src: Path, out: Path) -> Path:
     """Convert a transformers GPT-2 folder into an lmtrain checkpoint folder `out` (evaluable, not resumable)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
+    _require_new_folder(out)
     try:
         hf_config = json.loads((src / "config.json").read_text())
     except FileNotFoundError:
@@ -98,8 +100,6 @@ def import_hf(src: Path, out: Path) -> Path:
     if cfg.vocab_size == GPT2_VOCAB_SIZE:
         config["tokenizer"] = gpt2_fingerprint()
     weights = {k: v.to(torch.float32).contiguous() for k, v in weights.items()}
-    if out.is_dir():
-        out.rmdir()
     write_checkpoint(out, weights, config)
     try:
         load_model(out)  # every tensor is there with the shape the config implies
