@@ -33,7 +33,7 @@ DEMO_DATA := $(if $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw/wiki.train.
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/lmtrain train --preset tiny $(DEMO_DATA) --device cpu --seq-len 128 --batch-size 16 \
-		--max-steps 120 --warmup 15 --lr 1e-3 --eval-every 40 --eval-batches 8 --save-every 0 --log-every 10 \
+		--max-steps 120 --warmup 15 --lr 1e-3 --eval-every 40 --eval-windows 128 --save-every 0 --log-every 10 \
 		--sample-tokens 0 --out $(DEMO_DIR)
 	$(VENV)/bin/lmtrain eval $(DEMO_DIR) --split test
 	$(VENV)/bin/lmtrain generate $(DEMO_DIR) --prompt " = Robert Boulter = " --max-new-tokens 40 --top-k 50

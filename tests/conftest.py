@@ -91,14 +91,29 @@ def train_args(sample_dir: Path, out: Path, *extra: str) -> list[str]:
         "2",
         "--lr",
         "1e-3",
-        "--eval-batches",
-        "2",
+        "--eval-windows",
+        "8",
         "--log-every",
         "1",
         "--sample-tokens",
         "0",
         *extra,
     ]
+
+
+def build_trainer(sample_dir: Path, out: Path, cache: Path, **keys):
+    """A Trainer of the fast model on the mirror's sample with the given run keys, on a silent event bus."""
+    from lmtrain.config import build_run_config
+    from lmtrain.data.datasets import DataPaths
+    from lmtrain.train.data import load_training_data
+    from lmtrain.train.events import EventBus
+    from lmtrain.train.trainer import Trainer
+
+    flat = {"preset": "micro", "d_model": 32, "n_head": 2, "n_layer": 1, "max_seq_len": 32, "batch_size": 4}
+    flat |= {"warmup": 1, "eval_windows": 8, "save_every": 0, "sample_tokens": 0, "data_dir": str(sample_dir)}
+    cfg = build_run_config(flat | keys)
+    data = load_training_data(cfg, DataPaths(sample_dir, None, cache, download=False), log=lambda _: None)
+    return Trainer(cfg, data, out, EventBus())
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -109,7 +124,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def step_losses(out: Path) -> list[tuple[int, float]]:
     """(step, loss) of every training record of a run."""
-    return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "step"]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LMTRAIN
-from lmtrain.train.checkpoint import resolve_checkpoint
+from lmtrain.checkpoint import resolve_checkpoint
 
 
 def _fails(args: list[str], *fragments: str) -> None:

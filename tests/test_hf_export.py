@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import LMTRAIN
+from lmtrain.checkpoint import load_model, load_weights, resolve_checkpoint
 from lmtrain.eval.generate import generate
-from lmtrain.train.checkpoint import load_model, load_weights, resolve_checkpoint
 
 transformers = pytest.importorskip("transformers")
 

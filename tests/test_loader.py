@@ -7,11 +7,18 @@ import torch
 
 from conftest import shared_file
 from lmtrain.data.datasets import get_dataset
-from lmtrain.data.loader import iter_batches, make_batch, window_starts
+from lmtrain.data.loader import make_batch, window_starts
 from lmtrain.data.prepare import prepare_split
 from lmtrain.data.tokenizer import EOT_ID
 
 EOT = 50256
+
+
+def iter_batches(tokens: np.ndarray, seq_len: int, batch_size: int):
+    """Consecutive windows in stream order, batch_size at a time, as evaluation visits them."""
+    starts = window_starts(len(tokens), seq_len)
+    for i in range(0, len(starts), batch_size):
+        yield make_batch(tokens, starts[i : i + batch_size], seq_len)
 
 
 def test_window_starts_fit_in_the_stream() -> None:

@@ -118,7 +118,7 @@ def test_report_formulas() -> None:
 
 
 def test_sliding_window_perplexity_is_at_most_non_overlapping_for_a_trained_model(trained_run: Path, tokenizer) -> None:
-    from lmtrain.train.checkpoint import load_model, resolve_checkpoint
+    from lmtrain.checkpoint import load_model, resolve_checkpoint
 
     model, _ = load_model(resolve_checkpoint(trained_run))
     tokens = np.asarray(tokenizer.encode(shared_file("wikitext-sample-raw/wiki.valid.raw").read_text()[:20000]))
@@ -146,7 +146,7 @@ def test_eval_counts_on_the_sample(trained_run: Path, sample_dir: Path) -> None:
 
 
 def test_eval_counts_on_the_wikitext103_test_split(tmp_path: Path, shared_data: Path) -> None:
-    from lmtrain.train.checkpoint import write_checkpoint
+    from lmtrain.checkpoint import write_checkpoint
 
     cfg = GPTConfig(n_layer=1, n_head=1, d_model=8, d_ff=32, max_seq_len=512)
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmtrain.errors import ConfigError
-from lmtrain.train.schedule import ScheduleConfig, check_warmup, lr_at, warmup_report
+from lmtrain.train.schedule import ScheduleConfig, check_warmup, lr_at
 
 
 def _cfg(**kw) -> ScheduleConfig:
@@ -53,15 +53,6 @@ def test_constant_and_wsd() -> None:
     assert lr_at(7998, wsd) == pytest.approx(3e-4)
     assert lr_at(9999, wsd) == pytest.approx(3e-5)
     assert 3e-5 < lr_at(9000, wsd) < 3e-4
-
-
-def test_long_warmup_warning_gives_lr_at_100_and_500_and_the_share() -> None:
-    report = warmup_report(_cfg(warmup=1000, total_steps=2000))
-    assert report is not None
-    assert "50%" in report and "step 100: 3.03e-05" in report and "step 500: 0.00015" in report
-    assert warmup_report(_cfg(warmup=1000, total_steps=5001)) is None
-    assert warmup_report(_cfg(warmup=1000, total_steps=5000)) is not None  # exactly 20%
-    assert warmup_report(_cfg(warmup=0, total_steps=10)) is None
 
 
 def test_warmup_as_long_as_the_run_is_an_error_unless_allowed() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, read_jsonl, step_losses, train_args
+from conftest import REPO, build_trainer, read_jsonl, step_losses, train_args
+from lmtrain import checkpoint as ckpt
 from lmtrain.cli import main
-from lmtrain.train import checkpoint as ckpt
 
 
 def _train(capsys, *args: str) -> str:
@@ -49,7 +49,7 @@ def test_resume_gives_the_same_losses_as_one_straight_run(sample_dir: Path, tmp_
 
 
 def _val_losses(out: Path) -> dict[int, float]:
-    return {r["step"]: r["val_loss"] for r in read_jsonl(out / "metrics.jsonl") if "val_loss" in r}
+    return {r["step"]: r["val_loss"] for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "eval"}
 
 
 def test_gradient_accumulation_equals_the_full_batch(sample_dir: Path, tmp_path: Path, capsys) -> None:
@@ -95,30 +95,9 @@ def test_lr_follows_optimizer_steps_not_micro_steps(sample_dir: Path, tmp_path: 
 
 
 def test_evaluation_runs_in_eval_mode_and_training_resumes_in_train_mode(sample_dir: Path, tmp_path: Path) -> None:
-    from lmtrain.config import build_run_config
-    from lmtrain.data.datasets import DataPaths
-    from lmtrain.train.trainer import Trainer
-
-    cfg = build_run_config(
-        {
-            "preset": "micro",
-            "d_model": 32,
-            "n_head": 2,
-            "n_layer": 1,
-            "max_seq_len": 32,
-            "data_dir": str(sample_dir),
-            "batch_size": 4,
-            "max_steps": 4,
-            "warmup": 1,
-            "eval_every": 2,
-            "eval_batches": 2,
-            "save_every": 0,
-            "sample_tokens": 0,
-            "dropout": 0.5,
-        }
+    trainer = build_trainer(
+        sample_dir, tmp_path / "run", tmp_path / "c", max_steps=4, eval_every=2, eval_windows=8, dropout=0.5
     )
-    paths = DataPaths(sample_dir, None, tmp_path / "c", download=False)
-    trainer = Trainer(cfg, tmp_path / "run", paths, resume=False, log=lambda _: None)
     seen: list[tuple[bool, bool]] = []
     trainer.model.register_forward_pre_hook(lambda m, _: seen.append((m.training, torch.is_grad_enabled())))
     assert trainer.run() == 0
@@ -129,7 +108,7 @@ def test_evaluation_runs_in_eval_mode_and_training_resumes_in_train_mode(sample_
     assert seen[-1] == (False, False) and trainer.model.training
     first, second = trainer.evaluate(), trainer.evaluate()
     assert first == second  # dropout 0.5 is inactive in evaluation
-    x = torch.as_tensor(trainer.train_tokens[:33].astype("int64"))[None]
+    x = torch.as_tensor(trainer.data.train[:33].astype("int64"))[None]
     with torch.no_grad():
         a, _ = trainer.model(x[:, :-1])
         b, _ = trainer.model(x[:, :-1])
@@ -157,16 +136,20 @@ def test_metrics_and_checkpoints(sample_dir: Path, tmp_path: Path, capsys) -> No
     )
     assert "step 3/9 | epoch" in log and "| loss " in log and "| lr " in log and "grad norm" in log and "tok/s" in log
     records = read_jsonl(out / "metrics.jsonl")
-    train = [r for r in records if "loss" in r]
+    train = [r for r in records if r["event"] == "step"]
     assert [r["step"] for r in train] == [1, 3, 6, 9] and all(
-        {"step", "loss", "lr", "epoch", "grad_norm"} <= set(r) for r in train
+        {"step", "loss", "lr", "epoch", "grad_norm", "tokens", "step_time", "tokens_per_s"} <= set(r) for r in train
     )
-    assert [r["step"] for r in records if "val_loss" in r] == [2, 3, 4, 6, 8, 9]
+    assert [r["step"] for r in records if r["event"] == "eval"] == [2, 3, 4, 6, 8, 9]
+    saved = [r for r in records if r["event"] == "checkpoint"]
+    assert [r["step"] for r in saved] == [2, 4, 6, 8, 9] and all(r["seconds"] > 0 for r in saved)
+    assert all(r["seconds"] > 0 for r in records if r["event"] == "eval")
+    assert records[0]["event"] == "start" and records[-1]["event"] == "end" and records[-1]["reason"] == "finished"
     names = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
     best = (out / "checkpoints" / "best").read_text().strip()
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_0000009"
     assert names == sorted({"step_0000008", "step_0000009", best})  # the last 2, and the best
-    vals = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
+    vals = {r["step"]: r["val_loss"] for r in records if r["event"] == "eval"}
     assert best == f"step_{min((s for s in vals if s in (2, 4, 6, 8, 9)), key=vals.get):07d}"
     latest = out / "checkpoints" / "step_0000009"
     assert {p.name for p in latest.iterdir()} == {"model.safetensors", "config.json", "trainer_state.pt"}
@@ -219,7 +202,7 @@ def test_toml_config_with_flags_winning(sample_dir: Path, tmp_path: Path, capsys
     toml = tmp_path / "run.toml"
     toml.write_text(
         'preset = "micro"\nd-model = 32\nn_head = 2\nn-layer = 1\nmax-seq-len = 32\nbatch-size = 4\n'
-        f'data-dir = "{sample_dir}"\nmax-steps = 3\nwarmup = 1\nlr = 5e-4\neval-batches = 1\nsample-tokens = 0\n'
+        f'data-dir = "{sample_dir}"\nmax-steps = 3\nwarmup = 1\nlr = 5e-4\neval-windows = 4\nsample-tokens = 0\n'
     )
     out = tmp_path / "run"
     log = _train(capsys, "train", "--config", str(toml), "--lr", "2e-4", "--out", str(out))
@@ -307,8 +290,8 @@ def test_familiar_entry_points_train(entry: str, sample_dir: Path, tmp_path: Pat
         str(sample_dir),
         "--out",
         str(out),
-        "--eval_batches",
-        "1",
+        "--eval_windows",
+        "4",
         "--sample_tokens",
         "0",
     ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import read_jsonl, train_args
-from lmtrain.train import checkpoint as ckpt
+from lmtrain import checkpoint as ckpt
 
 
 def _start(sample_dir: Path, out: Path, *extra: str) -> subprocess.Popen:

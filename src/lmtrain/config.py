@@ -6,19 +6,21 @@ A run is a preset plus overrides. Every key a flag sets (`--batch-size`) is also
 
 from __future__ import annotations
 
-import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lmtrain import __version__
 from lmtrain.errors import ConfigError
-from lmtrain.fields import coerce, field_types, from_mapping, to_jsonable
+from lmtrain.fields import field_types, from_mapping, to_jsonable
 from lmtrain.model.config import GPTConfig
 from lmtrain.presets import apply_overrides, get_preset
 
 Schedule = Literal["cosine", "linear", "constant", "wsd"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+DEVICES: tuple[str, ...] = typing.get_args(Device)
+"""The --device choices of every command."""
 DType = Literal["auto", "fp32", "bf16", "fp16"]
 
 
@@ -34,17 +36,29 @@ def _non_negative(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What the model is trained on."""
+    """What the model is trained on, and where the data is looked for."""
 
     dataset: str = "wikitext-103"
     """Dataset name (see `lmtrain prepare --help`)."""
     data_dir: str | None = None
     """Folder holding the split files; default $LMTRAIN_DATA_DIR, the cache, then a download."""
+    cache_dir: str | None = None
+    """Cache for downloads and prepared data; default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain."""
+    no_download: bool = False
+    """Never download; fail when the files are not local."""
     seq_len: int | None = None
     """Tokens per training window; at most the model's max_seq_len (default: max_seq_len)."""
 
     def __post_init__(self) -> None:
         _positive("seq_len", self.seq_len)
+
+
+LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
+"""DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
+PATH_KEYS = ("data_dir", "cache_dir", "out")
+"""Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
+SINKS = ("jsonl", "tensorboard", "wandb")
+"""What --log may name."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,8 @@ class TrainConfig:
     """Clip the global gradient norm to this value; 0 disables clipping."""
     eval_every: int = 500
     """Evaluate on the validation split every N optimizer steps (and at the end); 0: only at the end."""
-    eval_batches: int = 50
-    """Validation batches of micro_batch_size windows per evaluation; 0: the whole split."""
+    eval_windows: int = 1000
+    """Validation windows of seq_len tokens per evaluation, always the first ones of the split; 0: all of them."""
     save_every: int = 1000
     """Write a checkpoint every N optimizer steps (and at the end); 0: only at the end."""
     keep_last: int = 3
@@ -101,19 +115,38 @@ class TrainConfig:
     """Allow a warmup as long as the whole run."""
     sample_tokens: int = 40
     """Tokens of text to sample at the end of training (0: none)."""
+    doctor: Literal["off", "warn", "strict"] = "warn"
+    """Preflight checks at the start: off, warn (report and go on) or strict (refuse to start on an ERROR)."""
+    on_nan: Literal["stop", "skip"] = "stop"
+    """A non-finite loss or gradient norm: stop (keeping the last good checkpoint) or skip that optimizer step."""
+    max_skipped_steps: int = 10
+    """With --on-nan skip: stop once this many optimizer steps in a row were skipped."""
+    log: str = "jsonl,tensorboard"
+    """Comma list of metric sinks: jsonl (metrics.jsonl), tensorboard, wandb (needs the wandb package)."""
+    progress: Literal["auto", "bar", "plain"] = "auto"
+    """Console output: a progress bar (auto: when stderr is a terminal) or plain log lines."""
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.max_steps is not None:
             raise ConfigError("give --epochs or --max-steps, not both")
         _positive("epochs", self.epochs)
-        for name in ("max_steps", "stop_at", "batch_size", "micro_batch_size", "lr", "log_every", "keep_last"):
+        for name in (
+            "max_steps",
+            "stop_at",
+            "batch_size",
+            "micro_batch_size",
+            "lr",
+            "log_every",
+            "keep_last",
+            "max_skipped_steps",
+        ):
             _positive(name, getattr(self, name))
         for name in (
             "warmup",
             "weight_decay",
             "grad_clip",
             "eval_every",
-            "eval_batches",
+            "eval_windows",
             "save_every",
             "sample_tokens",
         ):
@@ -130,6 +163,15 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        unknown = [s for s in self.sinks if s not in SINKS]
+        if unknown or len(set(self.sinks)) != len(self.sinks):
+            what = f"unknown sink {unknown[0]!r}" if unknown else "a sink named twice"
+            raise ConfigError(f"log={self.log!r}: {what}; give a comma list of {', '.join(SINKS)}")
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """The metric sinks --log names."""
+        return tuple(s.strip() for s in self.log.split(",") if s.strip())
 
     @property
     def micro(self) -> int:
@@ -174,8 +216,6 @@ class RunConfig:
 
 
 SECTIONS: dict[str, type] = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
-DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
-"""Keys that fix which tokens each step sees; a resumed run must keep them."""
 
 
 def _section_of(key: str) -> str:
@@ -215,62 +255,15 @@ def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> 
 def run_config_from_dict(saved: Mapping[str, Any]) -> RunConfig:
     """RunConfig from its saved JSON form (a run folder's or checkpoint's config.json)."""
     try:
+        train = dict(saved["train"])
+        if "eval_batches" in train:  # lmtrain 0.1 runs counted micro-batches of validation windows
+            batches = train.pop("eval_batches")
+            train["eval_windows"] = batches * (train.get("micro_batch_size") or train.get("batch_size", 32))
         return RunConfig(
             preset=str(saved["preset"]),
             model=from_mapping(GPTConfig, saved["model"], "saved model config"),
             data=from_mapping(DataConfig, saved["data"], "saved data config"),
-            train=from_mapping(TrainConfig, saved["train"], "saved training config"),
+            train=from_mapping(TrainConfig, train, "saved training config"),
         )
     except KeyError as exc:
         raise ConfigError(f"saved run config lacks the {exc.args[0]!r} section") from None
-
-
-def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig, list[str]]:
-    """The saved run with the given flat keys applied, and a line for each change.
-
-    Model keys and the keys that fix the data stream must match the saved run: changing them would not
-    continue the same run, so doing so is a ConfigError naming the key.
-    """
-    flat = normalise_keys(flat, "the resumed run's flags")
-    changes, model_changes = [], {}
-    sections = {name: dataclasses.asdict(getattr(saved, name)) for name in SECTIONS}
-    for key, value in flat.items():
-        if key == "preset":
-            if value != saved.preset:
-                raise ConfigError(f"resuming with --preset {value}, but the run was trained as {saved.preset}")
-            continue
-        section = _section_of(key)
-        if section == "model":
-            model_changes[key] = value
-            continue
-        old = sections[section][key]
-        new = coerce(value, field_types(SECTIONS[section])[key], key)
-        if new == old:
-            continue
-        if key in DATA_STREAM_KEYS:
-            raise ConfigError(
-                f"resuming with {key}={new}, but the run used {key}={old}; a resumed run keeps its data stream"
-            )
-        sections[section][key] = new
-        changes.append(f"{key}: {old} -> {new}")
-    if model_changes:
-        wanted = apply_overrides(saved.model, model_changes)
-        if wanted != saved.model:
-            diff = next(k for k in sections["model"] if getattr(wanted, k) != getattr(saved.model, k))
-            raise ConfigError(
-                f"resuming with a conflicting model config: {diff}={getattr(wanted, diff)}, "
-                f"but the checkpoint has {diff}={getattr(saved.model, diff)}"
-            )
-    if "stop_at" not in flat:
-        sections["train"]["stop_at"] = None  # a stop point belongs to one invocation, not to the run
-    if "epochs" in flat and "max_steps" not in flat:
-        sections["train"]["max_steps"] = None
-    if "max_steps" in flat and "epochs" not in flat:
-        sections["train"]["epochs"] = None
-    resumed = RunConfig(
-        preset=saved.preset,
-        model=saved.model,
-        data=DataConfig(**sections["data"]),
-        train=TrainConfig(**sections["train"]),
-    )
-    return resumed, changes

@@ -1,8 +1,18 @@
-"""Errors a user can fix: the CLI prints their message on one line and exits with code 2."""
+"""Errors the CLI reports on one line, each with its exit code (the README lists them)."""
+
+EXIT_OK = 0
+EXIT_DOCTOR_ERROR = 1
+"""`lmtrain doctor` found at least one ERROR."""
+EXIT_USAGE = 2
+"""Bad input: flags, files, checkpoints, run folders."""
+EXIT_TRAINING_FAILED = 3
+"""Training started and failed: non-finite loss, gradients or validation loss; out of memory."""
 
 
 class LmtrainError(Exception):
     """Base class for errors caused by input the user controls (flags, files, checkpoints)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(LmtrainError, ValueError):
@@ -15,3 +25,9 @@ class DataError(LmtrainError):
 
 class CheckpointError(LmtrainError):
     """A missing, incomplete, corrupt or mismatched checkpoint or run folder."""
+
+
+class TrainingFailed(LmtrainError):
+    """Training stopped on a failure (non-finite values, out of memory); the message names the step and the fix."""
+
+    exit_code = EXIT_TRAINING_FAILED

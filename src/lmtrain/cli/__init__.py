@@ -6,11 +6,11 @@ import sys
 from collections.abc import Sequence
 
 from lmtrain import __version__
-from lmtrain.cli import bench, evaluate, generate, hf, prepare, presets, train
+from lmtrain.cli import bench, doctor, evaluate, generate, hf, prepare, presets, report, train
 from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
-COMMANDS = (presets, prepare, train, evaluate, generate, hf, bench)
+COMMANDS = (presets, prepare, doctor, train, evaluate, generate, report, hf, bench)
 
 
 def build_parser() -> Parser:
@@ -25,13 +25,13 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; user errors print `lmtrain: error: ...` and return 2."""
+    """Run one subcommand; errors print one line `lmtrain: error: ...` and return their exit code (2 for bad input)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except LmtrainError as exc:
         print(f"lmtrain: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("lmtrain: interrupted", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, data_paths, log, print_json
+from lmtrain.cli.common import add_data_options, add_device_option, data_paths_of, log, print_json
 from lmtrain.data.datasets import get_dataset, locate_split
 from lmtrain.data.prepare import default_workers
 from lmtrain.data.tokenizer import load_tokenizer
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--checkpoint", type=Path, help="time this checkpoint instead of a preset")
     gen.add_argument("--new-tokens", type=int, default=256, help="tokens to generate (default 256)")
     gen.add_argument("--prompt-tokens", type=int, default=16, help="prompt length (default 16)")
-    gen.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device (default auto)")
+    add_device_option(gen)
     gen.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     gen.set_defaults(handler=run_generate)
 
@@ -50,7 +50,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if args.mb <= 0 or args.workers < 1:
         raise ConfigError("--mb must be positive and --workers at least 1")
     spec = get_dataset(args.dataset)
-    paths = data_paths(args)
+    paths = data_paths_of(args)
     source = locate_split(spec, args.split, paths, log=log)
     tokenizer = load_tokenizer(paths.tokenizer_search())
     log(f"bench prepare: {args.mb:g} MB from {source}, 1 worker vs {args.workers}")
@@ -62,10 +62,10 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.bench.generate import bench_generate
+    from lmtrain.checkpoint import load_model, resolve_checkpoint
     from lmtrain.model.gpt import GPT
     from lmtrain.presets import get_preset
-    from lmtrain.train.checkpoint import load_model, resolve_checkpoint
-    from lmtrain.train.runtime import select_device
+    from lmtrain.runtime import select_device
 
     device = select_device(args.device)
     if args.checkpoint:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lmtrain.config import DEVICES
 from lmtrain.data.datasets import DEFAULT_DATASET, DataPaths
 from lmtrain.fields import field_docs, field_types
 from lmtrain.model.config import GPTConfig
@@ -32,12 +33,13 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     return base / "lmtrain"
 
 
-def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
-    """--dataset, --data-dir, --cache-dir, --no-download."""
+def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True, keep_unset: bool = False) -> None:
+    """--dataset, --data-dir, --cache-dir, --no-download; with `keep_unset`, flags not given stay out of the args."""
+    unset = {"default": argparse.SUPPRESS} if keep_unset else {}
     if dataset:
         parser.add_argument(
             "--dataset",
-            default=DEFAULT_DATASET,
+            default=argparse.SUPPRESS if keep_unset else DEFAULT_DATASET,
             help=f"wikitext-103 (raw, default), wikitext-2, wikitext-103-v1, wikitext-2-v1, wikitext (= wikitext-2) "
             f"or text (your own DIR/train.txt, valid.txt, test.txt); default {DEFAULT_DATASET}",
         )
@@ -46,24 +48,43 @@ def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True) -> N
         type=Path,
         help="folder holding the split files under their official names (wiki.train.raw, ...); "
         "default: $LMTRAIN_DATA_DIR/<official folder>, then the cache, then a download",
+        **unset,
     )
     parser.add_argument(
         "--cache-dir",
         type=Path,
         help="cache for downloads and prepared data (default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain)",
+        **unset,
     )
-    parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are not local")
+    parser.add_argument(
+        "--no-download", action="store_true", help="never download; fail if the files are not local", **unset
+    )
 
 
-def data_paths(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> DataPaths:
-    """DataPaths from --data-dir/--cache-dir/--no-download and $LMTRAIN_DATA_DIR/$LMTRAIN_CACHE_DIR."""
+def data_paths(
+    data_dir: Path | str | None,
+    cache_dir: Path | str | None,
+    no_download: bool,
+    env: Mapping[str, str] | None = None,
+) -> DataPaths:
+    """DataPaths from the data options and $LMTRAIN_DATA_DIR/$LMTRAIN_CACHE_DIR."""
     env = os.environ if env is None else env
     return DataPaths(
-        data_dir=args.data_dir.expanduser() if args.data_dir else None,
+        data_dir=Path(data_dir).expanduser() if data_dir else None,
         env_dir=Path(env["LMTRAIN_DATA_DIR"]).expanduser() if env.get("LMTRAIN_DATA_DIR") else None,
-        cache_dir=args.cache_dir.expanduser() if args.cache_dir else default_cache_dir(env),
-        download=not args.no_download,
+        cache_dir=Path(cache_dir).expanduser() if cache_dir else default_cache_dir(env),
+        download=not no_download,
     )
+
+
+def data_paths_of(args: argparse.Namespace) -> DataPaths:
+    """DataPaths from a command's --data-dir, --cache-dir and --no-download."""
+    return data_paths(args.data_dir, args.cache_dir, args.no_download)
+
+
+def add_device_option(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--device, with the choices every command shares."""
+    parser.add_argument("--device", choices=DEVICES, default=default, help="auto (cuda, mps, cpu), cpu, cuda or mps")
 
 
 MODEL_DEST = "model__"

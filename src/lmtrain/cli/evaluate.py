@@ -8,19 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmtrain.cli.common import add_data_options, data_paths, log, print_json
+from lmtrain.cli.common import add_data_options, add_device_option, data_paths_of, log, print_json
 from lmtrain.data.datasets import DEFAULT_DATASET, get_dataset, locate_split
 from lmtrain.errors import CheckpointError, ConfigError, DataError
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
     """--device and --dtype for commands that run a trained model."""
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda", "mps"),
-        default="auto",
-        help="auto (cuda, mps, cpu), cpu, cuda or mps (default auto)",
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--dtype",
         choices=("fp32", "bf16", "fp16"),
@@ -55,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def open_checkpoint(path: Path, device_name: str, which: str = "best") -> tuple[Path, Any, dict[str, Any], Any]:
     """(checkpoint folder, model on the device in eval mode, its config.json, device)."""
-    from lmtrain.train.checkpoint import load_model, resolve_checkpoint
-    from lmtrain.train.runtime import select_device
+    from lmtrain.checkpoint import load_model, resolve_checkpoint
+    from lmtrain.runtime import select_device
 
     device = select_device(device_name)
     ckpt = resolve_checkpoint(path, which)
@@ -76,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from lmtrain.data.prepare import prepare_split
     from lmtrain.data.tokenizer import load_tokenizer
     from lmtrain.eval.perplexity import perplexity_report, score_tokens
-    from lmtrain.train.runtime import autocast, select_dtype
+    from lmtrain.runtime import autocast, select_dtype
 
     ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
     check_tokenizer(config, ckpt)
@@ -101,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
     dtype = select_dtype(args.dtype, device)
-    paths = data_paths(args)
+    paths = data_paths_of(args)
     source = locate_split(spec, args.split, paths, log=log)
     tokenizer = load_tokenizer(paths.tokenizer_search())
     prepared = prepare_split(spec, args.split, source, tokenizer, paths.cache_dir).prepared

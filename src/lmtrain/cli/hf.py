@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, data_paths, log
+from lmtrain.cli.common import add_data_options, data_paths_of, log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,12 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from lmtrain.checkpoint import resolve_checkpoint
     from lmtrain.data.tokenizer import find_gpt2_folder
     from lmtrain.interop.hf_folder import export_hf
-    from lmtrain.train.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(args.checkpoint, "best")
-    tokenizer_folder = find_gpt2_folder(data_paths(args).tokenizer_search())
+    tokenizer_folder = find_gpt2_folder(data_paths_of(args).tokenizer_search())
     written = export_hf(ckpt, args.out, tokenizer_folder)
     if tokenizer_folder is None:
         log("note: no GPT-2 BPE files found (encoder.json, vocab.bpe); the folder has no tokenizer files")

@@ -6,8 +6,6 @@ document into the next, and a document longer than the context runs across sever
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 
@@ -35,15 +33,6 @@ def make_batch(
     else:
         batch = batch.to(device)
     return batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
-
-
-def iter_batches(
-    tokens: np.ndarray, seq_len: int, batch_size: int, device: torch.device | str = "cpu"
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive windows in stream order, batch_size at a time (the last batch may be smaller)."""
-    starts = window_starts(len(tokens), seq_len)
-    for i in range(0, len(starts), batch_size):
-        yield make_batch(tokens, starts[i : i + batch_size], seq_len, device)
 
 
 class TrainSampler:

@@ -135,10 +135,6 @@ class Tokenizer:
         """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""
         return self._enc.decode(list(ids))
 
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """Raw bytes of `ids` (exact, also for partial UTF-8 sequences)."""
-        return self._enc.decode_bytes(list(ids))
-
     def fingerprint(self) -> dict[str, object]:
         """What identifies this tokenizer in prepared data and checkpoints."""
         return gpt2_fingerprint()

@@ -55,9 +55,27 @@ def generate(
 
     With `use_cache`, each step feeds only the newest token and reuses cached keys and values; without it,
     the whole sequence is recomputed every step (same tokens, slower). Rows that reached `eot_id` are
-    padded with `eot_id` while the others continue.
+    padded with `eot_id` while the others continue. The model's train/eval mode is restored afterwards.
     """
+    was_training = model.training
     model.eval()
+    try:
+        return _generate(model, prompt, max_new_tokens, temperature, top_k, top_p, eot_id, generator, use_cache)
+    finally:
+        model.train(was_training)
+
+
+def _generate(
+    model: GPT,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    eot_id: int | None,
+    generator: torch.Generator | None,
+    use_cache: bool,
+) -> torch.Tensor:
     cfg = model.config
     B, T = prompt.shape
     if T == 0:

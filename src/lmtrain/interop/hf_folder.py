@@ -17,12 +17,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lmtrain import __version__
+from lmtrain.checkpoint import load_model, write_checkpoint
 from lmtrain.data.tokenizer import EOT_ID, EOT_TEXT, GPT2_VOCAB_SIZE, gpt2_fingerprint
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import to_jsonable
 from lmtrain.files import atomic_dir
 from lmtrain.model.hf import from_hf_config, from_hf_state_dict, to_hf_config, to_hf_state_dict
-from lmtrain.train.checkpoint import load_model, write_checkpoint
 
 
 def _tokenizer_files(out: Path, folder: Path, max_len: int) -> list[str]:

@@ -61,19 +61,7 @@ def lr_at(step: int, cfg: ScheduleConfig) -> float:
 
 
 LONG_WARMUP_SHARE = 0.2
-"""A warmup at or above this share of the run gets a warning before the first step."""
-
-
-def warmup_report(cfg: ScheduleConfig) -> str | None:
-    """A warning when warmup takes 20% or more of the run: LR at steps 100 and 500 and the share; else None."""
-    if cfg.warmup == 0 or cfg.warmup < LONG_WARMUP_SHARE * cfg.total_steps:
-        return None
-    share = min(1.0, cfg.warmup / cfg.total_steps)
-    points = ", ".join(f"step {s}: {lr_at(s, cfg):.3g}" for s in (100, 500) if s < cfg.total_steps) or "n/a"
-    return (
-        f"warning: warmup of {cfg.warmup} steps is {share:.0%} of the run's {cfg.total_steps} steps; "
-        f"LR at {points} (peak {cfg.lr:g} only from step {cfg.warmup})"
-    )
+"""A warmup at or above this share of the run is a WARN of the doctor."""
 
 
 def check_warmup(cfg: ScheduleConfig, allow_long_warmup: bool) -> None:

@@ -1,328 +1,267 @@
-"""The training loop: data, model and optimizer set-up, steps, evaluation, checkpoints, exact resume, signals."""
+"""The training loop: optimizer steps, evaluation and checkpoints, each announced as an event.
+
+The trainer prints nothing and writes no logs: metrics.jsonl, the console, TensorBoard and the health checks
+are observers on its event bus. It receives prepared token arrays and, on resume, what to restore.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
-from lmtrain.data.datasets import DataPaths, get_dataset, locate_splits
-from lmtrain.data.loader import TrainSampler, make_batch, window_starts
-from lmtrain.data.prepare import PreparedSplit, prepare_dataset
-from lmtrain.data.tokenizer import load_tokenizer
-from lmtrain.errors import CheckpointError, ConfigError, DataError, LmtrainError
+from lmtrain.data.loader import make_batch
+from lmtrain.doctor.rules import Finding
+from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import generate
 from lmtrain.eval.loss import evaluate
 from lmtrain.files import write_text_atomic
 from lmtrain.model.gpt import GPT
 from lmtrain.model.sizing import param_counts
-from lmtrain.presets import ff_warning
-from lmtrain.train import checkpoint as ckpt
-from lmtrain.train.metrics import MetricsLog
-from lmtrain.train.optim import build_optimizer
-from lmtrain.train.runtime import (
-    autocast,
-    rng_state,
-    seed_everything,
-    select_device,
-    select_dtype,
-    set_rng_state,
-    wrap_model,
+from lmtrain.runtime import autocast, seed_everything, select_device, select_dtype, wrap_model
+from lmtrain.train.data import TrainingData, eval_starts, run_length
+from lmtrain.train.events import (
+    CheckpointSaved,
+    Evaluated,
+    EventBus,
+    Plan,
+    RunEnded,
+    RunFailed,
+    RunStarted,
+    StepEnded,
+    Warned,
 )
-from lmtrain.train.schedule import ScheduleConfig, check_warmup, lr_at, warmup_report
-
-RUN_CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-
-
-class StopSignals:
-    """Turns the first SIGINT/SIGTERM into a request to checkpoint and stop; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def check_run_dir(out: Path, resume: bool) -> None:
-    """A new run needs an empty or new folder; a resumed one needs a run folder with a checkpoint."""
-    if resume:
-        if not (out / RUN_CONFIG).is_file():
-            raise CheckpointError(f"--resume {out}: no run there ({out / RUN_CONFIG} is missing)")
-        return
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()):
-        what = "another run" if (out / RUN_CONFIG).exists() or (out / ckpt.CHECKPOINTS).exists() else "files"
-        raise ConfigError(f"--out {out} already holds {what}; continue it with --resume {out} or choose another --out")
+from lmtrain.train.failures import failure_message, is_out_of_memory
+from lmtrain.train.optim import build_optimizer
+from lmtrain.train.resume import RUN_CONFIG, Restore, check_restore
+from lmtrain.train.schedule import ScheduleConfig, check_warmup
+from lmtrain.train.signals import StopSignals
+from lmtrain.train.snapshot import checkpoint_config, restore_into, trainer_state
+from lmtrain.train.step import StepClock, StepResult, TrainStep
 
 
 class Trainer:
-    """One training run of `cfg` into folder `out`, optionally resumed from its latest checkpoint."""
+    """One training run of `cfg` on `data` into folder `out`, announcing events on `bus`."""
 
-    def __init__(self, cfg: RunConfig, out: Path, paths: DataPaths, resume: bool, log: Callable[[str], None] = print):
-        self.cfg, self.out, self.log = cfg, out, log
+    def __init__(
+        self,
+        cfg: RunConfig,
+        data: TrainingData,
+        out: Path,
+        bus: EventBus,
+        restore: Restore | None = None,
+        changes: tuple[str, ...] = (),
+        findings: tuple[Finding, ...] = (),
+    ) -> None:
+        self.cfg, self.data, self.out, self.bus, self.restore = cfg, data, out, bus, restore
+        self.changes, self.findings = changes, findings
         tc = cfg.train
         self.device = select_device(tc.device)
         self.dtype = select_dtype(tc.dtype, self.device)
-        self._load_data(paths)
+        self.sampler, self.total_steps = run_length(cfg, len(data.train))
+        self.stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
         self.schedule = ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, self.total_steps, tc.schedule, tc.decay_fraction)
         check_warmup(self.schedule, tc.allow_long_warmup)
+        self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.eval_windows)
         seed_everything(tc.seed)
         self.model = GPT(cfg.model).to(self.device)
         self.optimizer = build_optimizer(self.model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == "fp16")
-        self.step = 0
-        self.best_val = math.inf
-        self.resumed_from: Path | None = self._restore() if resume else None
+        self.step, self.best_val = 0, math.inf
+        if restore is not None:
+            self._load(restore)
         self.runner = wrap_model(self.model, tc.compile)
+        self.train_step = TrainStep(
+            self.model, self.runner, self.optimizer, self.scaler, self.schedule, self.sampler, data.train,
+            cfg.seq_len, tc.accumulation, tc.grad_clip, self.device, self.dtype, tc.on_nan == "skip",
+        )  # fmt: skip
+        self.first_step = self.step + 1
+        self.pending: list[tuple[int, StepResult]] = []
+        self.skipped_in_row = 0
+        self.last_val: tuple[int, float] | None = None
+        self.last_save: int | None = self.step if restore is not None else None
+        self.clock = StepClock()
 
-    def _load_data(self, paths: DataPaths) -> None:
-        cfg, tc = self.cfg, self.cfg.train
-        spec = get_dataset(cfg.data.dataset)
-        sources = locate_splits(spec, ["train", "valid"], paths, log=self.log)
-        self.tokenizer = load_tokenizer(paths.tokenizer_search())
-        if cfg.model.vocab_size < self.tokenizer.vocab_size:
-            raise ConfigError(
-                f"vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {self.tokenizer.vocab_size}"
-            )
-        prepared = prepare_dataset(spec, sources, paths, self.tokenizer)
-        self.splits: dict[str, PreparedSplit] = {s: r.prepared for s, r in prepared.items()}
-        self.train_tokens = self.splits["train"].tokens()
-        self.valid_tokens = self.splits["valid"].tokens()
-        self.sampler = TrainSampler(len(self.train_tokens), cfg.seq_len, tc.batch_size, tc.seed)
-        if self.sampler.steps_per_epoch == 0:
-            raise DataError(
-                f"the train split has {len(self.train_tokens):,} tokens, {self.sampler.windows} windows of "
-                f"seq_len={cfg.seq_len}: not one batch of {tc.batch_size}; lower --batch-size or --seq-len"
-            )
-        self.total_steps = tc.max_steps or math.ceil((tc.epochs or 1.0) * self.sampler.steps_per_epoch)
-        starts = window_starts(len(self.valid_tokens), cfg.seq_len)
-        if len(starts) == 0:
-            raise DataError(
-                f"the valid split has {len(self.valid_tokens)} tokens, fewer than seq_len+1={cfg.seq_len + 1}"
-            )
-        self.val_starts = starts[: tc.eval_batches * tc.micro] if tc.eval_batches else starts
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.train.batch_size * self.cfg.seq_len
 
-    def _data_identity(self) -> dict[str, Any]:
-        return {s: {"sha256": p.meta["source"]["sha256"], "tokens": p.num_tokens} for s, p in self.splits.items()}
+    def plan(self) -> Plan:
+        """The run as planned: steps, tokens, parameters, data, device."""
+        counts = param_counts(self.cfg.model)
+        return Plan(
+            self.total_steps, self.stop_at, self.step, self.tokens_per_step, counts["total"],
+            counts["non_embedding"], len(self.data.train), len(self.data.valid), self.sampler.steps_per_epoch,
+            len(self.val_starts), str(self.device), self.dtype,
+        )  # fmt: skip
 
-    def _restore(self) -> Path:
-        found = ckpt.resolve_checkpoint(self.out, "latest")
-        config = ckpt.load_checkpoint_config(found)
-        if ckpt.model_config_of(config, found) != self.cfg.model:
-            raise CheckpointError(f"{found} holds a different model than {self.out / RUN_CONFIG} describes")
-        ckpt.load_state_into(self.model, ckpt.load_weights(found), found)
-        state = ckpt.load_trainer_state(found)
-        if state["data"]["train_sha256"] != self.splits["train"].meta["source"]["sha256"]:
-            raise CheckpointError(
-                f"the training data differs from the data {found} was trained on; resume with the same files"
-            )
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        self.step = int(state["step"])
-        self.best_val = float(state["best_val_loss"])
-        return found
+    def run(self) -> int:
+        """Train to the end, to --stop-at or to a signal and return the exit code; a failure raises TrainingFailed."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.out / RUN_CONFIG, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        resumed_from = self.restore.checkpoint if self.restore is not None else None
+        self.bus.publish(RunStarted(self.out, self.cfg, self.plan(), resumed_from, self.changes, self.findings))
+        if self.step >= self.stop_at:
+            return self._end("already_done", 0)
+        with StopSignals() as signals:
+            try:
+                self.model.train()
+                self.clock.mark()
+                while self.step < self.stop_at and signals.received is None:
+                    self._advance()
+                self._final_checkpoint(evaluate=signals.received is None)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self.pending = []
+                what = f"out of memory on {self.device} at step {self.step + 1} ({str(exc).strip()[:200]})"
+                raise self._fail("out_of_memory", self.step, what) from None
+        if signals.received is not None:
+            return self._end("signal", 128 + signals.received)
+        return self._end("finished" if self.step >= self.total_steps else "stop_at", 0)
 
-    def describe(self) -> list[str]:
-        """The resolved run, printed at the start."""
-        cfg, tc = self.cfg, self.cfg.train
-        m = cfg.model
-        tokens_per_step = tc.batch_size * cfg.seq_len
-        return [
-            f"run      {self.out}  (config: {self.out / RUN_CONFIG})",
-            f"model    {cfg.preset}: d_model={m.d_model} n_head={m.n_head} n_layer={m.n_layer} d_ff={m.d_ff} "
-            f"max_seq_len={m.max_seq_len} vocab={m.vocab_size} dropout={m.dropout} bias={m.bias} "
-            f"({param_counts(m)['total']:,} parameters)",
-            f"data     {cfg.data.dataset}: train {len(self.train_tokens):,} tokens, valid {len(self.valid_tokens):,}; "
-            f"seq_len={cfg.seq_len}, {self.sampler.steps_per_epoch:,} steps per epoch",
-            f"steps    {self.total_steps:,} ({self.total_steps / self.sampler.steps_per_epoch:.2f} epochs), "
-            f"batch {tc.batch_size} x {cfg.seq_len} = {tokens_per_step:,} tokens/step, micro-batch {tc.micro} "
-            f"({tc.accumulation} accumulation steps)",
-            f"optim    AdamW lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
-            f"(LR at step 0: {lr_at(0, self.schedule):.3g}), weight decay {tc.weight_decay}, "
-            f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
-            f"runtime  device {self.device}, dtype {self.dtype}, compile {tc.compile}, seed {tc.seed}; "
-            f"eval every {tc.eval_every} ({len(self.val_starts)} windows), save every {tc.save_every}, keep {tc.keep_last}",
-        ]
-
-    def _autocast(self):
-        return autocast(self.device, self.dtype)
-
-    def _train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _advance(self) -> None:
+        """Take one optimizer step; log, evaluate and save where due."""
         tc = self.cfg.train
-        lr = lr_at(step, self.schedule)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        total = torch.zeros((), device=self.device)
-        for starts in np.split(self.sampler.batch_starts(step), tc.accumulation):
-            x, y = make_batch(self.train_tokens, starts, self.cfg.seq_len, self.device)
-            with self._autocast():
-                _, loss = self.runner(x, y)
-            loss = loss / tc.accumulation
-            self.scaler.scale(loss).backward()
-            total += loss.detach()
-        self.scaler.unscale_(self.optimizer)
-        clip = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total, grad_norm, lr
+        result = self.train_step(self.step)
+        self.step += 1
+        self.pending.append((self.step, result))
+        if result.skipped:
+            self._note_skip()
+        elif tc.on_nan == "skip":
+            self.skipped_in_row = 0
+        eval_due = bool(tc.eval_every) and self.step % tc.eval_every == 0
+        save_due = bool(tc.save_every) and self.step % tc.save_every == 0
+        if self._is_log_point(self.step) or eval_due or save_due:
+            self._flush()
+        if eval_due or save_due:  # every checkpoint carries its validation loss
+            val = self._evaluate()
+            if save_due:
+                self._save(val)
+
+    def _is_log_point(self, step: int) -> bool:
+        return step % self.cfg.train.log_every == 0 or step in (self.first_step, self.stop_at)
+
+    def _flush(self) -> None:
+        """Read the pending steps' values in one transfer, check them, and announce them."""
+        if not self.pending:
+            return
+        rows = [torch.stack((r.loss.float(), r.grad_norm.float(), r.bad.float())) for _, r in self.pending]
+        values = torch.stack(rows).tolist()
+        seconds = self.clock.lap(len(self.pending))
+        per_step, pending, self.pending = seconds / len(rows), self.pending, []
+        for (step, result), (loss, grad_norm, bad) in zip(pending, values):
+            if bad and not result.skipped:
+                raise self._fail(
+                    "non_finite",
+                    step,
+                    f"the training loss became {loss} at step {step} (gradient norm {grad_norm})",
+                )
+            self.bus.publish(
+                StepEnded(
+                    step, self.sampler.epoch_of(step), loss, result.lr, grad_norm, step * self.tokens_per_step,
+                    per_step, self.tokens_per_step / per_step, self._is_log_point(step), result.skipped,
+                )
+            )  # fmt: skip
+
+    def _note_skip(self) -> None:
+        self._flush()
+        self.skipped_in_row += 1
+        limit = self.cfg.train.max_skipped_steps
+        self.bus.publish(
+            Warned(
+                self.step,
+                "nan.skipped",
+                f"non-finite loss or gradient norm at step {self.step}: its update was skipped "
+                f"({self.skipped_in_row} in a row; the run stops at {limit})",
+            )
+        )
+        if self.skipped_in_row >= limit:
+            raise self._fail(
+                "non_finite",
+                self.step,
+                f"{self.skipped_in_row} optimizer steps in a row up to step {self.step} had a non-finite loss or "
+                f"gradient norm, so their updates were skipped",
+            )
 
     def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         micro = self.cfg.train.micro
         for i in range(0, len(self.val_starts), micro):
-            yield make_batch(self.valid_tokens, self.val_starts[i : i + micro], self.cfg.seq_len, self.device)
+            yield make_batch(self.data.valid, self.val_starts[i : i + micro], self.cfg.seq_len, self.device)
 
     def evaluate(self) -> float:
-        """Mean validation loss over the evaluation windows (eval mode, no grad; train mode restored)."""
-        return evaluate(self.runner, self._val_batches(), self._autocast)
+        """Mean validation loss over the run's fixed validation windows (eval mode, no grad; train mode restored)."""
+        return evaluate(self.runner, self._val_batches(), lambda: autocast(self.device, self.dtype))
 
-    def save(self, val_loss: float | None) -> Path:
-        """Checkpoint the current step; `best` follows the lowest validation loss."""
-        is_best = val_loss is not None and val_loss < self.best_val
+    def _evaluate(self) -> float:
+        t0 = time.perf_counter()
+        val = self.evaluate()
+        self.bus.publish(Evaluated(self.step, self.step * self.tokens_per_step, val, time.perf_counter() - t0))
+        if not math.isfinite(val):
+            raise self._fail("non_finite", self.step, f"the validation loss became {val} at step {self.step}")
+        self.last_val = (self.step, val)
+        self.clock.mark()
+        return val
+
+    def _save(self, val_loss: float | None) -> None:
+        """Checkpoint the current step; never from a non-finite state; `best` follows the lowest validation loss."""
+        self._flush()  # raises, and so saves nothing, if any step since the last check was non-finite
+        t0 = time.perf_counter()
+        is_best = val_loss is not None and math.isfinite(val_loss) and val_loss < self.best_val
         if is_best:
             self.best_val = val_loss
-        epoch = self.sampler.epoch_of(self.step)
-        config = {
-            **self.cfg.to_dict(),
-            "checkpoint": {"step": self.step, "epoch": epoch, "val_loss": val_loss, "total_steps": self.total_steps},
-            "tokenizer": self.tokenizer.fingerprint(),
-            "data_sources": self._data_identity(),
-        }
-        state = {
-            "step": self.step,
-            "epoch": epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
-            "data": {
-                "position": self.step,
-                "seed": self.cfg.train.seed,
-                "seq_len": self.cfg.seq_len,
-                "batch_size": self.cfg.train.batch_size,
-                "train_sha256": self.splits["train"].meta["source"]["sha256"],
-            },
-            "best_val_loss": self.best_val,
-        }
-        return ckpt.save_checkpoint(self.out, self.step, self.model, config, state, self.cfg.train.keep_last, is_best)
+        epoch, windows, sources = self.sampler.epoch_of(self.step), len(self.val_starts), self.data.sources
+        config = checkpoint_config(
+            self.cfg, self.step, epoch, self.total_steps, val_loss, windows, sources, self.data.tokenizer
+        )
+        state = trainer_state(self.cfg, self.step, epoch, self.optimizer, self.scaler, self.best_val, windows, sources)
+        path = ckpt.save_checkpoint(self.out, self.step, self.model, config, state, self.cfg.train.keep_last, is_best)
+        self.last_save = self.step
+        self.bus.publish(CheckpointSaved(self.step, path, val_loss, is_best, time.perf_counter() - t0))
+        self.clock.mark()
 
-    def run(self) -> int:
-        """Train to the end (or --stop-at, or a signal); return the process exit code."""
+    def _final_checkpoint(self, evaluate: bool) -> None:
+        """At the end or on a signal: a checkpoint of the last step (evaluated first, unless stopping on a signal)."""
+        self._flush()
+        if self.last_save == self.step:
+            return
+        val = self.last_val[1] if self.last_val is not None and self.last_val[0] == self.step else None
+        if val is None and evaluate:
+            val = self._evaluate()
+        self._save(val)
+
+    def _load(self, restore: Restore) -> None:
+        check_restore(restore, self.data.sources, len(self.val_starts))
+        self.step, self.best_val = restore_into(restore, self.model, self.optimizer, self.scaler)
+
+    def _fail(self, reason: str, step: int, what: str) -> TrainingFailed:
+        """Announce a failure and return the error to raise."""
+        last = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "latest")
+        message = failure_message(reason, what, self.cfg, self.out, last)
+        self.bus.publish(RunFailed(step, reason, message, last))
+        return TrainingFailed(message)
+
+    def _end(self, reason: str, code: int) -> int:
         tc = self.cfg.train
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out / RUN_CONFIG, _json(self.cfg.to_dict()))
-        for line in self.describe():
-            self.log(line)
-        for warning in (ff_warning(self.cfg.model), warmup_report(self.schedule)):
-            if warning:
-                self.log(warning)
-        if self.resumed_from is not None:
-            self.log(f"resumed from {self.resumed_from} at step {self.step}")
-        stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
-        if self.resumed_from is not None and self.step >= stop_at:
-            self.log(
-                f"the run is already at step {self.step} of {self.total_steps}; pass --max-steps or --epochs to go on"
-            )
-            return 0
-        tokens_per_step = tc.batch_size * self.cfg.seq_len
-        resume_step = self.step if self.resumed_from is not None else None
-        last_eval, last_save = None, resume_step
-        last_val: float | None = None
-        with (
-            StopSignals() as signals,
-            MetricsLog(self.out / METRICS, self.total_steps, self.log, resume_step) as metrics,
-        ):
-            self.model.train()
-            timer, steps_timed = time.perf_counter(), 0
-            while self.step < stop_at and signals.received is None:
-                loss, grad_norm, lr = self._train_step(self.step)
-                self.step += 1
-                steps_timed += 1
-                if self.step % tc.log_every == 0 or self.step in (1, stop_at):  # step 1 shows the loss at init
-                    loss_value = float(loss)
-                    if not math.isfinite(loss_value):
-                        raise LmtrainError(
-                            f"the loss became {loss_value} at step {self.step}; lower --lr or use --dtype bf16/fp32"
-                        )
-                    elapsed = time.perf_counter() - timer
-                    metrics.train(
-                        self.step,
-                        self.sampler.epoch_of(self.step),
-                        loss_value,
-                        lr,
-                        float(grad_norm),
-                        steps_timed * tokens_per_step / max(elapsed, 1e-9),
-                    )
-                    timer, steps_timed = time.perf_counter(), 0
-                eval_due = tc.eval_every and self.step % tc.eval_every == 0
-                save_due = tc.save_every and self.step % tc.save_every == 0
-                if eval_due or save_due:  # every checkpoint carries its validation loss
-                    last_val, last_eval = self.evaluate(), self.step
-                    metrics.eval(self.step, last_val)
-                if save_due:
-                    self.save(last_val)
-                    last_save = self.step
-            finished = self.step >= self.total_steps and signals.received is None
-            if last_save != self.step:
-                val = last_val if last_eval == self.step else None
-                if val is None and signals.received is None:
-                    val, last_eval = self.evaluate(), self.step
-                    metrics.eval(self.step, val)
-                self.log(f"checkpoint {self.save(val)}")
-        if signals.received is not None:
-            self.log(
-                f"stopped by signal {signals.received} at step {self.step}; continue with: lmtrain train --resume {self.out}"
-            )
-            return 128 + signals.received
-        if not finished:
-            self.log(
-                f"stopped at step {self.step} of {self.total_steps}; continue with: lmtrain train --resume {self.out}"
-            )
-            return 0
-        self.log(f"done: {self.step} steps; best val loss {self.best_val:.4f} (ppl {math.exp(self.best_val):,.2f})")
-        if tc.sample_tokens:
-            self.log("sample: " + self.sample(tc.sample_tokens))
-        return 0
+        sample = self.sample(tc.sample_tokens) if reason == "finished" and tc.sample_tokens else None
+        best = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "best")
+        tps = self.clock.steps * self.tokens_per_step / self.clock.seconds if self.clock.steps else None
+        best_val = self.best_val if math.isfinite(self.best_val) else None
+        self.bus.publish(RunEnded(self.step, reason, code, best_val, best, self.clock.seconds, tps, sample))
+        return code
 
     def sample(self, new_tokens: int, prompt_tokens: int = 16) -> str:
         """A short continuation of the first tokens of the validation split (temperature 0.8, top-k 50)."""
-        prompt = torch.as_tensor(np.asarray(self.valid_tokens[:prompt_tokens], dtype=np.int64), device=self.device)[
-            None
-        ]
+        prompt = np.asarray(self.data.valid[:prompt_tokens], dtype=np.int64)
+        ids = torch.as_tensor(prompt, device=self.device)[None]  # (1, T)
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
-        with self._autocast():
-            out = generate(
-                self.model, prompt, new_tokens, temperature=0.8, top_k=50, eot_id=self.tokenizer.eot_id, generator=gen
-            )
-        self.model.train()
-        return repr(self.tokenizer.decode(out[0].tolist()))
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, indent=2) + "\n"
+        with autocast(self.device, self.dtype):
+            out = generate(self.model, ids, new_tokens, 0.8, 50, eot_id=self.data.tokenizer.eot_id, generator=gen)
+        return self.data.tokenizer.decode(out[0].tolist())

@@ -1,9 +1,11 @@
-"""Device, precision, model wrapping and RNG state: the hardware-facing parts of training, in one place."""
+"""Device, precision, model wrapping and RNG state: the hardware-facing parts shared by training and inference."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -101,3 +103,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block (a trial step, a sample) without changing any RNG the run depends on."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory on `device` (GPU memory, or the machine's RAM for the CPU); None where unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -21,7 +21,7 @@ from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import from_mapping
 from lmtrain.files import atomic_dir, remove_dir, remove_stale_temps, write_text_atomic
 from lmtrain.model.config import GPTConfig
-from lmtrain.train.runtime import unwrap
+from lmtrain.runtime import unwrap
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -1,0 +1,128 @@
+"""The facts the doctor's rules need, from a run's config, its data and one measured step on its device.
+
+`examine` gathers the facts (document lengths, device memory, a trial step on a throwaway copy of the model
+with every RNG restored afterwards, so the run itself is unchanged) and applies the rules of `doctor.rules`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lmtrain.config import RunConfig
+from lmtrain.data.tokenizer import EOT_ID
+from lmtrain.doctor.rules import DocumentStats, Facts, Finding, Trial, diagnose
+from lmtrain.model.gpt import GPT
+from lmtrain.runtime import autocast, device_memory, preserved_rng, seed_everything, select_device, select_dtype
+from lmtrain.train.data import TrainingData, eval_starts, run_length
+from lmtrain.train.optim import build_optimizer
+from lmtrain.train.schedule import ScheduleConfig
+from lmtrain.train.step import TrainStep
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """The findings, and the facts behind them that a report or --json shows."""
+
+    findings: list[Finding]
+    facts: Facts
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "ERROR"]
+
+    def to_dict(self) -> dict:
+        """The --json form."""
+        trial = self.facts.trial
+        return {
+            "findings": [{"level": f.level, "code": f.code, "message": f.message} for f in self.findings],
+            "plan": {
+                "total_steps": self.facts.total_steps,
+                "start_step": self.facts.start_step,
+                "train_tokens": self.facts.train_tokens,
+                "eval_windows": self.facts.eval_windows,
+                "device": self.facts.device,
+                "dtype": self.facts.dtype,
+                "device_memory": self.facts.device_memory,
+            },
+            "documents": vars(self.facts.documents),
+            "measured": vars(trial) if trial else None,
+        }
+
+
+def document_stats(tokens: np.ndarray, seq_len: int) -> DocumentStats:
+    """Document lengths in a packed token stream (documents end at <|endoftext|>)."""
+    ends = np.flatnonzero(np.asarray(tokens) == EOT_ID)
+    bounds = np.concatenate([[-1], ends, [len(tokens)]])
+    lengths = np.diff(bounds) - 1
+    lengths = lengths[lengths > 0]
+    if len(lengths) == 0:
+        return DocumentStats(0, 0.0, 0.0)
+    return DocumentStats(len(lengths), float(np.median(lengths)), float(np.mean(lengths > seq_len)))
+
+
+def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str) -> Trial:
+    """One optimizer step of the run's first batch on a fresh copy of the model, timed after a short warm-up."""
+    with preserved_rng():
+        seed_everything(cfg.train.seed)
+        try:
+            return _timed_step(cfg, data, device, dtype)
+        except torch.cuda.OutOfMemoryError:
+            return Trial(math.nan, math.nan, None, out_of_memory=True)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str) -> Trial:
+    tc = cfg.train
+    sampler, total = run_length(cfg, len(data.train))
+    model = GPT(cfg.model).to(device)
+    optimizer = build_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
+    schedule = ScheduleConfig(tc.lr, tc.final_lr, 0, total)
+    step = TrainStep(
+        model, model, optimizer, scaler, schedule, sampler, data.train, cfg.seq_len, tc.accumulation,
+        tc.grad_clip, device, dtype,
+    )  # fmt: skip
+    model.train()
+    start = int(sampler.batch_starts(0)[0])
+    x = torch.as_tensor(np.asarray(data.train[start : start + cfg.seq_len + 1], dtype=np.int64), device=device)
+    with autocast(device, dtype):
+        _, loss = model(x[None, :-1], x[None, 1:])  # warm-up on one window: kernels, allocator
+    loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    initial = float(step(0).loss)  # waits for the device
+    seconds = time.perf_counter() - t0
+    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+    return Trial(seconds, initial, peak)
+
+
+def examine(cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bool = True) -> DoctorReport:
+    """The doctor's report for `cfg` on `data` (with a measured step unless `measure` is False)."""
+    device = select_device(cfg.train.device)
+    dtype = select_dtype(cfg.train.dtype, device)
+    _, total = run_length(cfg, len(data.train))
+    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    facts = Facts(
+        cfg=cfg,
+        total_steps=total,
+        start_step=start_step,
+        train_tokens=len(data.train),
+        eval_windows=len(eval_starts(len(data.valid), cfg.seq_len, cfg.train.eval_windows)),
+        documents=document_stats(data.train, cfg.seq_len),
+        device=str(device),
+        dtype=dtype,
+        device_memory=device_memory(device),
+        cpu_has_bf16=bool(cpu_bf16),
+        trial=trial_step(cfg, data, device, dtype) if measure else None,
+    )
+    return DoctorReport(diagnose(facts), facts)

@@ -1,0 +1,305 @@
+"""The doctor's rules: pure functions from what is known about a run (`Facts`) to findings OK, WARN or ERROR.
+
+Each finding says what was found, why it matters and what to do, in one or two sentences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from lmtrain.config import RunConfig
+from lmtrain.model.sizing import param_counts
+from lmtrain.presets import ff_warning
+from lmtrain.train.schedule import LONG_WARMUP_SHARE, ScheduleConfig, lr_at
+
+Level = Literal["OK", "WARN", "ERROR"]
+COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20.0
+"""Hoffmann et al. (2022): a compute-optimal run sees about 20 tokens per parameter."""
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the doctor's report."""
+
+    level: Level
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What one measured optimizer step on the run's device showed."""
+
+    step_seconds: float
+    initial_loss: float
+    peak_memory: int | None
+    """Peak bytes allocated on a GPU during the step; None on the CPU."""
+    out_of_memory: bool = False
+    """The step ran out of memory."""
+
+
+@dataclass(frozen=True)
+class DocumentStats:
+    """Document lengths of the training split, in tokens."""
+
+    documents: int
+    median_tokens: float
+    longer_than_context: float
+    """Share of documents longer than the training window."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the rules look at."""
+
+    cfg: RunConfig
+    total_steps: int
+    start_step: int
+    train_tokens: int
+    eval_windows: int
+    documents: DocumentStats
+    device: str
+    dtype: str
+    device_memory: int | None
+    cpu_has_bf16: bool = True
+    trial: Trial | None = None
+
+
+def _schedule(f: Facts) -> ScheduleConfig:
+    tc = f.cfg.train
+    return ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, f.total_steps, tc.schedule, tc.decay_fraction)
+
+
+def _lr_points(f: Facts) -> str:
+    schedule = _schedule(f)
+    points = [f"step {s}: {lr_at(s, schedule):.3g}" for s in (100, 500, 1000) if s < f.total_steps]
+    return "LR at " + ", ".join(points) if points else f"LR at step 0: {lr_at(0, schedule):.3g}"
+
+
+def parameters(f: Facts) -> Finding:
+    counts = param_counts(f.cfg.model)
+    return Finding(
+        "OK",
+        "parameters",
+        f"{counts['total']:,} parameters, {counts['non_embedding']:,} outside the embeddings "
+        f"({counts['non_embedding'] / counts['total']:.0%})",
+    )
+
+
+def tokens_per_parameter(f: Facts) -> Finding:
+    params = param_counts(f.cfg.model)["total"]
+    run_tokens = f.total_steps * f.cfg.train.batch_size * f.cfg.seq_len
+    per_epoch, per_run = f.train_tokens / params, run_tokens / params
+    epochs = run_tokens / f.train_tokens
+    what = (
+        f"the training split has {f.train_tokens:,} tokens ({per_epoch:.3g} per parameter per epoch); the run "
+        f"sees {run_tokens:,} ({per_run:.3g} per parameter, {epochs:.2f} epochs) against the "
+        f"~{COMPUTE_OPTIMAL_TOKENS_PER_PARAM:g} of a compute-optimal run"
+    )
+    if per_run < COMPUTE_OPTIMAL_TOKENS_PER_PARAM / 10:
+        return Finding(
+            "WARN",
+            "tokens_per_parameter",
+            f"{what}: the model is large for this budget; a smaller --preset (or more steps) learns more "
+            f"from the same compute, unless this is a smoke test",
+        )
+    if epochs > 4:
+        return Finding(
+            "WARN",
+            "tokens_per_parameter",
+            f"{what}: repeating data more than ~4 times gives little (Muennighoff et al., 2023); expect "
+            f"overfitting and watch the validation loss, or use a smaller model",
+        )
+    return Finding("OK", "tokens_per_parameter", what)
+
+
+def steps(f: Facts) -> Finding:
+    tc = f.cfg.train
+    left = f.total_steps - f.start_step
+    resumed = f" ({left:,} left after step {f.start_step:,})" if f.start_step else ""
+    return Finding(
+        "OK",
+        "steps",
+        f"{f.total_steps:,} optimizer steps{resumed} of {tc.batch_size} x {f.cfg.seq_len} = "
+        f"{tc.batch_size * f.cfg.seq_len:,} tokens ({tc.accumulation} micro-batch(es) of {tc.micro} each)",
+    )
+
+
+def warmup(f: Facts) -> Finding:
+    tc, total = f.cfg.train, f.total_steps
+    suggestion = max(1, round(0.05 * total))
+    points = _lr_points(f)
+    if tc.warmup >= total:
+        level: Level = "WARN" if tc.allow_long_warmup else "ERROR"
+        return Finding(
+            level,
+            "warmup",
+            f"warmup {tc.warmup} of {total} steps: the LR never reaches its peak {tc.lr:g} ({points}); "
+            f"use --warmup {suggestion}",
+        )
+    share = tc.warmup / total
+    if tc.warmup and share >= LONG_WARMUP_SHARE:
+        probe = min(100, tc.warmup // 10)
+        lr = lr_at(probe, _schedule(f))
+        return Finding(
+            "WARN",
+            "warmup",
+            f"warmup {tc.warmup} of {total} steps ({share:.0%}): the LR at step {probe} is {lr:.1e}, "
+            f"{lr / tc.lr:.2g} of the peak, and much of the run learns slowly ({points}); use --warmup {suggestion}",
+        )
+    return Finding("OK", "warmup", f"warmup {tc.warmup} of {total} steps ({share:.0%}); {points}")
+
+
+def learning_rate(f: Facts) -> Finding:
+    lr = f.cfg.train.lr
+    if lr > 1e-2:
+        return Finding(
+            "WARN",
+            "lr",
+            f"--lr {lr:g} is far above what AdamW trains GPT models with (about 6e-4 to 3e-3); expect a "
+            f"diverging loss: try --lr 1e-3 or run lmtrain doctor on a lower value",
+        )
+    if lr < 1e-5:
+        return Finding("WARN", "lr", f"--lr {lr:g} is so low that the model will barely move; try 3e-4 to 1e-3")
+    return Finding("OK", "lr", f"peak LR {lr:g}, decaying to {f.cfg.train.final_lr:g} ({f.cfg.train.schedule})")
+
+
+def context(f: Facts) -> Finding:
+    docs, seq, max_len = f.documents, f.cfg.seq_len, f.cfg.model.max_seq_len
+    what = (
+        f"{docs.longer_than_context:.0%} of the {docs.documents:,} training documents are longer than the "
+        f"{seq}-token window (median {docs.median_tokens:,.0f} tokens); documents are packed back to back and "
+        f"run across windows, never cut"
+    )
+    if seq < max_len:
+        return Finding(
+            "WARN",
+            "context",
+            f"{what}; but the model has {max_len} positions and training uses {seq}: positions {seq}-{max_len - 1} "
+            f"are never trained, so evaluation or generation past {seq} tokens will be poor; pass "
+            f"--seq-len {max_len} or --max-seq-len {seq}",
+        )
+    return Finding("OK", "context", what)
+
+
+def memory_estimate(f: Facts) -> int:
+    """Bytes a step needs: fp32 weights, gradients and AdamW moments, activations and the logits of a micro-batch."""
+    m, tc = f.cfg.model, f.cfg.train
+    half = f.dtype in ("bf16", "fp16")
+    tokens = tc.micro * f.cfg.seq_len
+    states = 16 * param_counts(m)["total"]
+    activations = m.n_layer * 34 * tokens * m.d_model * (1 if half else 2)  # Korthikanti et al. (2022), no s^2 term
+    logits = tokens * m.vocab_size * (14 if half else 12)  # logits, their fp32 log-softmax and gradient
+    return states + activations + logits
+
+
+def memory(f: Facts) -> Finding:
+    estimate = memory_estimate(f)
+    measured = f.trial.peak_memory if f.trial else None
+    need = max(estimate, measured or 0)
+    what = f"a step needs about {estimate / GIB:.2f} GiB (estimate)" + (
+        f", {measured / GIB:.2f} GiB measured at peak" if measured else ""
+    )
+    fix = f"lower --micro-batch-size (now {f.cfg.train.micro}; gradients still add up to the batch) or --seq-len"
+    if f.trial is not None and f.trial.out_of_memory:
+        return Finding("ERROR", "memory", f"{what}, and a trial step ran out of memory on {f.device}; {fix}")
+    if f.device_memory is None:
+        return Finding("OK", "memory", f"{what}; the memory of {f.device} is unknown")
+    where = f"{f.device} has {f.device_memory / GIB:.1f} GiB"
+    if need > f.device_memory:
+        return Finding("ERROR", "memory", f"{what}, but {where}: it will run out of memory; {fix}")
+    if need > 0.9 * f.device_memory:
+        return Finding("WARN", "memory", f"{what} of the {where}: little headroom; {fix}")
+    return Finding("OK", "memory", f"{what}; {where}")
+
+
+def time_estimate(f: Facts) -> Finding:
+    if f.trial is None or f.trial.out_of_memory:
+        return Finding("OK", "time", "no step was measured (the data or the device was not available)")
+    left = f.total_steps - f.start_step
+    seconds = f.trial.step_seconds * left
+    compiled = "; measured without --compile" if f.cfg.train.compile else ""
+    return Finding(
+        "OK",
+        "time",
+        f"one step took {f.trial.step_seconds:.3g} s on {f.device} ({f.dtype}): about {_duration(seconds)} for "
+        f"{left:,} steps, plus evaluations and checkpoints{compiled}",
+    )
+
+
+def initial_loss(f: Facts) -> Finding:
+    expected = math.log(f.cfg.model.vocab_size)
+    if f.trial is None or f.trial.out_of_memory:
+        return Finding("OK", "initial_loss", f"expected initial loss ln(V) = {expected:.3f}")
+    got = f.trial.initial_loss
+    if not math.isfinite(got) or abs(got - expected) > 1.0:
+        return Finding(
+            "WARN",
+            "initial_loss",
+            f"the loss of the first batch at initialisation is {got:.3f}, expected near ln(V) = {expected:.3f}; "
+            f"an initialisation or label bug (check --init-std and that targets are inputs shifted by one)",
+        )
+    return Finding("OK", "initial_loss", f"first-batch loss {got:.3f} at initialisation, ln(V) = {expected:.3f}")
+
+
+def architecture(f: Facts) -> Finding:
+    note = ff_warning(f.cfg.model)
+    if note:
+        return Finding("WARN", "d_ff", note.removeprefix("note: ") + "; pass --d-ff to choose it on purpose")
+    return Finding("OK", "d_ff", f"d_ff = 4 x d_model = {f.cfg.model.d_ff}")
+
+
+def precision(f: Facts) -> Finding:
+    if f.device == "cpu" and f.dtype == "bf16" and not f.cpu_has_bf16:
+        return Finding(
+            "WARN",
+            "dtype",
+            "--dtype bf16 on a CPU without bf16 matrix units is emulated, about 20x slower than fp32 on the "
+            "2-core machine lmtrain was measured on; use --dtype fp32",
+        )
+    return Finding("OK", "dtype", f"{f.dtype} on {f.device}")
+
+
+def evaluation(f: Facts) -> Finding:
+    tokens = f.eval_windows * f.cfg.seq_len
+    what = f"each evaluation scores the same {f.eval_windows:,} validation windows ({tokens:,} tokens)"
+    if tokens < 8192:
+        return Finding(
+            "WARN",
+            "evaluation",
+            f"{what}: too few to tell close checkpoints apart when choosing `best`; raise --eval-windows",
+        )
+    return Finding("OK", "evaluation", what)
+
+
+RULES: tuple[Callable[[Facts], Finding], ...] = (
+    parameters,
+    steps,
+    tokens_per_parameter,
+    warmup,
+    learning_rate,
+    context,
+    architecture,
+    precision,
+    evaluation,
+    memory,
+    time_estimate,
+    initial_loss,
+)
+
+
+def diagnose(facts: Facts) -> list[Finding]:
+    """Every rule's finding, in report order."""
+    return [rule(facts) for rule in RULES]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

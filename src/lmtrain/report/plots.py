@@ -1,0 +1,97 @@
+"""PNG plots of runs with matplotlib (the Agg backend: no screen needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lmtrain.report.run_data import RunData, value
+
+DPI = 100
+SIZE = (8.0, 4.5)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)
+    return path
+
+
+def loss_figure(run: RunData, path: Path) -> Path:
+    """Training and validation loss against optimizer steps (left) and training tokens (right)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(SIZE[0] * 1.5, SIZE[1]))
+    for ax, x_of, label in (
+        (axes[0], lambda r: r["step"], "optimizer step"),
+        (axes[1], run.tokens, "training tokens"),
+    ):
+        ax.plot([x_of(r) for r in run.steps], [value(r, "loss") for r in run.steps], label="train loss", lw=1.2)
+        if run.evals:
+            ax.plot(
+                [x_of(r) for r in run.evals], [value(r, "val_loss") for r in run.evals], "o-", label="val loss", ms=4
+            )
+        ax.set_xlabel(label)
+        ax.set_ylabel("loss (nats per token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{run.name}: loss")
+    return _save(fig, path)
+
+
+def series_figure(run: RunData, key: str, ylabel: str, path: Path, log_y: bool = False) -> Path:
+    """One training-record series (lr, grad_norm, tokens_per_s) against optimizer steps."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.plot([r["step"] for r in run.steps], [value(r, key) for r in run.steps], lw=1.2)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{run.name}: {ylabel}")
+    return _save(fig, path)
+
+
+def run_figures(run: RunData, folder: Path) -> dict[str, Path]:
+    """Every plot of a run's report, written into `folder`; keyed by a short name."""
+    return {
+        "loss": loss_figure(run, folder / "loss.png"),
+        "lr": series_figure(run, "lr", "learning rate", folder / "lr.png"),
+        "grad_norm": series_figure(run, "grad_norm", "gradient norm (before clipping)", folder / "grad_norm.png", True),
+        "tokens_per_s": series_figure(run, "tokens_per_s", "training tokens/s", folder / "tokens_per_s.png"),
+    }
+
+
+def compare_figure(runs: Sequence[RunData], path: Path) -> Path:
+    """Training (lines) and validation (markers) loss of several runs against training tokens."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=SIZE)
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"
+        xs = [run.tokens(r) for r in run.steps]
+        ax.plot(xs, [value(r, "loss") for r in run.steps], color=color, lw=1.0, alpha=0.8, label=f"{run.name} train")
+        if run.evals:
+            ax.plot(
+                [run.tokens(r) for r in run.evals],
+                [value(r, "val_loss") for r in run.evals],
+                "o--",
+                color=color,
+                ms=4,
+                label=f"{run.name} val",
+            )
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("loss (nats per token)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title("loss against training tokens")
+    return _save(fig, path)

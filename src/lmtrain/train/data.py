@@ -1,0 +1,75 @@
+"""The token arrays a run trains and validates on, prepared before the trainer is built."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lmtrain.config import RunConfig
+from lmtrain.data.datasets import DataPaths, get_dataset, locate_splits
+from lmtrain.data.loader import TrainSampler, window_starts
+from lmtrain.data.prepare import prepare_dataset
+from lmtrain.data.tokenizer import Tokenizer, load_tokenizer
+from lmtrain.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training and validation tokens (read-only memmaps), where they came from, and their tokenizer."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    sources: Mapping[str, Mapping[str, Any]]
+    """Per split: sha256 of the source file, tokens, documents."""
+    tokenizer: Tokenizer
+
+
+def load_training_data(cfg: RunConfig, paths: DataPaths, log: Callable[[str], None] = print) -> TrainingData:
+    """Locate (or download) and prepare the train and valid splits of the run's dataset; check they fit the run."""
+    spec = get_dataset(cfg.data.dataset)
+    sources = locate_splits(spec, ["train", "valid"], paths, log=log)
+    tokenizer = load_tokenizer(paths.tokenizer_search())
+    if cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
+    prepared = {split: r.prepared for split, r in prepare_dataset(spec, sources, paths, tokenizer).items()}
+    data = TrainingData(
+        train=prepared["train"].tokens(),
+        valid=prepared["valid"].tokens(),
+        sources={
+            split: {"sha256": p.meta["source"]["sha256"], "tokens": p.num_tokens, "documents": p.meta["documents"]}
+            for split, p in prepared.items()
+        },
+        tokenizer=tokenizer,
+    )
+    check_fits(cfg, data)
+    return data
+
+
+def check_fits(cfg: RunConfig, data: TrainingData) -> None:
+    """One global batch of training windows and one validation window must fit in the splits."""
+    batch = cfg.train.batch_size
+    sampler = TrainSampler(len(data.train), cfg.seq_len, batch, cfg.train.seed)
+    if sampler.steps_per_epoch == 0:
+        raise DataError(
+            f"the train split has {len(data.train):,} tokens, {sampler.windows} windows of "
+            f"seq_len={cfg.seq_len}: not one batch of {batch}; lower --batch-size or --seq-len"
+        )
+    if len(window_starts(len(data.valid), cfg.seq_len)) == 0:
+        raise DataError(f"the valid split has {len(data.valid)} tokens, fewer than seq_len+1={cfg.seq_len + 1}")
+
+
+def run_length(cfg: RunConfig, n_train_tokens: int) -> tuple[TrainSampler, int]:
+    """The run's window sampler and its optimizer steps (--max-steps, else --epochs, else one epoch)."""
+    tc = cfg.train
+    sampler = TrainSampler(n_train_tokens, cfg.seq_len, tc.batch_size, tc.seed)
+    return sampler, tc.max_steps or math.ceil((tc.epochs or 1.0) * sampler.steps_per_epoch)
+
+
+def eval_starts(n_tokens: int, seq_len: int, windows: int) -> np.ndarray:
+    """Start positions of the validation windows: the first `windows` of the split (0: all), independent of batching."""
+    starts = window_starts(n_tokens, seq_len)
+    return starts[:windows] if windows else starts

@@ -1,0 +1,203 @@
+"""What a training run announces: small frozen records, and the bus that hands each one to every observer.
+
+Observers receive events and nothing else: no trainer, no model, no optimizer, so they cannot change the loop.
+An observer may announce events of its own (the health checks announce warnings) through the callable it was
+given. Adding an observer changes no line of the trainer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lmtrain.config import RunConfig
+from lmtrain.doctor.rules import Finding
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run as planned at its start."""
+
+    total_steps: int
+    """Optimizer steps of the whole run (the schedule spans them)."""
+    stop_at: int
+    """The step this invocation stops at (--stop-at, else total_steps)."""
+    start_step: int
+    """Steps already taken (0 for a new run, the checkpoint's step on resume)."""
+    tokens_per_step: int
+    """Tokens per optimizer step (global batch x seq_len)."""
+    parameters: int
+    """Every parameter, the tied embedding once."""
+    non_embedding_parameters: int
+    """Parameters outside the token and position embeddings."""
+    train_tokens: int
+    """Tokens in the training split."""
+    valid_tokens: int
+    """Tokens in the validation split."""
+    steps_per_epoch: int
+    """Optimizer steps per pass over the training windows."""
+    eval_windows: int
+    """Validation windows each evaluation scores (the same ones every time)."""
+    device: str
+    """Device the run trains on."""
+    dtype: str
+    """Autocast precision."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Training tokens over the whole run."""
+        return self.total_steps * self.tokens_per_step
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """Training is about to take its first step (of a new or resumed run)."""
+
+    out: Path
+    config: RunConfig
+    plan: Plan
+    resumed_from: Path | None = None
+    changes: tuple[str, ...] = ()
+    """Settings a resumed run changed, one line each."""
+    findings: tuple[Finding, ...] = ()
+    """The doctor's findings (empty with --doctor off)."""
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    """One optimizer step, announced in order at the next log, evaluation or checkpoint point."""
+
+    step: int
+    """Optimizer steps taken (1 after the first)."""
+    epoch: float
+    loss: float
+    """Mean training loss of the step's global batch."""
+    lr: float
+    grad_norm: float
+    """Global gradient norm before clipping."""
+    tokens: int
+    """Training tokens seen after this step."""
+    step_time: float
+    """Seconds per step over the interval this step was timed in (training only: no evaluation or saving)."""
+    tokens_per_s: float
+    """Training throughput over that interval."""
+    log_point: bool
+    """A step the logs show (every --log-every steps, the first and the last)."""
+    skipped: bool = False
+    """The update was skipped (--on-nan skip)."""
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """The validation loss over the run's fixed validation windows."""
+
+    step: int
+    tokens: int
+    val_loss: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    """A checkpoint folder is complete and `latest` names it."""
+
+    step: int
+    path: Path
+    val_loss: float | None
+    is_best: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Warned:
+    """Something a person should look at; the run goes on."""
+
+    step: int
+    code: str
+    """Short stable name, e.g. `health.grad_spike` or `doctor.warmup`."""
+    message: str
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """The run stopped normally: finished, at --stop-at, or on a signal."""
+
+    step: int
+    reason: str
+    """finished, stop_at, signal or already_done."""
+    exit_code: int
+    best_val_loss: float | None
+    best_checkpoint: Path | None
+    train_seconds: float
+    """Seconds spent in training steps (not evaluation or checkpoints), the first step excluded."""
+    tokens_per_s: float | None
+    """Training throughput over those seconds."""
+    sample: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """The run stopped on a failure; no checkpoint was written from the failed state."""
+
+    step: int
+    reason: str
+    """non_finite or out_of_memory."""
+    message: str
+    last_checkpoint: Path | None
+
+
+Event = RunStarted | StepEnded | Evaluated | CheckpointSaved | Warned | RunEnded | RunFailed
+
+
+class Observer(Protocol):
+    """Anything that reacts to events: `on_event` for each, `close` at the end of the run."""
+
+    def on_event(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class EventBus:
+    """Hands every event to every observer, in order; events announced while one is handled queue behind it.
+
+    An observer that raises is switched off with a warning (a full disk under TensorBoard must not end a run).
+    """
+
+    observers: list[Any] = field(default_factory=list)
+    _queue: deque = field(default_factory=deque)
+    _busy: bool = False
+
+    def add(self, observer: Observer) -> None:
+        """Subscribe `observer` to every later event."""
+        self.observers.append(observer)
+
+    def publish(self, event: Event) -> None:
+        """Announce `event` to all observers (after any event being handled now)."""
+        self._queue.append(event)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._queue:
+                current = self._queue.popleft()
+                for observer in list(self.observers):
+                    self._deliver(observer, current)
+        finally:
+            self._busy = False
+
+    def _deliver(self, observer: Observer, event: Event) -> None:
+        try:
+            observer.on_event(event)
+        except Exception as exc:  # an observer's own failure, whatever its type
+            self.observers.remove(observer)
+            step = getattr(event, "step", 0)
+            name = type(observer).__name__
+            self._queue.append(Warned(step, "observer.failed", f"{name} failed ({exc!r}); it is off for the run"))
+
+    def close(self) -> None:
+        """Close every observer (flushing files, ending the progress bar)."""
+        for observer in self.observers:
+            observer.close()

@@ -1,0 +1,158 @@
+"""The console: plain log lines (files, CI) or a rich progress bar with loss, LR, tokens/s and ETA (a terminal)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from lmtrain.train.events import (
+    CheckpointSaved,
+    Evaluated,
+    Event,
+    RunEnded,
+    RunStarted,
+    StepEnded,
+    Warned,
+)
+from lmtrain.train.schedule import ScheduleConfig, lr_at
+
+
+def describe(event: RunStarted) -> list[str]:
+    """The resolved run, printed at its start."""
+    cfg, plan, tc, m = event.config, event.plan, event.config.train, event.config.model
+    schedule = ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, plan.total_steps, tc.schedule, tc.decay_fraction)
+    lines = [
+        f"run      {event.out}  (config: {event.out / 'config.json'})",
+        f"model    {cfg.preset}: d_model={m.d_model} n_head={m.n_head} n_layer={m.n_layer} d_ff={m.d_ff} "
+        f"max_seq_len={m.max_seq_len} vocab={m.vocab_size} dropout={m.dropout} bias={m.bias} "
+        f"({plan.parameters:,} parameters)",
+        f"data     {cfg.data.dataset}: train {plan.train_tokens:,} tokens, valid {plan.valid_tokens:,}; "
+        f"seq_len={cfg.seq_len}, {plan.steps_per_epoch:,} steps per epoch",
+        f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
+        f"{plan.total_tokens:,} tokens), batch {tc.batch_size} x {cfg.seq_len} = {plan.tokens_per_step:,} "
+        f"tokens/step, micro-batch {tc.micro} ({tc.accumulation} accumulation steps)",
+        f"optim    AdamW lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
+        f"(LR at step 0: {lr_at(0, schedule):.3g}), weight decay {tc.weight_decay}, "
+        f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
+        f"runtime  device {plan.device}, dtype {plan.dtype}, compile {tc.compile}, seed {tc.seed}; "
+        f"eval every {tc.eval_every} ({plan.eval_windows} windows), save every {tc.save_every}, "
+        f"keep {tc.keep_last}; on NaN: {tc.on_nan}; logs: {', '.join(tc.sinks) or 'console only'}",
+    ]
+    width = max((len(f.code) for f in event.findings), default=0)
+    lines += [f"doctor   {f.level:<5} {f.code:<{width}}  {f.message}" for f in event.findings]
+    lines += [f"resume: {change}" for change in event.changes]
+    if event.resumed_from is not None:
+        lines.append(f"resumed from {event.resumed_from} at step {plan.start_step}")
+    return lines
+
+
+def step_line(event: StepEnded, total_steps: int) -> str:
+    """The log line of a training step."""
+    width = len(str(total_steps))
+    return (
+        f"step {event.step:>{width}}/{total_steps} | epoch {event.epoch:6.2f} | loss {event.loss:.4f} | "
+        f"lr {event.lr:.2e} | grad norm {event.grad_norm:.3f} | {event.tokens_per_s:,.0f} tok/s"
+        + (" | update skipped" if event.skipped else "")
+    )
+
+
+def end_lines(event: RunEnded, out: str, total_steps: int) -> list[str]:
+    """What the console says when a run stops normally."""
+    resume = f"continue with: lmtrain train --resume {out}"
+    if event.reason == "already_done":
+        return [f"the run is already at step {event.step} of {total_steps}; pass --max-steps or --epochs to go on"]
+    if event.reason == "signal":
+        return [f"stopped by signal {event.exit_code - 128} at step {event.step}; {resume}"]
+    if event.reason == "stop_at":
+        return [f"stopped at step {event.step} of {total_steps}; {resume}"]
+    speed = f"; {event.tokens_per_s:,.0f} tok/s in training steps" if event.tokens_per_s else ""
+    best = (
+        f"best val loss {event.best_val_loss:.4f} (ppl {math.exp(min(event.best_val_loss, 700)):,.2f})"
+        if event.best_val_loss is not None
+        else "no validation loss"
+    )
+    lines = [f"done: {event.step} steps; {best}{speed}"]
+    if event.sample is not None:
+        lines.append(f"sample: {event.sample!r}")
+    return lines
+
+
+class LineFormatter:
+    """Turns events into console lines; remembers what the run's start said (total steps, run folder)."""
+
+    def __init__(self) -> None:
+        self.total_steps = 0
+        self.out = ""
+
+    def lines(self, event: Event, with_steps: bool = True) -> list[str]:
+        """The lines an event prints (steps only at log points, and only `with_steps`)."""
+        match event:
+            case RunStarted():
+                self.total_steps, self.out = event.plan.total_steps, str(event.out)
+                return describe(event)
+            case StepEnded(log_point=True) if with_steps:
+                return [step_line(event, self.total_steps)]
+            case Evaluated():
+                ppl = math.exp(event.val_loss) if math.isfinite(event.val_loss) and event.val_loss < 700 else math.inf
+                return [
+                    f"step {event.step} | val loss {event.val_loss:.4f} | val ppl {ppl:,.2f} | {event.seconds:.2f} s"
+                ]
+            case CheckpointSaved():
+                return [f"checkpoint {event.path}" + (" (best)" if event.is_best else "")]
+            case Warned():
+                return [f"warning [{event.code}] step {event.step}: {event.message}"]
+            case RunEnded():
+                return end_lines(event, self.out, self.total_steps)
+        return []
+
+
+class PlainConsole:
+    """Plain log lines, one call of `write` each (stdout by default)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.format = LineFormatter()
+
+    def on_event(self, event: Event) -> None:
+        for line in self.format.lines(event):
+            self.write(line)
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressConsole:
+    """A rich progress bar (steps, loss, LR, tokens/s, ETA) with the other lines printed above it."""
+
+    def __init__(self, console, lines: bool = True) -> None:  # console: rich.console.Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.format = LineFormatter()
+        self.lines = lines
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+
+    def on_event(self, event: Event) -> None:
+        if self.lines:
+            for line in self.format.lines(event, with_steps=False):
+                self.progress.console.print(line, markup=False, highlight=False)
+        match event:
+            case RunStarted(plan=plan):
+                self.progress.start()
+                self.task = self.progress.add_task(
+                    "train", total=plan.stop_at, completed=plan.start_step, status="starting"
+                )
+            case StepEnded() if self.task is not None:
+                status = f"loss {event.loss:.4f} | lr {event.lr:.2e} | {event.tokens_per_s:,.0f} tok/s"
+                self.progress.update(self.task, completed=event.step, status=status)
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,106 @@
+"""One optimizer step: micro-batches with gradient accumulation, clipping and the update, values left on the device.
+
+The step's loss, gradient norm and a non-finite flag stay on the device; the trainer reads them in one transfer
+at its next log, evaluation or checkpoint point, so a step costs no host synchronisation. Only
+`--on-nan skip` reads the flag every step, because skipping an update has to be decided before it is made.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from lmtrain.data.loader import TrainSampler, make_batch
+from lmtrain.runtime import autocast
+from lmtrain.train.schedule import ScheduleConfig, lr_at
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimizer step produced; tensors are 0-d and stay on the device."""
+
+    loss: torch.Tensor
+    grad_norm: torch.Tensor
+    bad: torch.Tensor
+    """True when the loss (or, without loss scaling, the gradient norm) is not finite."""
+    lr: float
+    skipped: bool = False
+
+
+@dataclass
+class TrainStep:
+    """Runs optimizer step `step` (0-based) of the run on the batch the sampler assigns to it."""
+
+    model: nn.Module
+    """The module whose parameters are updated (and clipped)."""
+    runner: nn.Module
+    """The module called for the forward pass (the model, or its compiled wrapper)."""
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: ScheduleConfig
+    sampler: TrainSampler
+    tokens: np.ndarray
+    seq_len: int
+    accumulation: int
+    grad_clip: float
+    device: torch.device
+    dtype: str
+    skip_non_finite: bool = False
+
+    def __call__(self, step: int) -> StepResult:
+        lr = lr_at(step, self.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for starts in np.split(self.sampler.batch_starts(step), self.accumulation):
+            x, y = make_batch(self.tokens, starts, self.seq_len, self.device)
+            with autocast(self.device, self.dtype):
+                _, loss = self.runner(x, y)
+            loss = loss / self.accumulation
+            self.scaler.scale(loss).backward()
+            total += loss.detach()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.grad_clip if self.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        bad = ~torch.isfinite(total)
+        if not self.scaler.is_enabled():  # with fp16 loss scaling an overflowing gradient is the scaler's to skip
+            bad = bad | ~torch.isfinite(grad_norm)
+        if self.skip_non_finite and bool(bad):
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler.is_enabled():
+                self.scaler.step(self.optimizer)  # finds the non-finite gradients, skips, lowers the scale
+                self.scaler.update()
+            return StepResult(total, grad_norm.detach(), bad, lr, skipped=True)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepResult(total, grad_norm.detach(), bad, lr)
+
+
+class StepClock:
+    """Wall time of training steps only: laps end at log points; evaluation and saving restart the clock."""
+
+    def __init__(self) -> None:
+        self.mark()
+        self.laps = 0
+        self.seconds = 0.0
+        self.steps = 0
+
+    def mark(self) -> None:
+        """Start timing from now (after an evaluation or a checkpoint)."""
+        self._t0 = time.perf_counter()
+
+    def lap(self, steps: int) -> float:
+        """Seconds since the last mark for `steps` steps; the run's totals leave out the first lap (warm-up)."""
+        seconds = max(time.perf_counter() - self._t0, 1e-9)
+        if self.laps:
+            self.seconds += seconds
+            self.steps += steps
+        self.laps += 1
+        self.mark()
+        return seconds
