@@ -36,6 +36,15 @@ def test_cached_and_uncached_greedy_decoding_give_identical_tokens(prompt_len: i
     assert torch.equal(cached, uncached) and cached.shape == (2, prompt_len + 25)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_generate_restores_the_models_mode(training: bool) -> None:
+    model = _model().train(training)
+    seen: list[bool] = []
+    model.register_forward_pre_hook(lambda m, _: seen.append(m.training))
+    generate(model, torch.zeros(1, 2, dtype=torch.long), 3, temperature=0)
+    assert seen == [False, False, False] and model.training is training
+
+
 def test_cached_and_uncached_sampling_give_identical_tokens() -> None:
     model, prompt = _model(), torch.randint(0, 97, (3, 4), generator=torch.Generator().manual_seed(3))
     runs = [

@@ -306,3 +306,15 @@ def test_familiar_entry_points_train(entry: str, sample_dir: Path, tmp_path: Pat
     saved = json.loads((out / "config.json").read_text())
     assert saved["preset"] == "micro" and saved["model"]["n_head"] == 2 and saved["model"]["max_seq_len"] == 32
     assert (out / "checkpoints" / "step_0000002" / "model.safetensors").is_file()
+
+
+def test_log_sinks_and_the_progress_bar(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(train_args(sample_dir, tmp_path / "default", "--max-steps", "2")) == 0
+    assert list((tmp_path / "default" / "tensorboard").glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    only = tmp_path / "jsonl-only"
+    assert main(train_args(sample_dir, only, "--max-steps", "3", "--log", "jsonl", "--progress", "bar")) == 0
+    captured = capsys.readouterr()
+    assert (only / "metrics.jsonl").is_file() and not (only / "tensorboard").exists()
+    assert "3/3" in captured.err and "tok/s" in captured.err  # the bar, on stderr
+    assert "step 3/3 | epoch" in captured.out  # stdout is not a terminal: it keeps the plain lines

@@ -47,6 +47,12 @@ def _fails(capsys, args: list[str], *fragments: str) -> str:
         (["--vocab-size", "1000"], ["vocab_size=1000 is smaller than the tokenizer's 50257"]),
         (["--schedule", "step"], ["invalid choice: 'step'"]),
         (["--max-steps", "many"], ["max_steps='many' is not an integer"]),
+        (["--log", "jsonl,csv"], ["log='jsonl,csv': unknown sink 'csv'"]),
+        (["--log", "jsonl,jsonl"], ["a sink named twice"]),
+        (["--eval-windows", "-1"], ["eval_windows=-1 must be >= 0"]),
+        (["--on-nan", "ignore"], ["invalid choice: 'ignore'"]),
+        (["--doctor", "loud"], ["invalid choice: 'loud'"]),
+        (["--max-skipped-steps", "0"], ["max_skipped_steps=0 must be > 0"]),
     ],
 )
 def test_bad_flags(extra: list[str], fragments: list[str], sample_dir: Path, tmp_path: Path, capsys) -> None:

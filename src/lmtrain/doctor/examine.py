@@ -6,6 +6,7 @@ with every RNG restored afterwards, so the run itself is unchanged) and applies 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import torch
 
 from lmtrain.config import RunConfig
 from lmtrain.data.tokenizer import EOT_ID
-from lmtrain.doctor.rules import DocumentStats, Facts, Finding, Trial, diagnose
+from lmtrain.doctor.rules import DocumentStats, Facts, Finding, Trial, diagnose, memory_estimate
 from lmtrain.model.gpt import GPT
 from lmtrain.runtime import autocast, device_memory, preserved_rng, seed_everything, select_device, select_dtype
 from lmtrain.train.data import TrainingData, eval_starts, run_length
@@ -112,6 +113,7 @@ def examine(cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bo
     dtype = select_dtype(cfg.train.dtype, device)
     _, total = run_length(cfg, len(data.train))
     cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    memory = device_memory(device)
     facts = Facts(
         cfg=cfg,
         total_steps=total,
@@ -121,8 +123,9 @@ def examine(cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bo
         documents=document_stats(data.train, cfg.seq_len),
         device=str(device),
         dtype=dtype,
-        device_memory=device_memory(device),
+        device_memory=memory,
         cpu_has_bf16=bool(cpu_bf16),
-        trial=trial_step(cfg, data, device, dtype) if measure else None,
     )
+    if measure and (memory is None or memory_estimate(facts) <= memory):  # never try a step that cannot fit
+        facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype))
     return DoctorReport(diagnose(facts), facts)

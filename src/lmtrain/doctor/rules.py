@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lmtrain.config import RunConfig
-from lmtrain.model.sizing import param_counts
+from lmtrain.model.sizing import param_counts, step_memory
 from lmtrain.presets import ff_warning
 from lmtrain.train.schedule import LONG_WARMUP_SHARE, ScheduleConfig, lr_at
 
@@ -187,14 +187,8 @@ def context(f: Facts) -> Finding:
 
 
 def memory_estimate(f: Facts) -> int:
-    """Bytes a step needs: fp32 weights, gradients and AdamW moments, activations and the logits of a micro-batch."""
-    m, tc = f.cfg.model, f.cfg.train
-    half = f.dtype in ("bf16", "fp16")
-    tokens = tc.micro * f.cfg.seq_len
-    states = 16 * param_counts(m)["total"]
-    activations = m.n_layer * 34 * tokens * m.d_model * (1 if half else 2)  # Korthikanti et al. (2022), no s^2 term
-    logits = tokens * m.vocab_size * (14 if half else 12)  # logits, their fp32 log-softmax and gradient
-    return states + activations + logits
+    """Bytes one optimizer step of the run needs (see `step_memory`)."""
+    return step_memory(f.cfg.model, f.cfg.train.micro * f.cfg.seq_len, f.dtype in ("bf16", "fp16"))
 
 
 def memory(f: Facts) -> Finding:

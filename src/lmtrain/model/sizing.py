@@ -39,6 +39,15 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
     return 6 * n + 12 * cfg.n_layer * cfg.d_model * t
 
 
+def step_memory(cfg: GPTConfig, tokens: int, half: bool = False) -> int:
+    """Bytes a training step needs for `tokens` tokens per micro-batch: fp32 weights, gradients and AdamW moments
+    (16 bytes per parameter), activations (34·d bytes per token and layer in 16-bit, Korthikanti et al., 2022, with
+    no s² term as SDPA keeps no attention matrix) and the logits with their fp32 log-softmax and gradients
+    (20 bytes per token and vocabulary entry, fitted to a measured CPU peak)."""
+    activations = cfg.n_layer * 34 * tokens * cfg.d_model * (1 if half else 2)
+    return 16 * param_counts(cfg)["total"] + activations + 20 * tokens * cfg.vocab_size
+
+
 def describe(cfg: GPTConfig) -> dict[str, int | float | bool]:
     """The config's fields plus params, non_embedding_params and flops_per_token."""
     counts = param_counts(cfg)
