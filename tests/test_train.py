@@ -309,7 +309,7 @@ def test_familiar_entry_points_train(entry: str, sample_dir: Path, tmp_path: Pat
 
 
 def test_log_sinks_and_the_progress_bar(sample_dir: Path, tmp_path: Path, capsys) -> None:
-    assert main(train_args(sample_dir, tmp_path / "default", "--max-steps", "2")) == 0
+    assert main(train_args(sample_dir, tmp_path / "default", "--max-steps", "3")) == 0
     assert list((tmp_path / "default" / "tensorboard").glob("events.out.tfevents.*"))
     capsys.readouterr()
     only = tmp_path / "jsonl-only"
