@@ -27,7 +27,8 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests
 
 # The main job in one command: train `tiny` on the CPU on whatever WikiText is here (the mirror's sample
-# when there is one, else WikiText-2 from LMTRAIN_DATA_DIR, the cache or a download), evaluate it, sample from it.
+# when there is one, else WikiText-2 from LMTRAIN_DATA_DIR, the cache or a download), evaluate it, sample from it,
+# and write its report (runs/demo/report.html).
 DEMO_DIR ?= runs/demo
 DEMO_DATA := $(if $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw/wiki.train.raw),--dataset wikitext-103 --data-dir $(LMTRAIN_DATA_DIR)/wikitext-sample-raw,--dataset wikitext-2)
 demo: setup
@@ -37,6 +38,7 @@ demo: setup
 		--sample-tokens 0 --out $(DEMO_DIR)
 	$(VENV)/bin/lmtrain eval $(DEMO_DIR) --split test
 	$(VENV)/bin/lmtrain generate $(DEMO_DIR) --prompt " = Robert Boulter = " --max-new-tokens 40 --top-k 50
+	$(VENV)/bin/lmtrain report $(DEMO_DIR)
 
 bench: setup
 	$(VENV)/bin/lmtrain bench prepare --data-dir $(or $(wildcard $(LMTRAIN_DATA_DIR)/wikitext-sample-raw),$(LMTRAIN_DATA_DIR)) --mb 300

@@ -47,7 +47,7 @@ def test_parameters() -> None:
 def test_steps() -> None:
     finding = rules.steps(_facts(batch_size=32, micro_batch_size=8, start_step=500, total_steps=2000))
     assert finding.level == "OK" and "2,000 optimizer steps (1,500 left after step 500)" in finding.message
-    assert "32 x 256 = 8,192 tokens (4 micro-batch(es) of 8 each)" in finding.message
+    assert "32 x 256 = 8,192 tokens, in 4 micro-batches of 8" in finding.message
 
 
 def test_tokens_per_parameter() -> None:

@@ -8,10 +8,17 @@ Exit code 0, or 1 when there is an ERROR.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lmtrain.cli.common import log, print_json
 from lmtrain.cli.train import add_run_options, gather_flags
 from lmtrain.errors import EXIT_DOCTOR_ERROR, ConfigError
+
+if TYPE_CHECKING:  # the doctor's modules import torch; the CLI imports them only when it runs
+    from lmtrain.doctor.rules import Finding
+    from lmtrain.train.data import TrainingData
+    from lmtrain.train.resume import Launch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def format_findings(findings) -> list[str]:
+def format_findings(findings: Sequence[Finding]) -> list[str]:
     """One line per finding: `LEVEL  code  message`."""
     width = max((len(f.code) for f in findings), default=0)
     return [f"{f.level:<5}  {f.code:<{width}}  {f.message}" for f in findings]
 
 
-def preflight(launch, data) -> tuple:
+def preflight(launch: Launch, data: TrainingData) -> tuple[Finding, ...]:
     """The doctor at the start of `lmtrain train`: its findings, or a ConfigError under --doctor strict."""
     mode = launch.cfg.train.doctor
     if mode == "off":

@@ -125,7 +125,8 @@ def steps(f: Facts) -> Finding:
         "OK",
         "steps",
         f"{f.total_steps:,} optimizer steps{resumed} of {tc.batch_size} x {f.cfg.seq_len} = "
-        f"{tc.batch_size * f.cfg.seq_len:,} tokens ({tc.accumulation} micro-batch(es) of {tc.micro} each)",
+        f"{tc.batch_size * f.cfg.seq_len:,} tokens, in {tc.accumulation} micro-batch{'es' if tc.accumulation > 1 else ''} "
+        f"of {tc.micro}",
     )
 
 
