@@ -116,6 +116,24 @@ def build_trainer(sample_dir: Path, out: Path, cache: Path, **keys):
     return Trainer(cfg, data, out, EventBus())
 
 
+class Recorder:
+    """An observer that keeps every event it sees."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.closed = False
+
+    def on_event(self, event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def of(self, kind: type) -> list:
+        """The events of one type, in order."""
+        return [e for e in self.events if isinstance(e, kind)]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     import json
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Recorder
 from lmtrain.config import build_run_config
 from lmtrain.doctor.rules import Finding
 from lmtrain.errors import ConfigError
@@ -54,18 +55,6 @@ def _run_events(out: Path) -> list:
         _step(4, 7.5),
         RunEnded(4, "finished", 0, 8.5, out / "checkpoints" / "step_0000003", 1.5, 512.0, "some text"),
     ]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list = []
-        self.closed = False
-
-    def on_event(self, event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def test_the_bus_delivers_in_order_and_queues_events_announced_while_handling_one(tmp_path: Path) -> None:

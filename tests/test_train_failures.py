@@ -12,25 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import build_trainer, read_jsonl, train_args
+from conftest import Recorder, build_trainer, read_jsonl, train_args
 from lmtrain import checkpoint as ckpt
 from lmtrain.cli import main
 from lmtrain.errors import EXIT_TRAINING_FAILED, TrainingFailed
 from lmtrain.train.events import CheckpointSaved, Evaluated, RunEnded, RunFailed, StepEnded, Warned
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list = []
-
-    def on_event(self, event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-    def of(self, kind: type) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
 
 
 def _observed(trainer) -> Recorder:
@@ -146,10 +132,10 @@ def test_tokens_per_second_counts_training_steps_only(
     sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trainer = build_trainer(
-        sample_dir, tmp_path / "run", tmp_path / "c", max_steps=6, eval_every=2, save_every=3, log_every=2
+        sample_dir, tmp_path / "run", tmp_path / "c", max_steps=4, eval_every=2, save_every=3, log_every=2
     )
     recorder = _observed(trainer)
-    slow = 0.4
+    slow = 0.8  # a step here takes well under slow * 0.75, even on a loaded machine
     evaluate, save = trainer.evaluate, ckpt.save_checkpoint
 
     def slow_evaluate():
@@ -166,10 +152,11 @@ def test_tokens_per_second_counts_training_steps_only(
     assert trainer.run() == 0
     steps = {e.step: e for e in recorder.of(StepEnded)}
     assert steps[1].step_time >= slow
-    assert all(e.step_time < slow / 2 for s, e in steps.items() if s > 1), {s: e.step_time for s, e in steps.items()}
+    later = [e.step_time for s, e in steps.items() if s > 1]
+    assert len(later) == 3 and max(later) < 0.75 * slow, later  # no evaluation or checkpoint time in a step
     assert all(e.seconds >= slow for e in recorder.of(Evaluated) + recorder.of(CheckpointSaved))
     (end,) = recorder.of(RunEnded)
-    assert end.train_seconds < slow and end.tokens_per_s == pytest.approx(5 * 128 / end.train_seconds)
+    assert end.train_seconds == pytest.approx(sum(later)) and end.tokens_per_s == pytest.approx(3 * 128 / sum(later))
 
 
 def test_validation_windows_do_not_depend_on_the_micro_batch(sample_dir: Path, tmp_path: Path, capsys) -> None:
