@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_device_option, data_paths_of, log, print_json
+from lmtrain.cli.common import add_data_options, add_device_option, data_paths, log, print_json
 from lmtrain.data.datasets import get_dataset, locate_split
 from lmtrain.data.prepare import default_workers
 from lmtrain.data.tokenizer import load_tokenizer
@@ -50,7 +50,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if args.mb <= 0 or args.workers < 1:
         raise ConfigError("--mb must be positive and --workers at least 1")
     spec = get_dataset(args.dataset)
-    paths = data_paths_of(args)
+    paths = data_paths(args)
     source = locate_split(spec, args.split, paths, log=log)
     tokenizer = load_tokenizer(paths.tokenizer_search())
     log(f"bench prepare: {args.mb:g} MB from {source}, 1 worker vs {args.workers}")

@@ -61,30 +61,23 @@ def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True, keep
     )
 
 
-def data_paths(
-    data_dir: Path | str | None,
-    cache_dir: Path | str | None,
-    no_download: bool,
-    env: Mapping[str, str] | None = None,
-) -> DataPaths:
-    """DataPaths from the data options and $LMTRAIN_DATA_DIR/$LMTRAIN_CACHE_DIR."""
+def data_paths(options: Any, env: Mapping[str, str] | None = None) -> DataPaths:
+    """DataPaths from `data_dir`, `cache_dir` and `no_download` (a command's args or a run's DataConfig) and
+    $LMTRAIN_DATA_DIR/$LMTRAIN_CACHE_DIR."""
     env = os.environ if env is None else env
     return DataPaths(
-        data_dir=Path(data_dir).expanduser() if data_dir else None,
+        data_dir=Path(options.data_dir).expanduser() if options.data_dir else None,
         env_dir=Path(env["LMTRAIN_DATA_DIR"]).expanduser() if env.get("LMTRAIN_DATA_DIR") else None,
-        cache_dir=Path(cache_dir).expanduser() if cache_dir else default_cache_dir(env),
-        download=not no_download,
+        cache_dir=Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir(env),
+        download=not options.no_download,
     )
 
 
-def data_paths_of(args: argparse.Namespace) -> DataPaths:
-    """DataPaths from a command's --data-dir, --cache-dir and --no-download."""
-    return data_paths(args.data_dir, args.cache_dir, args.no_download)
-
-
-def add_device_option(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+def add_device_option(parser: argparse.ArgumentParser) -> None:
     """--device, with the choices every command shares."""
-    parser.add_argument("--device", choices=DEVICES, default=default, help="auto (cuda, mps, cpu), cpu, cuda or mps")
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto (cuda, mps, cpu), cpu, cuda or mps (default auto)"
+    )
 
 
 MODEL_DEST = "model__"

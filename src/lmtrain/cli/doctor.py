@@ -46,8 +46,7 @@ def preflight(launch: Launch, data: TrainingData) -> tuple[Finding, ...]:
         return ()
     from lmtrain.doctor.examine import examine
 
-    start = launch.restore.step if launch.restore is not None else 0
-    report = examine(launch.cfg, data, start_step=start)
+    report = examine(launch.cfg, data, start_step=launch.start_step)
     if mode == "strict" and report.errors:
         first = report.errors[0]
         raise ConfigError(
@@ -65,14 +64,11 @@ def run(args: argparse.Namespace) -> int:
     from lmtrain.train.resume import decide_launch
 
     flat, _ = gather_flags(args)
-    if args.resume:
-        launch = decide_launch(flat, None, args.resume.expanduser())
-        cfg, start = launch.cfg, launch.restore.step if launch.restore else 0
-    else:
-        cfg, start = build_run_config(flat), 0
-    paths = data_paths(cfg.data.data_dir, cfg.data.cache_dir, cfg.data.no_download)
-    data = load_training_data(cfg, paths, log=log)
-    report = examine(cfg, data, start_step=start)
+    # a new run is only configured: the doctor writes nothing, so --out need not be new
+    launch = decide_launch(flat, None, args.resume.expanduser()) if args.resume else None
+    cfg = launch.cfg if launch is not None else build_run_config(flat)
+    data = load_training_data(cfg, data_paths(cfg.data), log=log)
+    report = examine(cfg, data, start_step=launch.start_step if launch is not None else 0)
     if args.json:
         print_json(report.to_dict())
     else:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmtrain.cli.common import add_data_options, add_device_option, data_paths_of, log, print_json
+from lmtrain.cli.common import add_data_options, add_device_option, data_paths, log, print_json
 from lmtrain.data.datasets import DEFAULT_DATASET, get_dataset, locate_split
 from lmtrain.errors import CheckpointError, ConfigError, DataError
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
     dtype = select_dtype(args.dtype, device)
-    paths = data_paths_of(args)
+    paths = data_paths(args)
     source = locate_split(spec, args.split, paths, log=log)
     tokenizer = load_tokenizer(paths.tokenizer_search())
     prepared = prepare_split(spec, args.split, source, tokenizer, paths.cache_dir).prepared

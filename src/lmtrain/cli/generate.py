@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, data_paths_of, log, print_json
+from lmtrain.cli.common import add_data_options, data_paths, log, print_json
 from lmtrain.cli.evaluate import add_inference_options, check_tokenizer, open_checkpoint
 from lmtrain.errors import ConfigError
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
     check_tokenizer(config, ckpt)
-    tokenizer = load_tokenizer(data_paths_of(args).tokenizer_search())
+    tokenizer = load_tokenizer(data_paths(args).tokenizer_search())
     ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
     limit = model.config.max_seq_len
     if len(ids) >= limit:

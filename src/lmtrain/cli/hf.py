@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, data_paths_of, log
+from lmtrain.cli.common import add_data_options, data_paths, log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def run_export(args: argparse.Namespace) -> int:
     from lmtrain.interop.hf_folder import export_hf
 
     ckpt = resolve_checkpoint(args.checkpoint, "best")
-    tokenizer_folder = find_gpt2_folder(data_paths_of(args).tokenizer_search())
+    tokenizer_folder = find_gpt2_folder(data_paths(args).tokenizer_search())
     written = export_hf(ckpt, args.out, tokenizer_folder)
     if tokenizer_folder is None:
         log("note: no GPT-2 BPE files found (encoder.json, vocab.bpe); the folder has no tokenizer files")

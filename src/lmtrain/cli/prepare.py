@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmtrain.cli.common import add_data_options, data_paths_of, log, print_json
+from lmtrain.cli.common import add_data_options, data_paths, log, print_json
 from lmtrain.data.datasets import SPLITS, get_dataset, locate_splits
 from lmtrain.data.prepare import default_workers, prepare_dataset
 from lmtrain.data.tokenizer import load_tokenizer
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers={args.workers} must be at least 1")
     spec = get_dataset(args.dataset)
-    paths = data_paths_of(args)
+    paths = data_paths(args)
     sources = locate_splits(spec, args.splits, paths, log=log)
     tokenizer = load_tokenizer(paths.tokenizer_search())
     log(f"{spec.name}: GPT-2 BPE from {tokenizer.source.describe()}")

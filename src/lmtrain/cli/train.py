@@ -88,9 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     flat, out = gather_flags(args)
     launch = decide_launch(flat, out, args.resume.expanduser() if args.resume else None)
-    data_cfg = launch.cfg.data
-    paths = data_paths(data_cfg.data_dir, data_cfg.cache_dir, data_cfg.no_download)
-    data = load_training_data(launch.cfg, paths, log=log_stdout)
+    data = load_training_data(launch.cfg, data_paths(launch.cfg.data), log=log_stdout)
     findings = preflight(launch, data)
     bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
     try:

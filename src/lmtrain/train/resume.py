@@ -114,6 +114,11 @@ class Launch:
     changes: tuple[str, ...] = ()
     restore: Restore | None = None
 
+    @property
+    def start_step(self) -> int:
+        """Optimizer steps already taken: the restored checkpoint's, else 0."""
+        return self.restore.step if self.restore is not None else 0
+
 
 def check_run_dir(out: Path, resume: bool) -> None:
     """A new run needs an empty or new folder; a resumed one needs a run folder with a checkpoint."""
