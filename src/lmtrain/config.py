@@ -53,6 +53,8 @@ class DataConfig:
         _positive("seq_len", self.seq_len)
 
 
+RUN_CONFIG = "config.json"
+"""The resolved configuration in a run folder (`RunConfig.to_dict`)."""
 LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
 """DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
 PATH_KEYS = ("data_dir", "cache_dir", "out")

@@ -48,11 +48,11 @@ def write_compare(folders: Sequence[Path], out: Path) -> tuple[Path, list[RunDat
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: compare writes a PNG; give a file name ending in .png")
     check_writable(out)
-    tmp = temp_name(out)
+    tmp = temp_name(out).with_suffix(".png")  # matplotlib takes the format from the suffix
     try:
-        compare_figure(runs, tmp.with_suffix(".png"))
-        os.replace(tmp.with_suffix(".png"), out)
+        compare_figure(runs, tmp)
+        os.replace(tmp, out)
     except OSError as exc:
-        tmp.with_suffix(".png").unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise ConfigError(f"could not write {out} ({exc.strerror or exc}); choose another --out") from None
     return out, runs

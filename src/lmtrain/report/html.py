@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from lmtrain.report.run_data import RunData, value
+from lmtrain.train.observers.console import ppl_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -44,10 +46,8 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
     if run.evals:
         rows.append(("last validation loss", _fmt(value(run.evals[-1], "val_loss"))))
     if best is not None:
-        ppl = math.exp(best["val_loss"]) if best["val_loss"] < 700 else math.inf
-        rows.append(
-            ("best validation loss", f"{best['val_loss']:.4f} (perplexity {ppl:,.2f}) at step {best['step']:,}")
-        )
+        ppl = ppl_text(best["val_loss"])
+        rows.append(("best validation loss", f"{best['val_loss']:.4f} (perplexity {ppl}) at step {best['step']:,}"))
     outcome = run.outcome or {}
     if outcome.get("best_checkpoint"):
         rows.append(("best checkpoint", str(outcome["best_checkpoint"])))
@@ -106,6 +106,4 @@ def render(run: RunData, figures: dict[str, str]) -> str:
 
 def relative(path: Path, start: Path) -> str:
     """`path` relative to the folder `start`, with forward slashes."""
-    import os
-
     return Path(os.path.relpath(path, start)).as_posix()

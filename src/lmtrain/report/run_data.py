@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmtrain.config import RUN_CONFIG
 from lmtrain.errors import ConfigError
-
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
+from lmtrain.train.observers.jsonl import METRICS
 
 
 @dataclass
@@ -98,11 +97,11 @@ def _kind(record: dict[str, Any]) -> str:
 
 def read_run(folder: Path) -> RunData:
     """The run in `folder`; a folder that is not a run, or a run without metrics yet, is a ConfigError."""
-    if not (folder / CONFIG).is_file():
-        what = "does not exist" if not folder.exists() else f"is not a run folder (it has no {CONFIG})"
+    if not (folder / RUN_CONFIG).is_file():
+        what = "does not exist" if not folder.exists() else f"is not a run folder (it has no {RUN_CONFIG})"
         raise ConfigError(f"{folder} {what}; give a folder that lmtrain train --out wrote")
     try:
-        config = json.loads((folder / CONFIG).read_text())
+        config = json.loads((folder / RUN_CONFIG).read_text())
         lines = (folder / METRICS).read_text().splitlines() if (folder / METRICS).is_file() else []
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{folder}: cannot read the run ({exc})") from None

@@ -7,6 +7,7 @@ given. Adding an observer changes no line of the trainer.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,11 @@ class RunFailed:
     """non_finite or out_of_memory."""
     message: str
     last_checkpoint: Path | None
+
+
+def perplexity(loss: float) -> float | None:
+    """exp(loss), the perplexity of a mean loss per token; None where the loss is not finite or exp would overflow."""
+    return math.exp(loss) if math.isfinite(loss) and loss < 700 else None
 
 
 Event = RunStarted | StepEnded | Evaluated | CheckpointSaved | Warned | RunEnded | RunFailed

@@ -12,6 +12,7 @@ from typing import Any
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import (
+    RUN_CONFIG,
     SECTIONS,
     DataConfig,
     RunConfig,
@@ -24,9 +25,6 @@ from lmtrain.config import (
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import coerce, field_types
 from lmtrain.presets import apply_overrides
-
-RUN_CONFIG = "config.json"
-"""The resolved configuration in a run folder."""
 
 DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
 """Keys that fix which tokens each step sees; a resumed run must keep them."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lmtrain import checkpoint as ckpt
-from lmtrain.config import RunConfig
+from lmtrain.config import RUN_CONFIG, RunConfig
 from lmtrain.data.loader import make_batch
 from lmtrain.doctor.rules import Finding
 from lmtrain.errors import TrainingFailed
@@ -40,7 +40,7 @@ from lmtrain.train.events import (
 )
 from lmtrain.train.failures import failure_message, is_out_of_memory
 from lmtrain.train.optim import build_optimizer
-from lmtrain.train.resume import RUN_CONFIG, Restore, check_restore
+from lmtrain.train.resume import Restore, check_restore
 from lmtrain.train.schedule import ScheduleConfig, check_warmup
 from lmtrain.train.signals import StopSignals
 from lmtrain.train.snapshot import checkpoint_config, restore_into, trainer_state
@@ -135,7 +135,7 @@ class Trainer:
         self.pending.append((self.step, result))
         if result.skipped:
             self._note_skip()
-        elif tc.on_nan == "skip":
+        else:
             self.skipped_in_row = 0
         eval_due = bool(tc.eval_every) and self.step % tc.eval_every == 0
         save_due = bool(tc.save_every) and self.step % tc.save_every == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from lmtrain.train.events import (
@@ -13,6 +12,7 @@ from lmtrain.train.events import (
     RunStarted,
     StepEnded,
     Warned,
+    perplexity,
 )
 from lmtrain.train.schedule import ScheduleConfig, lr_at
 
@@ -46,6 +46,12 @@ def describe(event: RunStarted) -> list[str]:
     return lines
 
 
+def ppl_text(loss: float) -> str:
+    """The perplexity of a loss for a log line ("inf" where it does not exist)."""
+    ppl = perplexity(loss)
+    return f"{ppl:,.2f}" if ppl is not None else "inf"
+
+
 def step_line(event: StepEnded, total_steps: int) -> str:
     """The log line of a training step."""
     width = len(str(total_steps))
@@ -67,7 +73,7 @@ def end_lines(event: RunEnded, out: str, total_steps: int) -> list[str]:
         return [f"stopped at step {event.step} of {total_steps}; {resume}"]
     speed = f"; {event.tokens_per_s:,.0f} tok/s in training steps" if event.tokens_per_s else ""
     best = (
-        f"best val loss {event.best_val_loss:.4f} (ppl {math.exp(min(event.best_val_loss, 700)):,.2f})"
+        f"best val loss {event.best_val_loss:.4f} (ppl {ppl_text(event.best_val_loss)})"
         if event.best_val_loss is not None
         else "no validation loss"
     )
@@ -93,9 +99,9 @@ class LineFormatter:
             case StepEnded(log_point=True) if with_steps:
                 return [step_line(event, self.total_steps)]
             case Evaluated():
-                ppl = math.exp(event.val_loss) if math.isfinite(event.val_loss) and event.val_loss < 700 else math.inf
                 return [
-                    f"step {event.step} | val loss {event.val_loss:.4f} | val ppl {ppl:,.2f} | {event.seconds:.2f} s"
+                    f"step {event.step} | val loss {event.val_loss:.4f} | val ppl {ppl_text(event.val_loss)} | "
+                    f"{event.seconds:.2f} s"
                 ]
             case CheckpointSaved():
                 return [f"checkpoint {event.path}" + (" (best)" if event.is_best else "")]

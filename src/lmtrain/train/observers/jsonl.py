@@ -21,14 +21,10 @@ from lmtrain.train.events import (
     RunStarted,
     StepEnded,
     Warned,
+    perplexity,
 )
 
 METRICS = "metrics.jsonl"
-
-
-def val_ppl(loss: float) -> float | None:
-    """exp(loss), or None where it is not finite or would overflow."""
-    return math.exp(loss) if math.isfinite(loss) and loss < 700 else None
 
 
 def _finite(x: float | None) -> float | str | None:
@@ -77,7 +73,7 @@ def record(event: Event) -> dict[str, Any] | None:
                 "step": event.step,
                 "tokens": event.tokens,
                 "val_loss": _finite(event.val_loss),
-                "val_ppl": val_ppl(event.val_loss),
+                "val_ppl": perplexity(event.val_loss),
                 "seconds": round(event.seconds, 4),
             }
         case CheckpointSaved():

@@ -7,10 +7,19 @@ what the previous writer logged after the step it resumes from.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-from lmtrain.train.events import CheckpointSaved, Evaluated, Event, RunEnded, RunFailed, RunStarted, StepEnded, Warned
+from lmtrain.train.events import (
+    CheckpointSaved,
+    Evaluated,
+    Event,
+    RunEnded,
+    RunFailed,
+    RunStarted,
+    StepEnded,
+    Warned,
+    perplexity,
+)
 
 FOLDER = "tensorboard"
 
@@ -41,8 +50,9 @@ class TensorBoardObserver:
                     self.writer.add_scalar(name, value, event.step)
             case Evaluated() if self.writer is not None:
                 self.writer.add_scalar("val/loss", event.val_loss, event.step)
-                if math.isfinite(event.val_loss) and event.val_loss < 700:
-                    self.writer.add_scalar("val/ppl", math.exp(event.val_loss), event.step)
+                ppl = perplexity(event.val_loss)
+                if ppl is not None:
+                    self.writer.add_scalar("val/ppl", ppl, event.step)
             case Warned() if self.writer is not None:
                 self.writer.add_text("run/warnings", f"[{event.code}] {event.message}", event.step)
             case CheckpointSaved() if self.writer is not None:

@@ -7,12 +7,11 @@ The W&B run id is kept in RUN/wandb_id, so a resumed lmtrain run continues the s
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 from typing import Any
 
 from lmtrain.errors import ConfigError
-from lmtrain.train.events import Evaluated, Event, RunEnded, RunFailed, RunStarted, StepEnded, Warned
+from lmtrain.train.events import Evaluated, Event, RunEnded, RunFailed, RunStarted, StepEnded, Warned, perplexity
 
 ID_FILE = "wandb_id"
 
@@ -62,8 +61,9 @@ class WandbObserver:
                 )
             case Evaluated() if self.run is not None:
                 scalars = {"val/loss": event.val_loss}
-                if math.isfinite(event.val_loss) and event.val_loss < 700:
-                    scalars["val/ppl"] = math.exp(event.val_loss)
+                ppl = perplexity(event.val_loss)
+                if ppl is not None:
+                    scalars["val/ppl"] = ppl
                 self.run.log(scalars, step=event.step)
             case Warned() if self.run is not None:
                 self.warnings += 1
