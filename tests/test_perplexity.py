@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import LMTRAIN, shared_file
-from lmtrain.eval.perplexity import CPU_CHUNK, Scores, perplexity_report, plan_windows, score_tokens, window_arrays
+from lmtrain.eval.perplexity import Scores, perplexity_report, plan_windows, score_tokens, window_arrays
+from lmtrain.model import head
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.gpt import GPT
 
@@ -90,20 +91,19 @@ def test_the_total_is_the_sum_of_per_token_losses_of_one_forward() -> None:
     assert score_tokens(model, tokens, 64, 64, 1, EOT).nll == pytest.approx(expected, rel=1e-6)
 
 
-def test_logits_are_never_held_for_more_than_one_chunk() -> None:
+def test_logits_are_never_held_for_more_than_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     model, tokens = _model(), _tokens(500)
     alive: list[weakref.ref] = []
+    original = torch.logsumexp
 
-    original = model.logits
-
-    def logits(h: torch.Tensor) -> torch.Tensor:
+    def logsumexp(logits: torch.Tensor, dim: int) -> torch.Tensor:  # sees every chunk's logits (V, rows)
         assert all(ref() is None for ref in alive), "earlier logits are still alive"
-        assert h.shape[0] <= CPU_CHUNK
-        out = original(h)
-        alive.append(weakref.ref(out))
-        return out
+        assert logits.shape == (CFG.vocab_size, logits.shape[1]) and logits.shape[1] <= head.CPU_EVAL_ROWS
+        alive.append(weakref.ref(logits))
+        return original(logits, dim=dim)
 
-    model.logits = logits  # type: ignore[method-assign]
+    monkeypatch.setattr(torch, "logsumexp", logsumexp)
+    monkeypatch.setattr(head, "CPU_EVAL_ROWS", 8)
     scores = score_tokens(model, tokens, context=32, stride=8, batch_size=4, eot_id=EOT)
     assert scores.windows == 63 and scores.tokens == 500 and len(alive) >= 16
 

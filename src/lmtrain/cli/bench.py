@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_device_option, data_paths, log, print_json
+from lmtrain.cli.common import (
+    add_data_options,
+    add_device_option,
+    add_model_options,
+    data_paths,
+    default_cache_dir,
+    log,
+    model_overrides,
+    print_json,
+)
 from lmtrain.data.datasets import get_dataset, locate_split
 from lmtrain.data.prepare import default_workers
 from lmtrain.data.tokenizer import load_tokenizer
@@ -42,6 +52,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_option(gen)
     gen.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     gen.set_defaults(handler=run_generate)
+    train = benches.add_parser(
+        "train",
+        help="training throughput, tokens/s and MFU, optionally against transformers",
+        description="Time whole optimizer steps (forward, backward, clip, AdamW) on random tokens with the trainer's "
+        "own step, after warm-up; report tokens/s, step time, TFLOP/s, MFU against the measured peak and peak memory.",
+    )
+    train.add_argument("--preset", default="tiny", help="model preset (default tiny)")
+    add_model_options(train)
+    add_device_option(train)
+    train.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="autocast precision "
+                       "(default auto: bf16 on a GPU that has it, else fp32)")  # fmt: skip
+    train.add_argument("--batch-size", type=int, default=8, help="micro-batch in sequences (default 8)")
+    train.add_argument("--seq-len", type=int, help="tokens per sequence (default: the model's max_seq_len)")
+    train.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
+    train.add_argument("--steps", type=int, default=10, help="timed optimizer steps per model (default 10)")
+    train.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (default 3)")
+    train.add_argument("--compile", action="store_true", help="torch.compile both models")
+    train.add_argument("--loss", choices=("fused", "plain"), default="fused",
+                       help="lmtrain's LM head + loss: fused (default) or plain full logits")  # fmt: skip
+    train.add_argument("--against", choices=("hf",), help="also time transformers' GPT2LMHeadModel (hf)")
+    train.add_argument("--max-batch", type=int, metavar="LIMIT",
+                       help="instead: find the largest micro-batch up to LIMIT whose step fits in memory")  # fmt: skip
+    train.add_argument("--cache-dir", type=Path, help="where the measured peak is cached (default $LMTRAIN_CACHE_DIR "
+                       "or ~/.cache/lmtrain)")  # fmt: skip
+    train.add_argument("--out", type=Path, help="also write the result as JSON to this file")
+    train.set_defaults(handler=run_train_bench)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -84,8 +120,41 @@ def run_generate(args: argparse.Namespace) -> int:
     return _emit(result, args.out)
 
 
+def run_train_bench(args: argparse.Namespace) -> int:
+    from lmtrain.bench.train import TrainBench, bench_train, max_batch
+    from lmtrain.hardware import peak_flops
+    from lmtrain.presets import apply_overrides, get_preset
+    from lmtrain.runtime import configure_device, select_device, select_dtype
+
+    cfg = apply_overrides(get_preset(args.preset), model_overrides(args))
+    device = select_device(args.device)
+    dtype = select_dtype(args.dtype, device)
+    configure_device(device)
+    seq_len = args.seq_len or cfg.max_seq_len
+    bench = TrainBench(
+        cfg, device, dtype, args.batch_size, seq_len, args.grad_accum, args.steps, args.warmup_steps, args.compile,
+        args.loss,
+    )  # fmt: skip
+    what = (
+        f"{args.preset}, micro-batch {args.batch_size} x {seq_len}, accumulation {args.grad_accum}, {dtype} on {device}"
+    )
+    base = {"preset": args.preset, "device": str(device)}
+    if args.max_batch is not None:
+        if args.max_batch < 1:
+            raise ConfigError("--max-batch must be at least 1")
+        log(f"bench train: largest micro-batch up to {args.max_batch} for {what}")
+        return _emit(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
+    peak = peak_flops(device, dtype, args.cache_dir or default_cache_dir(os.environ))
+    log(f"bench train: {what}; peak {peak.measured_flops / 1e12:.3g} TFLOP/s measured ({peak.device_name})")
+    result = base | {"device_name": peak.device_name} | bench_train(bench, peak, against_hf=args.against == "hf")
+    return _emit(result, args.out)
+
+
 def _emit(result: dict, out: Path | None) -> int:
-    """Print a benchmark result as JSON and, with --out, also write it to that file."""
+    """Print a benchmark result, with where it was measured, as JSON and, with --out, also write it to that file."""
+    from lmtrain.bench import provenance
+
+    result = result | {"provenance": provenance()}
     print_json(result)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -88,11 +88,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     flat, out = gather_flags(args)
     launch = decide_launch(flat, out, args.resume.expanduser() if args.resume else None)
-    data = load_training_data(launch.cfg, data_paths(launch.cfg.data), log=log_stdout)
+    paths = data_paths(launch.cfg.data)
+    data = load_training_data(launch.cfg, paths, log=log_stdout)
     findings = preflight(launch, data)
     bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
     try:
-        trainer = Trainer(launch.cfg, data, launch.out, bus, launch.restore, launch.changes, findings)
+        trainer = Trainer(
+            launch.cfg, data, launch.out, bus, launch.restore, launch.changes, findings, cache_dir=paths.cache_dir
+        )
         return trainer.run()
     finally:
         bus.close()

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from lmtrain.model.head import nll_sum
+
 
 def plan_windows(n_tokens: int, context: int, stride: int) -> Iterator[tuple[int, int, int]]:
     """(begin, end, first) of each window, in stream positions: inputs stream[begin:end], targets from `first`.
@@ -55,11 +57,6 @@ def window_arrays(
     return inputs, targets
 
 
-CPU_CHUNK = 64
-GPU_CHUNK = 4096
-"""Positions whose logits are computed at once: 64 x 50,257 floats stay in a CPU's cache; a GPU wants more."""
-
-
 @dataclass(frozen=True)
 class Scores:
     """Summed negative log-likelihood (nats) over the scored tokens."""
@@ -85,7 +82,6 @@ def score_tokens(
     total = 0.0
     count = 0
     windows = list(plan_windows(n_tokens, context, stride))
-    chunk = CPU_CHUNK if torch.device(device).type == "cpu" else GPU_CHUNK
     was_training = model.training
     model.eval()
     try:
@@ -96,14 +92,7 @@ def score_tokens(
                 y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
                 scored = y != -100
                 with autocast():
-                    h = model.hidden(x)[scored]  # (M, C): scored positions only
-                    nll = torch.zeros((), dtype=torch.float64, device=h.device)
-                    for h_part, y_part in zip(h.split(chunk), y[scored].split(chunk)):
-                        logits = model.logits(h_part).float()  # (m, V), one chunk at a time
-                        nll += (torch.logsumexp(logits, dim=-1) - logits.gather(1, y_part[:, None])[:, 0]).sum(
-                            dtype=torch.float64
-                        )
-                        del logits
+                    nll, _ = nll_sum(model.hidden(x), model.transformer.wte.weight, y)
                 total += float(nll)
                 count += int(scored.sum())
     finally:

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmtrain.model.config import GPTConfig
+from lmtrain.model.head import LossImpl, head_loss
 from lmtrain.model.kv_cache import KVCache
 
 __all__ = ["GPT", "GPTConfig"]
@@ -82,9 +83,10 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """GPT-2 language model; the output projection reuses the token embedding matrix."""
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, loss_impl: LossImpl = "fused") -> None:
         super().__init__()
         self.config = cfg
+        self.loss_impl: LossImpl = loss_impl
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(cfg.vocab_size, cfg.d_model),
@@ -143,10 +145,13 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) for token ids `idx` (B, T), and the mean cross-entropy over targets != -100."""
-        logits = self.logits(self.hidden(idx, cache))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
-        return logits, loss
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(logits (B, T, V), None) for token ids `idx` (B, T); with `targets` (B, T), (None, loss).
+
+        The loss is the mean cross-entropy over targets != -100, computed by `head_loss` without materialising the
+        logits (`loss_impl="plain"` computes them, as the reference).
+        """
+        h = self.hidden(idx, cache)  # (B, T, C)
+        if targets is None:
+            return self.logits(h), None  # (B, T, V)
+        return None, head_loss(h, self.transformer.wte.weight, targets, self.loss_impl)

@@ -45,11 +45,21 @@ class Plan:
     """Device the run trains on."""
     dtype: str
     """Autocast precision."""
+    flops_per_token: int = 0
+    """Training FLOPs per token at the run's context (6N + 12·L·d·T, as `lmtrain presets` prints)."""
+    peak_flops: float | None = None
+    """The device's measured peak matmul FLOP/s in the run's dtype (None when not measured)."""
 
     @property
     def total_tokens(self) -> int:
         """Training tokens over the whole run."""
         return self.total_steps * self.tokens_per_step
+
+    def mfu(self, tokens_per_s: float | None) -> float | None:
+        """Model FLOPs utilisation of a throughput: tokens/s x FLOPs per token / the measured peak."""
+        if not tokens_per_s or not self.peak_flops or not self.flops_per_token:
+            return None
+        return tokens_per_s * self.flops_per_token / self.peak_flops
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,8 @@ class StepEnded:
     """A step the logs show (every --log-every steps, the first and the last)."""
     skipped: bool = False
     """The update was skipped (--on-nan skip)."""
+    mfu: float | None = None
+    """Model FLOPs utilisation of `tokens_per_s` (Plan.mfu)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,8 @@ class RunEnded:
     tokens_per_s: float | None
     """Training throughput over those seconds."""
     sample: str | None = None
+    mfu: float | None = None
+    """Model FLOPs utilisation of `tokens_per_s` (Plan.mfu)."""
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,17 @@ from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import generate
 from lmtrain.eval.loss import evaluate
 from lmtrain.files import write_text_atomic
+from lmtrain.hardware import peak_flops
 from lmtrain.model.gpt import GPT
-from lmtrain.model.sizing import param_counts
-from lmtrain.runtime import autocast, seed_everything, select_device, select_dtype, wrap_model
+from lmtrain.model.sizing import flops_per_token, param_counts
+from lmtrain.runtime import (
+    autocast,
+    configure_device,
+    seed_everything,
+    select_device,
+    select_dtype,
+    wrap_model,
+)
 from lmtrain.train.data import TrainingData, eval_starts, run_length
 from lmtrain.train.events import (
     CheckpointSaved,
@@ -59,12 +67,16 @@ class Trainer:
         restore: Restore | None = None,
         changes: tuple[str, ...] = (),
         findings: tuple[Finding, ...] = (),
+        cache_dir: Path | None = None,
     ) -> None:
+        """`cache_dir` holds the device's measured peak FLOP/s for MFU (measured there once); None: no MFU."""
         self.cfg, self.data, self.out, self.bus, self.restore = cfg, data, out, bus, restore
         self.changes, self.findings = changes, findings
         tc = cfg.train
         self.device = select_device(tc.device)
         self.dtype = select_dtype(tc.dtype, self.device)
+        configure_device(self.device)
+        self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
         self.sampler, self.total_steps = run_length(cfg, len(data.train))
         self.stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
         self.schedule = ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, self.total_steps, tc.schedule, tc.decay_fraction)
@@ -88,6 +100,7 @@ class Trainer:
         self.last_val: tuple[int, float] | None = None
         self.last_save: int | None = self.step if restore is not None else None
         self.clock = StepClock()
+        self._plan = self.plan()
 
     @property
     def tokens_per_step(self) -> int:
@@ -99,7 +112,8 @@ class Trainer:
         return Plan(
             self.total_steps, self.stop_at, self.step, self.tokens_per_step, counts["total"],
             counts["non_embedding"], len(self.data.train), len(self.data.valid), self.sampler.steps_per_epoch,
-            len(self.val_starts), str(self.device), self.dtype,
+            len(self.val_starts), str(self.device), self.dtype, flops_per_token(self.cfg.model, self.cfg.seq_len),
+            self.peak.measured_flops if self.peak else None,
         )  # fmt: skip
 
     def run(self) -> int:
@@ -107,7 +121,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.out / RUN_CONFIG, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         resumed_from = self.restore.checkpoint if self.restore is not None else None
-        self.bus.publish(RunStarted(self.out, self.cfg, self.plan(), resumed_from, self.changes, self.findings))
+        self.bus.publish(RunStarted(self.out, self.cfg, self._plan, resumed_from, self.changes, self.findings))
         if self.step >= self.stop_at:
             return self._end("already_done", 0)
         with StopSignals() as signals:
@@ -168,6 +182,7 @@ class Trainer:
                 StepEnded(
                     step, self.sampler.epoch_of(step), loss, result.lr, grad_norm, step * self.tokens_per_step,
                     per_step, self.tokens_per_step / per_step, self._is_log_point(step), result.skipped,
+                    self._plan.mfu(self.tokens_per_step / per_step),
                 )
             )  # fmt: skip
 
@@ -254,7 +269,9 @@ class Trainer:
         best = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "best")
         tps = self.clock.steps * self.tokens_per_step / self.clock.seconds if self.clock.steps else None
         best_val = self.best_val if math.isfinite(self.best_val) else None
-        self.bus.publish(RunEnded(self.step, reason, code, best_val, best, self.clock.seconds, tps, sample))
+        self.bus.publish(
+            RunEnded(self.step, reason, code, best_val, best, self.clock.seconds, tps, sample, self._plan.mfu(tps))
+        )
         return code
 
     def sample(self, new_tokens: int, prompt_tokens: int = 16) -> str:

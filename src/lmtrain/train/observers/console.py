@@ -34,7 +34,8 @@ def describe(event: RunStarted) -> list[str]:
         f"optim    AdamW lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
         f"(LR at step 0: {lr_at(0, schedule):.3g}), weight decay {tc.weight_decay}, "
         f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
-        f"runtime  device {plan.device}, dtype {plan.dtype}, compile {tc.compile}, seed {tc.seed}; "
+        f"runtime  device {plan.device}, dtype {plan.dtype}{_peak_text(plan.peak_flops)}, compile {tc.compile}, "
+        f"seed {tc.seed}; "
         f"eval every {tc.eval_every} ({plan.eval_windows} windows), save every {tc.save_every}, "
         f"keep {tc.keep_last}; on NaN: {tc.on_nan}; logs: {', '.join(tc.sinks) or 'console only'}",
     ]
@@ -44,6 +45,14 @@ def describe(event: RunStarted) -> list[str]:
     if event.resumed_from is not None:
         lines.append(f"resumed from {event.resumed_from} at step {plan.start_step}")
     return lines
+
+
+def _peak_text(peak: float | None) -> str:
+    return f" (measured peak {peak / 1e12:,.3g} TFLOP/s)" if peak else ""
+
+
+def _mfu_text(mfu: float | None) -> str:
+    return f" | MFU {mfu:.1%}" if mfu is not None else ""
 
 
 def ppl_text(loss: float) -> str:
@@ -57,7 +66,7 @@ def step_line(event: StepEnded, total_steps: int) -> str:
     width = len(str(total_steps))
     return (
         f"step {event.step:>{width}}/{total_steps} | epoch {event.epoch:6.2f} | loss {event.loss:.4f} | "
-        f"lr {event.lr:.2e} | grad norm {event.grad_norm:.3f} | {event.tokens_per_s:,.0f} tok/s"
+        f"lr {event.lr:.2e} | grad norm {event.grad_norm:.3f} | {event.tokens_per_s:,.0f} tok/s{_mfu_text(event.mfu)}"
         + (" | update skipped" if event.skipped else "")
     )
 
@@ -72,6 +81,7 @@ def end_lines(event: RunEnded, out: str, total_steps: int) -> list[str]:
     if event.reason == "stop_at":
         return [f"stopped at step {event.step} of {total_steps}; {resume}"]
     speed = f"; {event.tokens_per_s:,.0f} tok/s in training steps" if event.tokens_per_s else ""
+    speed += f" (MFU {event.mfu:.1%})" if event.mfu is not None else ""
     best = (
         f"best val loss {event.best_val_loss:.4f} (ppl {ppl_text(event.best_val_loss)})"
         if event.best_val_loss is not None

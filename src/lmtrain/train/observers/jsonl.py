@@ -34,6 +34,10 @@ def _finite(x: float | None) -> float | str | None:
     return str(x)
 
 
+def _rounded(x: float | None) -> float | None:
+    return round(x, 4) if x is not None else None
+
+
 def record(event: Event) -> dict[str, Any] | None:
     """The metrics.jsonl record of an event; None for steps that are not log points."""
     match event:
@@ -48,6 +52,8 @@ def record(event: Event) -> dict[str, Any] | None:
                 "parameters": plan.parameters,
                 "device": plan.device,
                 "dtype": plan.dtype,
+                "flops_per_token": plan.flops_per_token,
+                "peak_flops": plan.peak_flops,
                 "resumed_from": str(resumed) if resumed else None,
                 "changes": list(event.changes),
                 "findings": [{"level": f.level, "code": f.code, "message": f.message} for f in event.findings],
@@ -65,6 +71,7 @@ def record(event: Event) -> dict[str, Any] | None:
                 "grad_norm": _finite(event.grad_norm),
                 "step_time": round(event.step_time, 6),
                 "tokens_per_s": round(event.tokens_per_s, 1),
+                "mfu": _rounded(event.mfu),
                 **({"skipped": True} if event.skipped else {}),
             }
         case Evaluated():
@@ -97,6 +104,7 @@ def record(event: Event) -> dict[str, Any] | None:
                 "best_checkpoint": str(event.best_checkpoint) if event.best_checkpoint else None,
                 "train_seconds": round(event.train_seconds, 3),
                 "tokens_per_s": round(event.tokens_per_s, 1) if event.tokens_per_s else None,
+                "mfu": _rounded(event.mfu),
                 "sample": event.sample,
             }
         case RunFailed():

@@ -25,7 +25,7 @@ FOLDER = "tensorboard"
 
 
 class TensorBoardObserver:
-    """Scalars train/loss, train/lr, train/grad_norm, train/tokens_per_s, val/loss, val/ppl; text for the rest."""
+    """Scalars train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mfu, val/loss, val/ppl; text for the rest."""
 
     def __init__(self, out: Path) -> None:
         self.logdir = out / FOLDER
@@ -48,6 +48,8 @@ class TensorBoardObserver:
                     ("train/tokens_per_s", event.tokens_per_s),
                 ):
                     self.writer.add_scalar(name, value, event.step)
+                if event.mfu is not None:
+                    self.writer.add_scalar("train/mfu", event.mfu, event.step)
             case Evaluated() if self.writer is not None:
                 self.writer.add_scalar("val/loss", event.val_loss, event.step)
                 ppl = perplexity(event.val_loss)

@@ -56,6 +56,7 @@ class WandbObserver:
                         "train/grad_norm": event.grad_norm,
                         "train/tokens_per_s": event.tokens_per_s,
                         "train/tokens": event.tokens,
+                        **({"train/mfu": event.mfu} if event.mfu is not None else {}),
                     },
                     step=event.step,
                 )

@@ -1,0 +1,103 @@
+"""The fused LM head + loss equals the plain logits + cross-entropy path, in value and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmtrain.model.gpt import GPT, GPTConfig
+from lmtrain.model.head import CPU_CHUNK_ROWS, CPU_EVAL_ROWS, head_loss, nll_sum
+
+CFG = GPTConfig(vocab_size=1000, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=64, dropout=0.0)
+
+
+def _grads(impl: str, h: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    h, w = h.clone().requires_grad_(), w.clone().requires_grad_()
+    loss = head_loss(h, w, y, impl)  # type: ignore[arg-type]
+    (loss * 3.0).backward()  # an upstream gradient other than 1 must be applied
+    return loss.detach(), h.grad, w.grad
+
+
+@pytest.mark.parametrize("rows", [7, CPU_CHUNK_ROWS + 300])  # one chunk, and several with a partial last one
+def test_fused_equals_plain_in_loss_and_gradients(rows: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(rows, 48, generator=g)
+    w = torch.randn(3000, 48, generator=g) * 0.1
+    y = torch.randint(0, 3000, (rows,), generator=g)
+    y[::5] = -100  # ignored targets, spread over every chunk
+    fused, plain = _grads("fused", h, w, y), _grads("plain", h, w, y)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    ignored = (y == -100).nonzero()[:, 0]
+    assert torch.count_nonzero(fused[1][ignored]) == 0  # ignored rows get no gradient
+
+
+def test_ignore_index_is_left_out_of_the_mean() -> None:
+    g = torch.Generator().manual_seed(1)
+    h, w = torch.randn(10, 16, generator=g), torch.randn(50, 16, generator=g)
+    y = torch.randint(0, 50, (10,), generator=g)
+    masked = y.clone()
+    masked[4:] = -100
+    expected = F.cross_entropy(h[:4] @ w.T, y[:4])
+    torch.testing.assert_close(head_loss(h, w, masked), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_model_gradients_match_between_the_fused_and_plain_heads() -> None:
+    torch.manual_seed(0)
+    fused = GPT(CFG)
+    plain = GPT(CFG, loss_impl="plain")
+    plain.load_state_dict(fused.state_dict())
+    idx = torch.randint(0, CFG.vocab_size, (3, 33), generator=torch.Generator().manual_seed(2))
+    y = idx[:, 1:].clone()
+    y[1, 10:] = -100
+    losses = []
+    for model in (fused, plain):
+        _, loss = model(idx[:, :-1], y)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-5)
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_fused_loss_under_bf16_autocast_is_close_to_fp32() -> None:
+    g = torch.Generator().manual_seed(3)
+    h, w = torch.randn(64, 32, generator=g), torch.randn(200, 32, generator=g) * 0.1
+    y = torch.randint(0, 200, (64,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = head_loss(h, w, y)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, head_loss(h, w, y), rtol=2e-2, atol=2e-2)
+
+
+def test_no_gradients_are_computed_without_grad_mode() -> None:
+    h, w = torch.randn(8, 16, requires_grad=True), torch.randn(40, 16, requires_grad=True)
+    with torch.no_grad():
+        loss = head_loss(h, w, torch.randint(0, 40, (8,)))
+    assert not loss.requires_grad
+
+
+def test_nll_sum_matches_cross_entropy_over_several_chunks() -> None:
+    g = torch.Generator().manual_seed(4)
+    rows = CPU_EVAL_ROWS * 2 + 5
+    h, w = torch.randn(rows, 24, generator=g), torch.randn(300, 24, generator=g) * 0.2
+    y = torch.randint(0, 300, (rows,), generator=g)
+    y[::3] = -100
+    total, count = nll_sum(h, w, y)
+    keep = y != -100
+    expected = F.cross_entropy((h[keep] @ w.T).double(), y[keep], reduction="sum")
+    assert count == int(keep.sum()) and total.dtype == torch.float64
+    torch.testing.assert_close(total, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_evaluation_loss_without_grad_equals_the_training_loss() -> None:
+    torch.manual_seed(0)
+    model = GPT(CFG).eval()
+    idx = torch.randint(0, CFG.vocab_size, (2, 20), generator=torch.Generator().manual_seed(5))
+    y = idx[:, 1:].clone()
+    y[0, :4] = -100
+    _, with_grad = model(idx[:, :-1], y)
+    with torch.no_grad():
+        _, without = model(idx[:, :-1], y)
+    torch.testing.assert_close(without, with_grad.detach(), rtol=1e-5, atol=1e-6)
