@@ -181,7 +181,29 @@ def eval_throughput(model: nn.Module, b: TrainBench, tokens: np.ndarray, batches
     return b.batch_size * batches * b.seq_len / (time.perf_counter() - t0)
 
 
-def bench_train(b: TrainBench, peak: Peak, against_hf: bool = False, rounds: int = 2) -> dict[str, Any]:
+def profile_steps(side: _Side, device: torch.device, steps: int = 3, top: int = 15) -> list[dict[str, Any]]:
+    """The `top` operators by self time (device time on a GPU) over `steps` optimizer steps, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        side.run(steps, device, timed=False)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    rows = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:top]
+    total = sum(getattr(e, key) for e in prof.key_averages()) or 1
+    return [
+        {
+            "op": e.key,
+            "self_ms_per_step": round(getattr(e, key) / 1e3 / steps, 3),
+            "share": round(getattr(e, key) / total, 4),
+        }
+        for e in rows
+    ]
+
+
+def bench_train(
+    b: TrainBench, peak: Peak, against_hf: bool = False, rounds: int = 2, profile: bool = False
+) -> dict[str, Any]:
     """Time `b.steps` optimizer steps of lmtrain's GPT (and of transformers' model with `against_hf`)."""
     torch.manual_seed(0)
     tokens = random_tokens(b)
@@ -229,6 +251,8 @@ def bench_train(b: TrainBench, peak: Peak, against_hf: bool = False, rounds: int
         "eval_tokens_per_s": round(eval_throughput(model, b, tokens), 1),
     }
     result["eval_over_train"] = round(result["eval_tokens_per_s"] / ours["tokens_per_s"], 2)
+    if profile:
+        result["profile"] = profile_steps(sides[0], b.device)
     if against_hf:
         theirs = _summary(sides[1].seconds, b.tokens_per_step)
         result |= {f"hf_{k}": v for k, v in theirs.items()}

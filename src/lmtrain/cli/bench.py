@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--loss", choices=("fused", "plain"), default="fused",
                        help="lmtrain's LM head + loss: fused (default) or plain full logits")  # fmt: skip
     train.add_argument("--against", choices=("hf",), help="also time transformers' GPT2LMHeadModel (hf)")
+    train.add_argument(
+        "--profile", action="store_true", help="add the top operators of 3 profiled steps (torch.profiler)"
+    )
     train.add_argument("--max-batch", type=int, metavar="LIMIT",
                        help="instead: find the largest micro-batch up to LIMIT whose step fits in memory")  # fmt: skip
     train.add_argument("--cache-dir", type=Path, help="where the measured peak is cached (default $LMTRAIN_CACHE_DIR "
@@ -146,7 +149,11 @@ def run_train_bench(args: argparse.Namespace) -> int:
         return _emit(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
     peak = peak_flops(device, dtype, args.cache_dir or default_cache_dir(os.environ))
     log(f"bench train: {what}; peak {peak.measured_flops / 1e12:.3g} TFLOP/s measured ({peak.device_name})")
-    result = base | {"device_name": peak.device_name} | bench_train(bench, peak, against_hf=args.against == "hf")
+    result = (
+        base
+        | {"device_name": peak.device_name}
+        | bench_train(bench, peak, against_hf=args.against == "hf", profile=args.profile)
+    )
     return _emit(result, args.out)
 
 
