@@ -87,8 +87,12 @@ class TrainConfig:
     """Decay after warmup: cosine, linear, constant or wsd (warmup-stable-decay)."""
     decay_fraction: float = 0.2
     """wsd only: share of all steps spent decaying linearly to min_lr at the end."""
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    """adamw, or muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms."""
+    muon_lr: float | None = None
+    """With --optimizer muon: peak LR of the Muon matrices (default 3 x --lr; --lr stays the AdamW groups')."""
     weight_decay: float = 0.1
-    """AdamW weight decay, applied only to tensors with two or more dimensions."""
+    """Decoupled weight decay (AdamW and Muon), applied only to tensors with two or more dimensions."""
     beta1: float = 0.9
     """AdamW beta1."""
     beta2: float = 0.95
@@ -138,6 +142,7 @@ class TrainConfig:
             "batch_size",
             "micro_batch_size",
             "lr",
+            "muon_lr",
             "log_every",
             "keep_last",
             "max_skipped_steps",

@@ -9,6 +9,7 @@ and weights and trains it through the same `TrainStep`, with the loss transforme
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import resource
 import statistics
@@ -53,6 +54,8 @@ class TrainBench:
     warmup: int = 3
     compile: bool = False
     loss: LossImpl = "fused"
+    optimizer: str = "adamw"
+    """adamw, or muon (Muon for the block matrices at 3x the LR, AdamW for the rest), as `--optimizer`."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.warmup < 1:
@@ -129,7 +132,7 @@ class _Side:
 
 def _train_step(model: nn.Module, b: TrainBench, tokens: np.ndarray, seed: int) -> TrainStep:
     runner = wrap_model(model, b.compile)
-    optimizer = build_optimizer(model, 1e-4, 0.1, (0.9, 0.95), b.device)
+    optimizer = build_optimizer(model, 1e-4, 0.1, (0.9, 0.95), b.device, b.optimizer)
     scaler = torch.amp.GradScaler(b.device.type, enabled=b.dtype == "fp16")
     schedule = ScheduleConfig(1e-4, 1e-4, 0, 1_000_000, "constant")
     sampler = TrainSampler(len(tokens), b.seq_len, b.batch_size * b.grad_accum, seed)
@@ -220,7 +223,7 @@ def bench_train(
             torch.cuda.reset_peak_memory_stats(b.device)
         torch.manual_seed(0)
         hf = build_hf(b.model, GPT(b.model)).to(b.device)
-        sides.append(_Side("hf", _train_step(hf, b, tokens, 0), []))
+        sides.append(_Side("hf", _train_step(hf, dataclasses.replace(b, optimizer="adamw"), tokens, 0), []))
         sides[1].run(b.warmup, b.device, timed=False)
         hf_memory = peak_memory(b.device)[0] - before if b.device.type == "cuda" else None
     per_round = [b.steps // rounds + (1 if i < b.steps % rounds else 0) for i in range(rounds)]
@@ -239,6 +242,7 @@ def bench_train(
         "dtype": b.dtype,
         "compile": b.compile,
         "loss": b.loss,
+        "optimizer": b.optimizer,
         **ours,
         "flops_per_token": fpt,
         "tflops": round(ours["tokens_per_s"] * fpt / 1e12, 4),
@@ -263,7 +267,7 @@ def bench_train(
 
 def _fits(b: TrainBench, batch: int, model: GPT, tokens: Callable[[TrainBench], np.ndarray]) -> int | None:
     """Peak memory of one optimizer step at micro-batch `batch`, or None when it runs out of memory."""
-    trial = TrainBench(b.model, b.device, b.dtype, batch, b.seq_len, 1, 2, 1, False, b.loss)
+    trial = dataclasses.replace(b, batch_size=batch, grad_accum=1, compile=False)
     if b.device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(b.device)

@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--compile", action="store_true", help="torch.compile both models")
     train.add_argument("--loss", choices=("fused", "plain"), default="fused",
                        help="lmtrain's LM head + loss: fused (default) or plain full logits")  # fmt: skip
+    train.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
+                       help="lmtrain's optimizer: adamw (default) or muon; transformers always gets AdamW")  # fmt: skip
     train.add_argument("--against", choices=("hf",), help="also time transformers' GPT2LMHeadModel (hf)")
     train.add_argument(
         "--profile", action="store_true", help="add the top operators of 3 profiled steps (torch.profiler)"
@@ -136,7 +138,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
     seq_len = args.seq_len or cfg.max_seq_len
     bench = TrainBench(
         cfg, device, dtype, args.batch_size, seq_len, args.grad_accum, args.steps, args.warmup_steps, args.compile,
-        args.loss,
+        args.loss, args.optimizer,
     )  # fmt: skip
     what = (
         f"{args.preset}, micro-batch {args.batch_size} x {seq_len}, accumulation {args.grad_accum}, {dtype} on {device}"

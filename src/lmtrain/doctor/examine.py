@@ -20,7 +20,7 @@ from lmtrain.doctor.rules import DocumentStats, Facts, Finding, Trial, diagnose,
 from lmtrain.model.gpt import GPT
 from lmtrain.runtime import autocast, device_memory, preserved_rng, seed_everything, select_device, select_dtype
 from lmtrain.train.data import TrainingData, eval_starts, run_length
-from lmtrain.train.optim import build_optimizer
+from lmtrain.train.optim import run_optimizer
 from lmtrain.train.schedule import ScheduleConfig
 from lmtrain.train.step import TrainStep
 
@@ -83,7 +83,7 @@ def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype:
     tc = cfg.train
     sampler, total = run_length(cfg, len(data.train))
     model = GPT(cfg.model).to(device)
-    optimizer = build_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device)
+    optimizer = run_optimizer(model, tc, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
     schedule = ScheduleConfig(tc.lr, tc.final_lr, 0, total)
     step = TrainStep(

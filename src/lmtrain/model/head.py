@@ -8,8 +8,8 @@ log-softmax and their gradients: 3.3 GB for 32 x 512 tokens of GPT-2's vocabular
 
 Under autocast the projection runs in the autocast dtype (bf16 on a GPU), with fp32 accumulation inside the op.
 
-Without gradients (evaluation) on the CPU, `nll_sum` is used instead: it computes each chunk's logits transposed,
-W @ h_c.T, which this CPU's BLAS runs about 1.3x faster than h_c @ W.T for GPT-2's head.
+Without gradients (evaluation), `nll_sum` is used instead, the function `lmtrain eval` scores with: on the CPU it
+computes each chunk's logits transposed, W @ h_c.T, which this CPU's BLAS runs about 1.3x faster than h_c @ W.T.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def head_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, impl
     targets = targets.reshape(-1)  # (N,)
     if impl == "plain":
         return F.cross_entropy(F.linear(h, weight).float(), targets, ignore_index=-100)
-    if h.device.type == "cpu" and not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):
+    if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):  # evaluation: lmtrain eval's path
         total, count = nll_sum(h, weight, targets)
         return (total / count).float() if count else torch.full((), math.nan, device=h.device)
     if torch.is_autocast_enabled(h.device.type):

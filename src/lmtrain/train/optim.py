@@ -1,4 +1,5 @@
-"""AdamW with weight decay only on tensors of two or more dimensions, fused where the device has it."""
+"""The optimizer of a run: AdamW (fused where the device has it), or Muon for the block matrices with AdamW for the
+rest (`train/muon.py`). Weight decay applies only to tensors of two or more dimensions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import inspect
 
 import torch
 import torch.nn as nn
+
+from lmtrain.config import TrainConfig
+from lmtrain.train.muon import MuonAdamW
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -18,11 +22,41 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def muon_groups(model: nn.Module, weight_decay: float, muon_scale: float) -> list[dict]:
+    """Three groups: the blocks' matrices (Muon, LR x `muon_scale`), the embeddings (AdamW, decayed), and biases and
+    LayerNorm weights (AdamW, not decayed)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    matrices = [p for n, p in named if p.dim() == 2 and ".h." in f".{n}"]
+    chosen = {id(p) for p in matrices}
+    embeddings = [p for _, p in named if p.dim() >= 2 and id(p) not in chosen]
+    vectors = [p for _, p in named if p.dim() < 2]
+    return [
+        {"params": matrices, "weight_decay": weight_decay, "muon": True, "lr_scale": muon_scale},
+        {"params": embeddings, "weight_decay": weight_decay},
+        {"params": vectors, "weight_decay": 0.0},
+    ]
+
+
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device: torch.device
-) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, fused on CUDA and CPU when this torch supports it."""
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    device: torch.device,
+    kind: str = "adamw",
+    muon_lr: float | None = None,
+) -> torch.optim.Optimizer:
+    """AdamW over `param_groups`, fused on CUDA and CPU when this torch supports it; or MuonAdamW over
+    `muon_groups` with the Muon matrices at `muon_lr` (default 3 x lr)."""
+    if kind == "muon":
+        scale = (muon_lr if muon_lr is not None else 3 * lr) / lr
+        return MuonAdamW(muon_groups(model, weight_decay, scale), lr=lr, weight_decay=weight_decay, betas=betas)
     fused_ok = "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cuda", "cpu")
     return torch.optim.AdamW(
         param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8, **({"fused": True} if fused_ok else {})
     )
+
+
+def run_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer a run's TrainConfig asks for."""
+    return build_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device, tc.optimizer, tc.muon_lr)

@@ -30,6 +30,8 @@ DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
 """Keys that fix which tokens each step sees; a resumed run must keep them."""
 EVAL_KEYS = ("eval_windows",)
 """Keys that fix the validation windows `best` is chosen on; a resumed run must keep them."""
+OPTIMIZER_KEYS = ("optimizer",)
+"""Keys whose state the checkpoint holds in a form only that choice can load."""
 
 
 def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig, list[str]]:
@@ -62,6 +64,11 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
             raise ConfigError(
                 f"resuming with {key}={new}, but the run used {key}={old}; a resumed run keeps its validation "
                 f"windows so that `best` compares losses over the same tokens"
+            )
+        if key in OPTIMIZER_KEYS:
+            raise ConfigError(
+                f"resuming with {key}={new}, but the run used {key}={old}; its checkpoint holds {old}'s state, "
+                f"so a resumed run keeps its optimizer"
             )
         sections[section][key] = new
         changes.append(f"{key}: {old} -> {new}")

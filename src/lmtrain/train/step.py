@@ -55,7 +55,7 @@ class TrainStep:
     def __call__(self, step: int) -> StepResult:
         lr = lr_at(step, self.schedule)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         total = torch.zeros((), device=self.device)
         for starts in np.split(self.sampler.batch_starts(step), self.accumulation):
             x, y = make_batch(self.tokens, starts, self.seq_len, self.device)

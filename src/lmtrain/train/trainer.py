@@ -47,7 +47,7 @@ from lmtrain.train.events import (
     Warned,
 )
 from lmtrain.train.failures import failure_message, is_out_of_memory
-from lmtrain.train.optim import build_optimizer
+from lmtrain.train.optim import run_optimizer
 from lmtrain.train.resume import Restore, check_restore
 from lmtrain.train.schedule import ScheduleConfig, check_warmup
 from lmtrain.train.signals import StopSignals
@@ -84,7 +84,7 @@ class Trainer:
         self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.eval_windows)
         seed_everything(tc.seed)
         self.model = GPT(cfg.model).to(self.device)
-        self.optimizer = build_optimizer(self.model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), self.device)
+        self.optimizer = run_optimizer(self.model, tc, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == "fp16")
         self.step, self.best_val = 0, math.inf
         if restore is not None:

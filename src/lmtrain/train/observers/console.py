@@ -31,7 +31,7 @@ def describe(event: RunStarted) -> list[str]:
         f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
         f"{plan.total_tokens:,} tokens), batch {tc.batch_size} x {cfg.seq_len} = {plan.tokens_per_step:,} "
         f"tokens/step, micro-batch {tc.micro} ({tc.accumulation} accumulation steps)",
-        f"optim    AdamW lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
+        f"optim    {_optimizer_text(tc)} lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
         f"(LR at step 0: {lr_at(0, schedule):.3g}), weight decay {tc.weight_decay}, "
         f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
         f"runtime  device {plan.device}, dtype {plan.dtype}{_peak_text(plan.peak_flops)}, compile {tc.compile}, "
@@ -45,6 +45,13 @@ def describe(event: RunStarted) -> list[str]:
     if event.resumed_from is not None:
         lines.append(f"resumed from {event.resumed_from} at step {plan.start_step}")
     return lines
+
+
+def _optimizer_text(tc) -> str:
+    if tc.optimizer == "muon":
+        muon_lr = tc.muon_lr if tc.muon_lr is not None else 3 * tc.lr
+        return f"Muon (block matrices, peak lr={muon_lr:g}) + AdamW (embeddings, biases, norms)"
+    return "AdamW"
 
 
 def _peak_text(peak: float | None) -> str:
