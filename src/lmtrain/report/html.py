@@ -52,7 +52,8 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
     if outcome.get("best_checkpoint"):
         rows.append(("best checkpoint", str(outcome["best_checkpoint"])))
     if outcome.get("tokens_per_s"):
-        rows.append(("training tokens/s", f"{outcome['tokens_per_s']:,.0f} (training steps only)"))
+        mfu = f", MFU {outcome['mfu']:.1%} of the measured peak" if outcome.get("mfu") is not None else ""
+        rows.append(("training tokens/s", f"{outcome['tokens_per_s']:,.0f} (training steps only{mfu})"))
     if outcome.get("event") == "failed":
         rows.append(("failure", str(outcome.get("message"))))
     elif outcome:
