@@ -36,7 +36,7 @@ demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/lmtrain train --preset tiny $(DEMO_DATA) --device cpu --seq-len 128 --batch-size 16 \
 		--max-steps 60 --warmup 6 --optimizer muon --lr 3e-3 --muon-lr 1e-2 --schedule wsd --decay-fraction 0.4 \
-		--eval-every 30 --eval-windows 128 \
+		--eval-every 0 --eval-windows 128 \
 		--save-every 0 --log-every 10 --sample-tokens 0 --out $(DEMO_DIR)
 	$(VENV)/bin/lmtrain eval $(DEMO_DIR) --split test
 	$(VENV)/bin/lmtrain generate $(DEMO_DIR) --prompt " = Robert Boulter = " --max-new-tokens 40 --top-k 50
