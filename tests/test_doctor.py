@@ -195,3 +195,13 @@ def test_the_doctor_does_not_change_the_run(sample_dir: Path, tmp_path: Path, ca
     off = capsys.readouterr().out
     assert "doctor   OK    parameters" in on and "doctor " not in off
     assert step_losses(tmp_path / "on") == step_losses(tmp_path / "off")
+
+
+def test_lr_names_the_muon_matrices_peak() -> None:
+    adamw = rules.learning_rate(_facts(lr=1e-3))
+    assert adamw.level == "OK" and "Muon" not in adamw.message
+    muon = rules.learning_rate(_facts(lr=1e-3, optimizer="muon"))
+    assert muon.message.endswith("; Muon matrices at 0.003")
+    assert rules.learning_rate(_facts(lr=1e-3, optimizer="muon", muon_lr=5e-3)).message.endswith(
+        "Muon matrices at 0.005"
+    )

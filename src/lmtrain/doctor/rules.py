@@ -166,7 +166,9 @@ def learning_rate(f: Facts) -> Finding:
         )
     if lr < 1e-5:
         return Finding("WARN", "lr", f"--lr {lr:g} is so low that the model will barely move; try 3e-4 to 1e-3")
-    return Finding("OK", "lr", f"peak LR {lr:g}, decaying to {f.cfg.train.final_lr:g} ({f.cfg.train.schedule})")
+    tc = f.cfg.train
+    muon = f"; Muon matrices at {tc.muon_lr if tc.muon_lr is not None else 3 * lr:g}" if tc.optimizer == "muon" else ""
+    return Finding("OK", "lr", f"peak LR {lr:g}, decaying to {tc.final_lr:g} ({tc.schedule}){muon}")
 
 
 def context(f: Facts) -> Finding:
