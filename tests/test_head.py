@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lmtrain.model import head
 from lmtrain.model.gpt import GPT, GPTConfig
 from lmtrain.model.head import CPU_CHUNK_ROWS, CPU_EVAL_ROWS, head_loss, nll_sum
 
@@ -101,3 +102,26 @@ def test_evaluation_loss_without_grad_equals_the_training_loss() -> None:
     with torch.no_grad():
         _, without = model(idx[:, :-1], y)
     torch.testing.assert_close(without, with_grad.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [7, 300])
+def test_the_fallback_for_older_torch_equals_plain(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    monkeypatch.setattr(head, "LinearCrossEntropyOptions", None)  # as on a torch without F.linear_cross_entropy
+    monkeypatch.setattr(head, "CPU_CHUNK_ROWS", 128)
+    g = torch.Generator().manual_seed(6)
+    h = torch.randn(rows, 32, generator=g)
+    w = torch.randn(500, 32, generator=g) * 0.1
+    y = torch.randint(0, 500, (rows,), generator=g)
+    y[1::4] = -100
+    calls: list[int] = []
+    original = head.ChunkedHeadLoss.forward
+
+    def counted(ctx, *args):
+        calls.append(1)
+        return original(ctx, *args)
+
+    monkeypatch.setattr(head.ChunkedHeadLoss, "forward", staticmethod(counted))
+    fallback, plain = _grads("fused", h, w, y), _grads("plain", h, w, y)
+    assert calls == [1]
+    for a, b in zip(fallback, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.linear_cross_entropy_options import LinearCrossEntropyOptions
+
+try:  # torch >= 2.13
+    from torch.nn.modules.linear_cross_entropy_options import LinearCrossEntropyOptions
+except ImportError:  # older torch (the GPU machines' 2.11): `ChunkedHeadLoss` below does the same job
+    LinearCrossEntropyOptions = None  # type: ignore[assignment,misc]
 
 LossImpl = Literal["fused", "plain"]
 LOSS_IMPLS: tuple[str, ...] = ("fused", "plain")
@@ -33,7 +37,7 @@ CPU_CHUNK_ROWS = 1024
 rows take the same time and torch's automatic choice (a few rows per chunk) is 6-15x slower."""
 
 
-def _options(device: torch.device) -> LinearCrossEntropyOptions:
+def _options(device: torch.device):
     if device.type == "cpu":
         return LinearCrossEntropyOptions(chunking_method=None, batch_chunk_size=CPU_CHUNK_ROWS, acc_policy="accurate")
     return LinearCrossEntropyOptions()  # torch's per-(device, dtype) choice, measured by its authors on GPUs
@@ -55,8 +59,45 @@ def head_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, impl
         dtype = torch.get_autocast_dtype(h.device.type)
         h, weight = h.to(dtype), weight.to(dtype)
     with torch.autocast(h.device.type, enabled=False):
-        loss = F.linear_cross_entropy(h, weight, targets, ignore_index=-100, options=_options(h.device))
+        if LinearCrossEntropyOptions is None or not hasattr(F, "linear_cross_entropy"):
+            loss = ChunkedHeadLoss.apply(
+                h, weight, targets, CPU_CHUNK_ROWS if h.device.type == "cpu" else GPU_EVAL_ROWS
+            )
+        else:
+            loss = F.linear_cross_entropy(h, weight, targets, ignore_index=-100, options=_options(h.device))
     return loss.float()
+
+
+class ChunkedHeadLoss(torch.autograd.Function):
+    """Mean cross-entropy of h @ W.T over targets != -100, a chunk of rows at a time, with the gradients of h and W
+    computed in the forward pass (backward only scales them): for a torch without `F.linear_cross_entropy`."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
+        keep = targets != -100  # (N,)
+        count = keep.sum().clamp(min=1).float()
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        for start in range(0, h.size(0), rows):
+            h_part, kept = h[start : start + rows], keep[start : start + rows]
+            y = targets[start : start + rows].clamp(min=0)
+            logits = (h_part @ weight.T).float()  # (m, V)
+            lse = torch.logsumexp(logits, dim=-1)  # (m,)
+            total += ((lse - logits.gather(1, y[:, None])[:, 0]) * kept).sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            probs[torch.arange(len(y), device=y.device), y] -= 1.0
+            grad = probs.mul_((kept / count)[:, None]).to(h.dtype)  # d(mean loss)/d(logits), 0 for ignored rows
+            grad_h[start : start + rows] = grad @ weight
+            grad_w += (grad.T @ h_part).float()
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(ctx.weight_dtype), None, None
 
 
 def nll_sum(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
