@@ -68,7 +68,7 @@ def test_bad_bench_settings_are_one_line_errors() -> None:
 def test_max_batch_bisects_between_the_last_fit_and_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     tried: list[int] = []
 
-    def fits(b, batch, model, tokens):
+    def fits(b, batch, model):
         tried.append(batch)
         return batch * 100 if batch <= 5 else None
 

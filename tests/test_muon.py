@@ -50,32 +50,40 @@ def test_one_muon_step_is_momentum_then_newton_schulz_then_the_scaled_update() -
     torch.testing.assert_close(w.detach(), expected, rtol=1e-5, atol=1e-5)
 
 
+def _after_same_gradients(ours, theirs, shape: tuple[int, int], steps: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Two copies of one random matrix, after `steps` steps of each optimizer factory on the same gradients."""
+    torch.manual_seed(seed)
+    a = torch.nn.Parameter(torch.randn(*shape))
+    b = torch.nn.Parameter(a.detach().clone())
+    opt_a, opt_b = ours(a), theirs(b)
+    for i in range(steps):
+        grad = torch.randn(*shape, generator=torch.Generator().manual_seed(i))
+        a.grad, b.grad = grad.clone(), grad.clone()
+        opt_a.step()
+        opt_b.step()
+    return a.detach(), b.detach()
+
+
 def test_the_muon_update_equals_torch_optim_muon_with_its_bf16_iteration() -> None:
-    torch.manual_seed(1)
-    ours = torch.nn.Parameter(torch.randn(32, 20))
-    theirs = torch.nn.Parameter(ours.detach().clone())
-    a = MuonAdamW([{"params": [ours], "muon": True}], lr=0.01, weight_decay=0.1, ns_dtype=torch.bfloat16)
-    b = torch.optim.Muon([theirs], lr=0.01, weight_decay=0.1)
-    for i in range(3):
-        grad = torch.randn(32, 20, generator=torch.Generator().manual_seed(i))
-        ours.grad, theirs.grad = grad.clone(), grad.clone()
-        a.step()
-        b.step()
-    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-6, atol=1e-6)
+    ours, theirs = _after_same_gradients(
+        lambda p: MuonAdamW([{"params": [p], "muon": True}], lr=0.01, weight_decay=0.1, ns_dtype=torch.bfloat16),
+        lambda p: torch.optim.Muon([p], lr=0.01, weight_decay=0.1),
+        (32, 20),
+        steps=3,
+        seed=1,
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
 def test_the_adamw_groups_equal_torch_adamw() -> None:
-    torch.manual_seed(2)
-    ours = torch.nn.Parameter(torch.randn(10, 6))
-    theirs = torch.nn.Parameter(ours.detach().clone())
-    a = MuonAdamW([{"params": [ours]}], lr=0.01, weight_decay=0.1, betas=(0.9, 0.95))
-    b = torch.optim.AdamW([theirs], lr=0.01, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8)
-    for i in range(4):
-        grad = torch.randn(10, 6, generator=torch.Generator().manual_seed(i))
-        ours.grad, theirs.grad = grad.clone(), grad.clone()
-        a.step()
-        b.step()
-    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-6, atol=1e-7)
+    ours, theirs = _after_same_gradients(
+        lambda p: MuonAdamW([{"params": [p]}], lr=0.01, weight_decay=0.1, betas=(0.9, 0.95)),
+        lambda p: torch.optim.AdamW([p], lr=0.01, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8),
+        (10, 6),
+        steps=4,
+        seed=2,
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
 def test_muon_takes_the_block_matrices_and_adamw_the_rest() -> None:

@@ -60,6 +60,8 @@ LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
 PATH_KEYS = ("data_dir", "cache_dir", "out")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 SINKS = ("jsonl", "tensorboard", "wandb")
+MUON_LR_FACTOR = 3.0
+"""--muon-lr when not given: this times --lr."""
 """What --log may name."""
 
 
@@ -194,6 +196,11 @@ class TrainConfig:
     def final_lr(self) -> float:
         """Learning rate the decay ends at."""
         return self.lr / 10 if self.min_lr is None else self.min_lr
+
+    @property
+    def peak_muon_lr(self) -> float:
+        """With --optimizer muon: the Muon matrices' peak LR."""
+        return MUON_LR_FACTOR * self.lr if self.muon_lr is None else self.muon_lr
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 from lmtrain.files import write_text_atomic
+from lmtrain.model.sizing import mfu
+from lmtrain.runtime import DTYPES, synchronize
 
 DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
     # Dense tensor-core TFLOP/s from NVIDIA's datasheets (no sparsity); fp32 means TF32 tensor cores on these GPUs.
@@ -37,8 +39,6 @@ DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
     ("A10G", "bf16"): 70.0,
 }
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 @dataclass(frozen=True)
 class Peak:
@@ -54,7 +54,7 @@ class Peak:
 
     def mfu(self, tokens_per_s: float, flops_per_token: int) -> float:
         """Model FLOPs utilisation against the measured peak."""
-        return tokens_per_s * flops_per_token / self.measured_flops
+        return mfu(tokens_per_s, flops_per_token, self.measured_flops)
 
 
 def device_name(device: torch.device) -> str:
@@ -80,29 +80,24 @@ def datasheet_flops(name: str, dtype: str) -> float | None:
     return max(matches)[1] * 1e12 if matches else None
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_peak(
     device: torch.device, dtype: str, budget_s: float = 0.05, max_size: int | None = None
 ) -> tuple[float, int]:
     """(FLOP/s, n) of the best n x n matmul, n doubling from 512 until one matmul takes `budget_s` or n hits the cap."""
     cap = max_size or (16384 if device.type == "cuda" else 4096)
-    torch_dtype = _DTYPES[dtype]
+    torch_dtype = DTYPES[dtype]
     best, size, n = 0.0, 512, 512
     while True:
         a = torch.randn(n, n, device=device).to(torch_dtype)
         b = torch.randn(n, n, device=device).to(torch_dtype)
         torch.mm(a, b)  # warm-up: kernel selection, allocator
-        _sync(device)
+        synchronize(device)
         repeats = 10 if device.type == "cuda" else 2
         seconds = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
             torch.mm(a, b)
-            _sync(device)
+            synchronize(device)
             seconds = min(seconds, time.perf_counter() - t0)
         flops = 2 * n**3 / max(seconds, 1e-9)
         if flops > best:

@@ -15,6 +15,8 @@ import torch.nn as nn
 from lmtrain.errors import ConfigError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+"""Devices where torch's fused AdamW kernel runs."""
 
 
 def select_device(name: str) -> torch.device:
@@ -46,6 +48,12 @@ def configure_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op on the CPU, whose work is done when a call returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:

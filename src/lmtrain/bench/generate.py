@@ -10,17 +10,16 @@ import torch
 
 from lmtrain.eval.generate import generate
 from lmtrain.model.gpt import GPT
+from lmtrain.runtime import synchronize
 
 
 def _timed(
     model: GPT, prompt: torch.Tensor, new_tokens: int, use_cache: bool, device: torch.device
 ) -> tuple[float, torch.Tensor]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     t0 = time.perf_counter()
     out = generate(model, prompt, new_tokens, temperature=0, use_cache=use_cache)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return time.perf_counter() - t0, out
 
 

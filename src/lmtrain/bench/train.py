@@ -15,7 +15,6 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +29,8 @@ from lmtrain.hardware import Peak
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.gpt import GPT
 from lmtrain.model.head import LossImpl
-from lmtrain.model.sizing import flops_per_token, param_counts
-from lmtrain.runtime import autocast, wrap_model
+from lmtrain.model.sizing import flops_per_token, mfu, param_counts
+from lmtrain.runtime import autocast, synchronize, wrap_model
 from lmtrain.train.failures import is_out_of_memory
 from lmtrain.train.optim import build_optimizer
 from lmtrain.train.schedule import ScheduleConfig
@@ -105,26 +104,20 @@ def build_hf(cfg: GPTConfig, like: GPT) -> HFCausalLM:
     return HFCausalLM(model)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @dataclass
 class _Side:
     """One model under test: its step function and the seconds of each timed step."""
 
-    name: str
     step: TrainStep
     seconds: list[float]
     taken: int = 0
 
     def run(self, n: int, device: torch.device, timed: bool = True) -> None:
         for _ in range(n):
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             self.step(self.taken)
-            _sync(device)
+            synchronize(device)
             if timed:
                 self.seconds.append(time.perf_counter() - t0)
             self.taken += 1
@@ -177,10 +170,10 @@ def eval_throughput(model: nn.Module, b: TrainBench, tokens: np.ndarray, batches
     starts = np.arange(b.batch_size * batches) * b.seq_len
     data = [make_batch(tokens, s, b.seq_len, b.device) for s in np.split(starts, batches)]
     evaluate(model, data[:1], lambda: autocast(b.device, b.dtype))  # warm-up
-    _sync(b.device)
+    synchronize(b.device)
     t0 = time.perf_counter()
     evaluate(model, data, lambda: autocast(b.device, b.dtype))
-    _sync(b.device)
+    synchronize(b.device)
     return b.batch_size * batches * b.seq_len / (time.perf_counter() - t0)
 
 
@@ -213,7 +206,7 @@ def bench_train(
     if b.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(b.device)
     model = GPT(b.model, loss_impl=b.loss).to(b.device)
-    sides = [_Side("lmtrain", _train_step(model, b, tokens, 0), [])]
+    sides = [_Side(_train_step(model, b, tokens, 0), [])]
     sides[0].run(b.warmup, b.device, timed=False)
     memory, memory_kind = peak_memory(b.device)
     hf_memory = None
@@ -223,7 +216,7 @@ def bench_train(
             torch.cuda.reset_peak_memory_stats(b.device)
         torch.manual_seed(0)
         hf = build_hf(b.model, GPT(b.model)).to(b.device)
-        sides.append(_Side("hf", _train_step(hf, dataclasses.replace(b, optimizer="adamw"), tokens, 0), []))
+        sides.append(_Side(_train_step(hf, dataclasses.replace(b, optimizer="adamw"), tokens, 0), []))
         sides[1].run(b.warmup, b.device, timed=False)
         hf_memory = peak_memory(b.device)[0] - before if b.device.type == "cuda" else None
     per_round = [b.steps // rounds + (1 if i < b.steps % rounds else 0) for i in range(rounds)]
@@ -249,7 +242,9 @@ def bench_train(
         "peak_tflops_measured": round(peak.measured_flops / 1e12, 4),
         "peak_tflops_datasheet": round(peak.datasheet_flops / 1e12, 1) if peak.datasheet_flops else None,
         "mfu": round(peak.mfu(ours["tokens_per_s"], fpt), 4),
-        "mfu_datasheet": round(ours["tokens_per_s"] * fpt / peak.datasheet_flops, 4) if peak.datasheet_flops else None,
+        "mfu_datasheet": round(mfu(ours["tokens_per_s"], fpt, peak.datasheet_flops), 4)
+        if peak.datasheet_flops
+        else None,
         "peak_memory_bytes": memory,
         "peak_memory_kind": memory_kind,
         "eval_tokens_per_s": round(eval_throughput(model, b, tokens), 1),
@@ -265,16 +260,16 @@ def bench_train(
     return result
 
 
-def _fits(b: TrainBench, batch: int, model: GPT, tokens: Callable[[TrainBench], np.ndarray]) -> int | None:
+def _fits(b: TrainBench, batch: int, model: GPT) -> int | None:
     """Peak memory of one optimizer step at micro-batch `batch`, or None when it runs out of memory."""
     trial = dataclasses.replace(b, batch_size=batch, grad_accum=1, compile=False)
     if b.device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(b.device)
     try:
-        step = _train_step(model, trial, tokens(trial), 0)
+        step = _train_step(model, trial, random_tokens(trial), 0)
         step(0)
-        _sync(b.device)
+        synchronize(b.device)
         return peak_memory(b.device)[0]
     except Exception as exc:
         if not is_out_of_memory(exc):
@@ -292,14 +287,14 @@ def max_batch(b: TrainBench, limit: int = 1024) -> dict[str, Any]:
     fit, fail, memory = 0, limit + 1, 0
     batch = 1
     while batch <= limit:
-        used = _fits(b, batch, model, random_tokens)
+        used = _fits(b, batch, model)
         if used is None:
             fail = batch
             break
         fit, memory, batch = batch, used, batch * 2
     while fail - fit > 1 and fit < limit:
         middle = (fit + fail) // 2
-        used = _fits(b, middle, model, random_tokens)
+        used = _fits(b, middle, model)
         if used is None:
             fail = middle
         else:

@@ -13,7 +13,7 @@ from typing import Literal
 from lmtrain.config import RunConfig
 from lmtrain.model.sizing import param_counts, step_memory
 from lmtrain.presets import ff_warning
-from lmtrain.train.schedule import LONG_WARMUP_SHARE, ScheduleConfig, lr_at
+from lmtrain.train.schedule import LONG_WARMUP_SHARE, lr_at, run_schedule
 
 Level = Literal["OK", "WARN", "ERROR"]
 COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20.0
@@ -69,13 +69,8 @@ class Facts:
     trial: Trial | None = None
 
 
-def _schedule(f: Facts) -> ScheduleConfig:
-    tc = f.cfg.train
-    return ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, f.total_steps, tc.schedule, tc.decay_fraction)
-
-
 def _lr_points(f: Facts) -> str:
-    schedule = _schedule(f)
+    schedule = run_schedule(f.cfg.train, f.total_steps)
     points = [f"step {s}: {lr_at(s, schedule):.3g}" for s in (100, 500, 1000) if s < f.total_steps]
     return "LR at " + ", ".join(points) if points else f"LR at step 0: {lr_at(0, schedule):.3g}"
 
@@ -145,7 +140,7 @@ def warmup(f: Facts) -> Finding:
     share = tc.warmup / total
     if tc.warmup and share >= LONG_WARMUP_SHARE:
         probe = min(100, tc.warmup // 10)
-        lr = lr_at(probe, _schedule(f))
+        lr = lr_at(probe, run_schedule(f.cfg.train, f.total_steps))
         return Finding(
             "WARN",
             "warmup",
@@ -167,7 +162,7 @@ def learning_rate(f: Facts) -> Finding:
     if lr < 1e-5:
         return Finding("WARN", "lr", f"--lr {lr:g} is so low that the model will barely move; try 3e-4 to 1e-3")
     tc = f.cfg.train
-    muon = f"; Muon matrices at {tc.muon_lr if tc.muon_lr is not None else 3 * lr:g}" if tc.optimizer == "muon" else ""
+    muon = f"; Muon matrices at {tc.peak_muon_lr:g}" if tc.optimizer == "muon" else ""
     return Finding("OK", "lr", f"peak LR {lr:g}, decaying to {tc.final_lr:g} ({tc.schedule}){muon}")
 
 

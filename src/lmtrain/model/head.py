@@ -23,7 +23,7 @@ import torch.nn.functional as F
 try:  # torch >= 2.13
     from torch.nn.modules.linear_cross_entropy_options import LinearCrossEntropyOptions
 except ImportError:  # older torch (the GPU machines' 2.11): `ChunkedHeadLoss` below does the same job
-    LinearCrossEntropyOptions = None  # type: ignore[assignment,misc]
+    LinearCrossEntropyOptions = None  # type: ignore[assignment,misc]  # and F.linear_cross_entropy with it
 
 LossImpl = Literal["fused", "plain"]
 LOSS_IMPLS: tuple[str, ...] = ("fused", "plain")
@@ -59,7 +59,7 @@ def head_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, impl
         dtype = torch.get_autocast_dtype(h.device.type)
         h, weight = h.to(dtype), weight.to(dtype)
     with torch.autocast(h.device.type, enabled=False):
-        if LinearCrossEntropyOptions is None or not hasattr(F, "linear_cross_entropy"):
+        if LinearCrossEntropyOptions is None:
             loss = ChunkedHeadLoss.apply(
                 h, weight, targets, CPU_CHUNK_ROWS if h.device.type == "cpu" else GPU_EVAL_ROWS
             )

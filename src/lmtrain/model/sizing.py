@@ -39,6 +39,11 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
     return 6 * n + 12 * cfg.n_layer * cfg.d_model * t
 
 
+def mfu(tokens_per_s: float, flops_per_token: int, peak_flops: float) -> float:
+    """Model FLOPs utilisation: the training FLOP/s a throughput stands for, over a peak FLOP/s."""
+    return tokens_per_s * flops_per_token / peak_flops
+
+
 def step_memory(cfg: GPTConfig, tokens: int, half: bool = False) -> int:
     """Bytes a training step needs for `tokens` tokens per micro-batch: fp32 weights, gradients and AdamW moments
     (16 bytes per parameter), activations (34·d bytes per token and layer in 16-bit, Korthikanti et al., 2022, with

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from lmtrain.config import RunConfig
 from lmtrain.doctor.rules import Finding
+from lmtrain.model.sizing import mfu
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Plan:
         """Model FLOPs utilisation of a throughput: tokens/s x FLOPs per token / the measured peak."""
         if not tokens_per_s or not self.peak_flops or not self.flops_per_token:
             return None
-        return tokens_per_s * self.flops_per_token / self.peak_flops
+        return mfu(tokens_per_s, self.flops_per_token, self.peak_flops)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 from torch.optim.adamw import adamw
 
+from lmtrain.runtime import FUSED_ADAMW_DEVICES
+
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
-FUSED_DEVICES = ("cpu", "cuda")
-"""Devices where torch's fused AdamW kernel runs."""
 
 
 def newton_schulz(grad: Tensor, steps: int = 5, dtype: torch.dtype | None = None, eps: float = 1e-7) -> Tensor:
@@ -108,7 +108,7 @@ class MuonAdamW(torch.optim.Optimizer):
         for p in params:
             state = self.state[p]
             if not state:
-                on_device = p.device.type in FUSED_DEVICES
+                on_device = p.device.type in FUSED_ADAMW_DEVICES
                 state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
@@ -120,7 +120,7 @@ class MuonAdamW(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         adamw(
             params, [p.grad for p in params], avgs, sqs, [], steps,
-            fused=True if params[0].device.type in FUSED_DEVICES else None,
+            fused=True if params[0].device.type in FUSED_ADAMW_DEVICES else None,
             amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
             eps=group["eps"], maximize=False,
         )  # fmt: skip

@@ -8,7 +8,8 @@ import inspect
 import torch
 import torch.nn as nn
 
-from lmtrain.config import TrainConfig
+from lmtrain.config import MUON_LR_FACTOR, TrainConfig
+from lmtrain.runtime import FUSED_ADAMW_DEVICES
 from lmtrain.train.muon import MuonAdamW
 
 
@@ -47,11 +48,11 @@ def build_optimizer(
     muon_lr: float | None = None,
 ) -> torch.optim.Optimizer:
     """AdamW over `param_groups`, fused on CUDA and CPU when this torch supports it; or MuonAdamW over
-    `muon_groups` with the Muon matrices at `muon_lr` (default 3 x lr)."""
+    `muon_groups` with the Muon matrices at `muon_lr` (default MUON_LR_FACTOR x lr)."""
     if kind == "muon":
-        scale = (muon_lr if muon_lr is not None else 3 * lr) / lr
+        scale = (muon_lr if muon_lr is not None else MUON_LR_FACTOR * lr) / lr
         return MuonAdamW(muon_groups(model, weight_decay, scale), lr=lr, weight_decay=weight_decay, betas=betas)
-    fused_ok = "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cuda", "cpu")
+    fused_ok = "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in FUSED_ADAMW_DEVICES
     return torch.optim.AdamW(
         param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8, **({"fused": True} if fused_ok else {})
     )
@@ -59,4 +60,4 @@ def build_optimizer(
 
 def run_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """The optimizer a run's TrainConfig asks for."""
-    return build_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device, tc.optimizer, tc.muon_lr)
+    return build_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device, tc.optimizer, tc.peak_muon_lr)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lmtrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lmtrain.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class ScheduleConfig:
             raise ConfigError(f"schedule={self.kind!r} is not valid; choose one of cosine, linear, constant, wsd")
         if self.total_steps <= 0:
             raise ConfigError(f"the run has {self.total_steps} optimizer steps; it needs at least one")
+
+
+def run_schedule(tc: TrainConfig, total_steps: int) -> ScheduleConfig:
+    """The schedule a run's TrainConfig asks for over `total_steps` optimizer steps."""
+    return ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, total_steps, tc.schedule, tc.decay_fraction)
 
 
 def lr_at(step: int, cfg: ScheduleConfig) -> float:

@@ -49,7 +49,7 @@ from lmtrain.train.events import (
 from lmtrain.train.failures import failure_message, is_out_of_memory
 from lmtrain.train.optim import run_optimizer
 from lmtrain.train.resume import Restore, check_restore
-from lmtrain.train.schedule import ScheduleConfig, check_warmup
+from lmtrain.train.schedule import check_warmup, run_schedule
 from lmtrain.train.signals import StopSignals
 from lmtrain.train.snapshot import checkpoint_config, restore_into, trainer_state
 from lmtrain.train.step import StepClock, StepResult, TrainStep
@@ -79,7 +79,7 @@ class Trainer:
         self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
         self.sampler, self.total_steps = run_length(cfg, len(data.train))
         self.stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
-        self.schedule = ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, self.total_steps, tc.schedule, tc.decay_fraction)
+        self.schedule = run_schedule(tc, self.total_steps)
         check_warmup(self.schedule, tc.allow_long_warmup)
         self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.eval_windows)
         seed_everything(tc.seed)

@@ -14,13 +14,13 @@ from lmtrain.train.events import (
     Warned,
     perplexity,
 )
-from lmtrain.train.schedule import ScheduleConfig, lr_at
+from lmtrain.train.schedule import lr_at, run_schedule
 
 
 def describe(event: RunStarted) -> list[str]:
     """The resolved run, printed at its start."""
     cfg, plan, tc, m = event.config, event.plan, event.config.train, event.config.model
-    schedule = ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, plan.total_steps, tc.schedule, tc.decay_fraction)
+    schedule = run_schedule(tc, plan.total_steps)
     lines = [
         f"run      {event.out}  (config: {event.out / 'config.json'})",
         f"model    {cfg.preset}: d_model={m.d_model} n_head={m.n_head} n_layer={m.n_layer} d_ff={m.d_ff} "
@@ -49,8 +49,7 @@ def describe(event: RunStarted) -> list[str]:
 
 def _optimizer_text(tc) -> str:
     if tc.optimizer == "muon":
-        muon_lr = tc.muon_lr if tc.muon_lr is not None else 3 * tc.lr
-        return f"Muon (block matrices, peak lr={muon_lr:g}) + AdamW (embeddings, biases, norms)"
+        return f"Muon (block matrices, peak lr={tc.peak_muon_lr:g}) + AdamW (embeddings, biases, norms)"
     return "AdamW"
 
 
