@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call, one JSON out:
-#   bench train for tiny, small and base at their full context, bf16, eager and compiled, each against transformers;
-#   the largest micro-batch of base at context 1024 that fits, with its peak memory; bench generate; a profile of
-#   base's step (the top kernels).
+#   with --dist DIR first: lmtrain train under torchrun (one process per GPU, DDP and FSDP2) on the sample in DIR,
+#   and bench train's scaling under torchrun (per-rank and total tokens/s, efficiency against one rank alone);
+#   bench train for tiny, small and base at their full context, bf16, eager, each against transformers; the largest
+#   micro-batch of base at context 1024 that fits, with its peak memory; bench generate; a profile of base's step
+#   (the top kernels); then the same benches compiled.
 # Usage: bench/gpu.sh [--smoke] [--out FILE] [--presets "tiny small base"] [--modes "eager compiled"] [--parts DIR]
-#   --smoke: the same script end to end on the CPU with the micro preset and 2 timed steps (the test suite runs it).
+#                     [--dist DIR]
+#   --smoke: the same script end to end on the CPU with the micro preset and 2 timed steps (the test suite runs it),
+#            and 2 CPU processes for --dist.
 #   --presets/--modes: a subset, to split the work over calls; --parts DIR keeps each measurement's JSON there.
+#   --dist DIR: DIR holds gpt2/ (encoder.json, vocab.bpe) and wikitext-sample-raw/ (as ../shared/data does).
 # Default FILE: bench/results/gpu-<device>.json. Uses `lmtrain` on PATH, else `python3 -m lmtrain` with src/ on
-# PYTHONPATH (a machine with torch but without lmtrain installed); LMTRAIN=... overrides.
+# PYTHONPATH (a machine with torch but without lmtrain installed); LMTRAIN=... overrides; torchrun runs as
+# $PYTHON -m torch.distributed.run (default python3).
 set -euo pipefail
 
 smoke=0
@@ -15,6 +21,7 @@ out=""
 presets_arg=""
 modes_arg=""
 parts=""
+dist=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -22,7 +29,8 @@ while [ $# -gt 0 ]; do
     --presets) presets_arg="$2"; shift ;;
     --modes) modes_arg="$2"; shift ;;
     --parts) parts="$2"; shift ;;
-    *) echo "bench/gpu.sh: unknown argument $1 (use --smoke, --out FILE, --presets, --modes, --parts DIR)" >&2; exit 2 ;;
+    --dist) dist="$2"; shift ;;
+    *) echo "bench/gpu.sh: unknown argument $1 (use --smoke, --out FILE, --presets, --modes, --parts DIR, --dist DIR)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -40,10 +48,12 @@ mkdir -p "$parts"
 
 if [ "$smoke" = 1 ]; then
   device=cpu; dtype=fp32; presets="micro"; steps=2; warmup=1; compiles="eager"; max_limit=4; gen_tokens=8
-  base=micro
+  base=micro; nproc=2; dist_model="--preset micro --d-model 32 --n-head 2 --n-layer 1 --max-seq-len 32"
+  dist_run="--seq-len 32 --max-steps 4 --warmup 1"
 else
   device=cuda; dtype=bf16; presets="tiny small base"; steps=10; warmup=3; compiles="eager compiled"; max_limit=256
-  gen_tokens=256; base=base
+  gen_tokens=256; base=base; nproc=$(${PYTHON:-python3} -c "import torch; print(max(1, torch.cuda.device_count()))")
+  dist_model="--preset tiny"; dist_run="--seq-len 128 --max-steps 300 --warmup 30"
 fi
 presets=${presets_arg:-$presets}
 compiles=${modes_arg:-$compiles}
@@ -52,15 +62,55 @@ batch_for() {  # micro-batch per preset: about 16k tokens per step at full conte
   case "$1" in tiny) echo 64 ;; small) echo 32 ;; base) echo 16 ;; *) echo 2 ;; esac
 }
 
-for preset in $presets; do
-  for mode in $compiles; do
+if [ -n "$dist" ]; then  # torchrun: a short training run per parallelism, then the step's scaling
+  torchrun="${PYTHON:-python3} -m torch.distributed.run --standalone --nproc_per_node $nproc"
+  runs=$(mktemp -d)
+  for par in ddp fsdp; do
+    echo "== torchrun x$nproc lmtrain train --parallel $par" >&2
+    code=0
+    # shellcheck disable=SC2086
+    $torchrun -m lmtrain train $dist_model $dist_run --data-dir "$dist/wikitext-sample-raw" --cache-dir "$runs/cache" \
+      --device "$device" --dtype "$dtype" --batch-size $((16 * nproc)) --parallel "$par" --eval-every 100 \
+      --save-every 150 --eval-windows 64 --progress plain --out "$runs/$par" >"$runs/$par.log" 2>&1 || code=$?
+    ${PYTHON:-python3} - "$runs/$par" "$code" "$par" "$parts/dist-train-$par.json" "$runs/$par.log" <<'PY'
+import json, pathlib, sys
+run, code, par, out, log = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
+end = next((r for r in records if r["event"] == "end"), {})
+evals = [r for r in records if r["event"] == "eval"]
+config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+result = {
+    "bench": "dist_train", "parallel": par, "exit_code": code, "distributed": config.get("distributed"),
+    "steps": end.get("step"), "tokens_per_s": end.get("tokens_per_s"), "mfu": end.get("mfu"),
+    "val_losses": [[r["step"], r["val_loss"]] for r in evals],
+    "checkpoints": sorted(p.name for p in (run / "checkpoints").glob("step_*")) if (run / "checkpoints").exists() else [],
+    "log_tail": pathlib.Path(log).read_text()[-1500:],
+}
+provenance = {"command": f"torchrun lmtrain train --parallel {par}"}
+pathlib.Path(out).write_text(json.dumps(result | {"provenance": provenance}, indent=2) + "\n")
+PY
+  done
+  for par in ddp fsdp; do
+    echo "== torchrun x$nproc bench train --parallel $par" >&2
+    # shellcheck disable=SC2086
+    $torchrun -m lmtrain bench train --preset "$base" --device "$device" --dtype "$dtype" --parallel "$par" \
+      --batch-size "$(batch_for "$base")" --steps "$steps" --warmup-steps "$warmup" \
+      --out "$parts/scaling-$base-$par.json" >/dev/null
+  done
+  rm -rf "$runs"
+fi
+
+extras_done=0
+for mode in $compiles; do
+  for preset in $presets; do
     flag=""; [ "$mode" = compiled ] && flag="--compile"
     echo "== bench train $preset $mode" >&2
     $LMTRAIN bench train --preset "$preset" --device "$device" --dtype "$dtype" --batch-size "$(batch_for "$preset")" \
       --steps "$steps" --warmup-steps "$warmup" --against hf $flag --out "$parts/train-$preset-$mode.json" >/dev/null
   done
-done
-case " $presets " in
+  [ "$extras_done" = 1 ] && continue
+  extras_done=1
+  case " $presets " in
   *" $base "*)  # the profile, the largest batch and generation belong to the call that measures $base
     echo "== bench train $base --profile" >&2
     $LMTRAIN bench train --preset "$base" --device "$device" --dtype "$dtype" --batch-size "$(batch_for "$base")" \
@@ -71,7 +121,8 @@ case " $presets " in
     echo "== bench generate $base" >&2
     $LMTRAIN bench generate --preset "$base" --device "$device" --new-tokens "$gen_tokens" --out "$parts/generate-$base.json" >/dev/null
     ;;
-esac
+  esac
+done
 
 python3 - "$parts" "$out" "$smoke" <<'PY'
 import json, pathlib, re, sys
@@ -79,7 +130,8 @@ parts, out, smoke = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 results = {p.stem: json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))}
 first = next(iter(results.values()))
 device = next((r["device_name"] for r in results.values() if "device_name" in r), first.get("device", "unknown"))
-merged = {"bench": "gpu.sh", "smoke": smoke, "device_name": device, "provenance": first["provenance"], "results": results}
+provenance = next((r["provenance"] for r in results.values() if "commit" in r.get("provenance", {})), first["provenance"])
+merged = {"bench": "gpu.sh", "smoke": smoke, "device_name": device, "provenance": provenance, "results": results}
 if not out:
     name = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
     out = f"bench/results/gpu-{name}.json"

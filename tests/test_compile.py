@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lmtrain.model.gpt import GPT, GPTConfig
-from lmtrain.runtime import wrap_model
+from lmtrain.train.distributed import World, wrap_model
 from lmtrain.train.optim import build_optimizer
 
 CFG = GPTConfig(vocab_size=512, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=32, dropout=0.0)
@@ -14,7 +14,7 @@ CFG = GPTConfig(vocab_size=512, n_layer=2, n_head=2, d_model=32, d_ff=128, max_s
 def _losses(compile: bool, steps: int = 4) -> list[float]:
     torch.manual_seed(0)
     model = GPT(CFG)
-    runner = wrap_model(model, compile)
+    runner = wrap_model(model, World(), "ddp", compile)
     opt = build_optimizer(model, 3e-3, 0.1, (0.9, 0.95), torch.device("cpu"))
     batch = torch.randint(0, CFG.vocab_size, (4, 33), generator=torch.Generator().manual_seed(1))
     losses = []

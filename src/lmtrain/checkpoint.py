@@ -55,16 +55,18 @@ def write_checkpoint(
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    model: nn.Module,
+    weights: dict[str, torch.Tensor],
     config: dict[str, Any],
     trainer_state: dict[str, Any],
     keep_last: int,
     is_best: bool,
 ) -> Path:
-    """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`."""
+    """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`.
+
+    `weights` is the unwrapped model's state on the CPU (`model_state`, or gathered from the shards)."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final = write_checkpoint(root / checkpoint_name(step), model_state(model), config, trainer_state)
+    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state)
     write_text_atomic(root / "latest", final.name + "\n")
     if is_best:
         write_text_atomic(root / "best", final.name + "\n")

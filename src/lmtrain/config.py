@@ -66,6 +66,20 @@ MUON_LR_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
+class BatchLayout:
+    """The global batch = micro-batch x accumulation steps x world size, in sequences."""
+
+    global_batch: int
+    world_size: int
+    per_rank: int
+    """Sequences each rank trains on per optimizer step."""
+    micro: int
+    """Sequences per forward/backward."""
+    accumulation: int
+    """Forward/backward passes per rank per optimizer step."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """How the model is trained: length, batch, optimizer, schedule, evaluation, checkpoints, hardware."""
 
@@ -133,6 +147,10 @@ class TrainConfig:
     """Comma list of metric sinks: jsonl (metrics.jsonl), tensorboard, wandb (needs the wandb package)."""
     progress: Literal["auto", "bar", "plain"] = "auto"
     """Console output: a progress bar (auto: when stderr is a terminal) or plain log lines."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ddp (a full copy per rank) or fsdp (parameters, gradients and optimizer state sharded)."""
+    dist_timeout: float = 600.0
+    """Under torchrun: seconds a rank waits for the others before the run stops with the error of the rank that failed."""
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.max_steps is not None:
@@ -148,6 +166,7 @@ class TrainConfig:
             "log_every",
             "keep_last",
             "max_skipped_steps",
+            "dist_timeout",
         ):
             _positive(name, getattr(self, name))
         for name in (
@@ -184,13 +203,29 @@ class TrainConfig:
 
     @property
     def micro(self) -> int:
-        """Sequences per forward/backward."""
-        return self.micro_batch_size or self.batch_size
+        """Sequences per forward/backward (in one process)."""
+        return self.layout(1).micro
 
     @property
     def accumulation(self) -> int:
-        """Forward/backward passes per optimizer step."""
-        return self.batch_size // self.micro
+        """Forward/backward passes per optimizer step (in one process)."""
+        return self.layout(1).accumulation
+
+    def layout(self, world_size: int) -> BatchLayout:
+        """How the global batch splits over `world_size` ranks and their micro-batches; a ConfigError if it does not."""
+        if self.batch_size % world_size:
+            raise ConfigError(
+                f"batch_size={self.batch_size} (the global batch) is not divisible by the {world_size} ranks; choose a "
+                f"multiple of {world_size} so every rank trains on the same number of sequences"
+            )
+        per_rank = self.batch_size // world_size
+        micro = self.micro_batch_size or per_rank
+        if per_rank % micro:
+            raise ConfigError(
+                f"micro_batch_size={micro} does not divide the {per_rank} sequences per rank (batch_size="
+                f"{self.batch_size} over {world_size} ranks); choose a divisor of {per_rank}"
+            )
+        return BatchLayout(self.batch_size, world_size, per_rank, micro, per_rank // micro)
 
     @property
     def final_lr(self) -> float:

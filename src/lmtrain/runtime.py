@@ -63,11 +63,6 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
     return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
 
 
-def wrap_model(model: nn.Module, compile: bool) -> nn.Module:
-    """The module the loop calls: compiled when asked. Checkpoints always come from `model` itself."""
-    return torch.compile(model) if compile else model
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The original module behind torch.compile or DDP wrappers."""
     while True:

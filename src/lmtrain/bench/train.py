@@ -30,7 +30,8 @@ from lmtrain.model.config import GPTConfig
 from lmtrain.model.gpt import GPT
 from lmtrain.model.head import LossImpl
 from lmtrain.model.sizing import flops_per_token, mfu, param_counts
-from lmtrain.runtime import autocast, synchronize, wrap_model
+from lmtrain.runtime import autocast, synchronize
+from lmtrain.train.distributed import World, wrap_model
 from lmtrain.train.failures import is_out_of_memory
 from lmtrain.train.optim import build_optimizer
 from lmtrain.train.schedule import ScheduleConfig
@@ -123,15 +124,20 @@ class _Side:
             self.taken += 1
 
 
-def _train_step(model: nn.Module, b: TrainBench, tokens: np.ndarray, seed: int) -> TrainStep:
-    runner = wrap_model(model, b.compile)
+def _train_step(
+    model: nn.Module, b: TrainBench, tokens: np.ndarray, seed: int, world: World | None = None, parallel: str = "ddp"
+) -> TrainStep:
+    """The trainer's step for `model`: on one device, or as this rank of `world` (micro-batch b.batch_size each)."""
+    world = world or World(device=b.device)
+    runner = wrap_model(model, world, parallel, b.compile, b.dtype)  # type: ignore[arg-type]
     optimizer = build_optimizer(model, 1e-4, 0.1, (0.9, 0.95), b.device, b.optimizer)
     scaler = torch.amp.GradScaler(b.device.type, enabled=b.dtype == "fp16")
     schedule = ScheduleConfig(1e-4, 1e-4, 0, 1_000_000, "constant")
-    sampler = TrainSampler(len(tokens), b.seq_len, b.batch_size * b.grad_accum, seed)
+    sampler = TrainSampler(len(tokens), b.seq_len, b.batch_size * b.grad_accum * world.world_size, seed)
     return TrainStep(
-        model, runner, optimizer, scaler, schedule, sampler, tokens, b.seq_len, b.grad_accum, 1.0, b.device, b.dtype
-    )
+        model, runner, optimizer, scaler, schedule, sampler, tokens, b.seq_len, b.grad_accum, 1.0, b.device, b.dtype,
+        world=world,
+    )  # fmt: skip
 
 
 EVAL_BATCHES = 5

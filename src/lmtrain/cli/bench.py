@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmtrain.cli.common import (
     add_data_options,
@@ -21,6 +22,10 @@ from lmtrain.data.datasets import get_dataset, locate_split
 from lmtrain.data.prepare import default_workers
 from lmtrain.data.tokenizer import load_tokenizer
 from lmtrain.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported only when a command runs
+    from lmtrain.model.config import GPTConfig
+    from lmtrain.train.distributed import World
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--profile", action="store_true", help="add the top operators of 3 profiled steps (torch.profiler)"
     )
+    train.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                       help="under torchrun: ddp (default) or fsdp; reports per-rank and total tokens/s and the "
+                       "scaling efficiency against one rank alone")  # fmt: skip
+    train.add_argument("--dist-timeout", type=float, default=600.0, help="under torchrun: seconds a rank waits for "
+                       "the others (default 600)")  # fmt: skip
     train.add_argument("--max-batch", type=int, metavar="LIMIT",
                        help="instead: find the largest micro-batch up to LIMIT whose step fits in memory")  # fmt: skip
     train.add_argument("--cache-dir", type=Path, help="where the measured peak is cached (default $LMTRAIN_CACHE_DIR "
@@ -126,13 +136,24 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_train_bench(args: argparse.Namespace) -> int:
-    from lmtrain.bench.train import TrainBench, bench_train, max_batch
-    from lmtrain.hardware import peak_flops
     from lmtrain.presets import apply_overrides, get_preset
-    from lmtrain.runtime import configure_device, select_device, select_dtype
+    from lmtrain.train.distributed import init_world
 
     cfg = apply_overrides(get_preset(args.preset), model_overrides(args))
-    device = select_device(args.device)
+    world = init_world(args.device, args.parallel, args.dist_timeout)
+    try:
+        return _train_bench(args, cfg, world)
+    finally:
+        world.close()
+
+
+def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
+    from lmtrain.bench.scaling import bench_scaling
+    from lmtrain.bench.train import TrainBench, bench_train, max_batch
+    from lmtrain.hardware import peak_flops
+    from lmtrain.runtime import configure_device, select_dtype
+
+    device = world.device
     dtype = select_dtype(args.dtype, device)
     configure_device(device)
     seq_len = args.seq_len or cfg.max_seq_len
@@ -144,6 +165,14 @@ def run_train_bench(args: argparse.Namespace) -> int:
         f"{args.preset}, micro-batch {args.batch_size} x {seq_len}, accumulation {args.grad_accum}, {dtype} on {device}"
     )
     base = {"preset": args.preset, "device": str(device)}
+    if world.distributed:
+        if args.max_batch is not None or args.against or args.profile:
+            raise ConfigError("under torchrun, bench train measures scaling; run --max-batch, --against and --profile "
+                              "in one process")  # fmt: skip
+        if world.is_main:
+            log(f"bench train: {what} per rank; one rank alone, then {world.world_size} ranks ({args.parallel})")
+        result = bench_scaling(bench, world, args.parallel)
+        return _emit(base | result, args.out) if result is not None else 0
     if args.max_batch is not None:
         if args.max_batch < 1:
             raise ConfigError("--max-batch must be at least 1")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmtrain.cli.common import add_data_options, add_dataclass_options, add_model_options, log_stdout, model_overrides
 from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, TrainConfig
 from lmtrain.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported only when a command runs
+    from lmtrain.train.distributed import World
+    from lmtrain.train.resume import Launch
 
 RUN_KEYS = ("preset", *DataConfig.__dataclass_fields__, *TrainConfig.__dataclass_fields__)
 
@@ -35,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a model (preparing the data first if needed)",
         description=__doc__,
         epilog="Every flag is also a key of --config FILE.toml (batch-size = 32 or batch_size = 32); flags win. "
-        "Exit codes: 0 done, 2 bad input, 3 training failed (non-finite values, out of memory), "
-        "130/143 stopped by SIGINT/SIGTERM with a checkpoint.",
+        "Exit codes: 0 done, 2 bad input, 3 training failed (non-finite values, out of memory, another rank "
+        "failed), 130/143 stopped by SIGINT/SIGTERM with a checkpoint. Several processes: "
+        "torchrun --nproc_per_node N -m lmtrain train ... (DDP; --parallel fsdp shards the model).",
     )
     add_run_options(p)
     p.set_defaults(handler=run_train)
@@ -79,22 +85,50 @@ def gather_flags(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lmtrain.cli.common import data_paths
-    from lmtrain.cli.doctor import preflight
-    from lmtrain.train.data import load_training_data
-    from lmtrain.train.observers import build_bus
+    from lmtrain.train.distributed import failure_guard, init_world
     from lmtrain.train.resume import decide_launch
-    from lmtrain.train.trainer import Trainer
 
     flat, out = gather_flags(args)
     launch = decide_launch(flat, out, args.resume.expanduser() if args.resume else None)
+    tc = launch.cfg.train
+    world = init_world(tc.device, tc.parallel, tc.dist_timeout)
+    try:
+        with failure_guard(world):
+            return _train(launch, world)
+    finally:
+        world.close()
+
+
+PREPARE_TIMEOUT_S = 4 * 3600
+"""How long the other ranks wait for rank 0 to download and prepare the data."""
+
+
+def _train(launch: Launch, world: World) -> int:
+    """Check the run against the world, prepare the data (rank 0 first), then train; rank 0 alone logs."""
+    from lmtrain.cli.common import data_paths
+    from lmtrain.cli.doctor import preflight
+    from lmtrain.train.data import load_training_data
+    from lmtrain.train.events import EventBus
+    from lmtrain.train.observers import build_bus
+    from lmtrain.train.trainer import Trainer
+
+    launch.cfg.train.layout(world.world_size)  # a batch that does not split is an error before anything is written
+    if launch.cfg.train.parallel == "fsdp" and launch.cfg.train.dtype == "fp16":
+        raise ConfigError("--parallel fsdp trains in fp32 or bf16; use --dtype bf16 (fp16 loss scaling is DDP's)")
+    out = Path(world.broadcast_object(str(launch.out)))  # rank 0's default folder name (a time stamp) for all
+    launch = dataclasses.replace(launch, out=out)
     paths = data_paths(launch.cfg.data)
-    data = load_training_data(launch.cfg, paths, log=log_stdout)
-    findings = preflight(launch, data)
-    bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
+    log = log_stdout if world.is_main else lambda _message: None
+    wait = max(PREPARE_TIMEOUT_S, launch.cfg.train.dist_timeout)
+    data = world.in_turn(lambda: load_training_data(launch.cfg, paths, log=log), timeout_s=wait)
+    findings = world.from_main(lambda: preflight(launch, data))
+    if world.is_main:
+        bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
+    else:
+        bus = EventBus()
     try:
         trainer = Trainer(
-            launch.cfg, data, launch.out, bus, launch.restore, launch.changes, findings, cache_dir=paths.cache_dir
+            launch.cfg, data, launch.out, bus, launch.restore, launch.changes, findings, paths.cache_dir, world
         )
         return trainer.run()
     finally:

@@ -1,4 +1,4 @@
-"""Mean validation loss: a pure function of a model and batches."""
+"""Validation loss: pure functions of a model and batches."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import torch
 import torch.nn as nn
 
 
-def evaluate(
+def loss_sums(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> float:
-    """Mean cross-entropy per target token over `batches`, in eval mode under no_grad.
+) -> tuple[float, int]:
+    """(summed cross-entropy, target tokens) over `batches`, in eval mode under no_grad; the mode is restored.
 
-    The model's train/eval mode is restored afterwards.
+    A batch whose targets are all -100 adds nothing but is still run (sharded models gather weights in every
+    forward, so every rank runs as many).
     """
     was_training = model.training
     model.eval()
@@ -28,10 +29,21 @@ def evaluate(
                 with autocast():
                     _, loss = model(x, y)
                 n = int((y != -100).sum())
-                total += loss.double().cpu() * n
-                count += n
+                if n:
+                    total += loss.double().cpu() * n
+                    count += n
     finally:
         model.train(was_training)
+    return float(total), count
+
+
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> float:
+    """Mean cross-entropy per target token over `batches`, in eval mode under no_grad (the mode is restored)."""
+    total, count = loss_sums(model, batches, autocast)
     if count == 0:
         raise ValueError("no target tokens to evaluate")
-    return float(total / count)
+    return total / count

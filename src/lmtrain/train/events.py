@@ -49,7 +49,11 @@ class Plan:
     flops_per_token: int = 0
     """Training FLOPs per token at the run's context (6N + 12·L·d·T, as `lmtrain presets` prints)."""
     peak_flops: float | None = None
-    """The device's measured peak matmul FLOP/s in the run's dtype (None when not measured)."""
+    """One device's measured peak matmul FLOP/s in the run's dtype (None when not measured)."""
+    world_size: int = 1
+    """Processes (devices) training together."""
+    parallel: str = "single"
+    """single (one process), ddp or fsdp."""
 
     @property
     def total_tokens(self) -> int:
@@ -57,10 +61,11 @@ class Plan:
         return self.total_steps * self.tokens_per_step
 
     def mfu(self, tokens_per_s: float | None) -> float | None:
-        """Model FLOPs utilisation of a throughput: tokens/s x FLOPs per token / the measured peak."""
+        """Model FLOPs utilisation of a throughput over all ranks: tokens/s x FLOPs per token / (the measured peak x
+        the devices)."""
         if not tokens_per_s or not self.peak_flops or not self.flops_per_token:
             return None
-        return mfu(tokens_per_s, self.flops_per_token, self.peak_flops)
+        return mfu(tokens_per_s, self.flops_per_token, self.peak_flops * self.world_size)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ torch runs the iteration in bf16, which this CPU executes about 100x slower than
 
 Embeddings (the tied head), positions, biases and LayerNorm parameters are not matrices of a linear map between
 hidden states, so they keep AdamW, in groups of their own with their own LR (`lr_scale` of the schedule's LR).
-One optimizer keeps one state_dict, so a run resumes exactly.
+One optimizer keeps one state_dict, so a run resumes exactly. Under FSDP2 each rank gathers the whole update of
+each matrix, runs the iteration on it and keeps its own shard of the result (the iteration is repeated on every
+rank: simple, and small next to the forward and backward passes).
 """
 
 from __future__ import annotations
@@ -43,6 +45,20 @@ def newton_schulz(grad: Tensor, steps: int = 5, dtype: torch.dtype | None = None
         x = torch.baddbmm(x, update, x, beta=a)
     x = x.transpose(1, 2) if tall else x
     return x[0] if grad.ndim == 2 else x
+
+
+def _whole(t: Tensor) -> Tensor:
+    """The full tensor behind a DTensor shard (every rank gets it), or `t` itself."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _like(full: Tensor, param: Tensor) -> Tensor:
+    """`full` sharded as `param` is (each rank keeps its own part, no communication), or `full` itself."""
+    if not hasattr(param, "device_mesh"):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -96,11 +112,12 @@ class MuonAdamW(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - mu)
                 updates.append(p.grad.lerp(buf, mu))  # Nesterov
-            ortho = newton_schulz(torch.stack(updates), group["ns_steps"], self.ns_dtype)  # (k, rows, cols)
+            whole = [_whole(u) for u in updates]  # a sharded (FSDP2) update is gathered: the iteration needs it all
+            ortho = newton_schulz(torch.stack(whole), group["ns_steps"], self.ns_dtype)  # (k, rows, cols)
             scale = -lr * math.sqrt(max(1.0, rows / cols))
             for p, o in zip(same, ortho):
                 p.mul_(1 - lr * wd)
-                p.add_(o.to(p.dtype), alpha=scale)
+                p.add_(_like(o.to(p.dtype), p), alpha=scale)
 
     def _adamw(self, group: dict, params: list[Tensor]) -> None:
         """torch's own AdamW update (fused on CPU and CUDA) for this group."""

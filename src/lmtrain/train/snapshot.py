@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
 from lmtrain.data.tokenizer import Tokenizer
-from lmtrain.runtime import rng_state, set_rng_state
+from lmtrain.runtime import set_rng_state
+from lmtrain.train.distributed import World, load_optimizer_state, rank_seed
 from lmtrain.train.resume import Restore
 
 
@@ -38,19 +38,22 @@ def trainer_state(
     cfg: RunConfig,
     step: int,
     epoch: float,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     scaler: torch.amp.GradScaler,
     best_val_loss: float,
     eval_windows: int,
     sources: Mapping[str, Mapping[str, Any]],
+    rng_ranks: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """trainer_state.pt: optimizer, loss scaler, RNG states, data position and identity, best validation loss."""
+    """trainer_state.pt: optimizer (keyed by parameter name), loss scaler, every rank's RNG states, data position and
+    identity, best validation loss."""
     return {
         "step": step,
         "epoch": epoch,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scaler": scaler.state_dict(),
-        "rng": rng_state(),
+        "rng": rng_ranks[0],
+        "rng_ranks": rng_ranks,
         "data": {
             "position": step,
             "seed": cfg.train.seed,
@@ -64,12 +67,20 @@ def trainer_state(
     }
 
 
-def restore_into(
-    restore: Restore, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+def restore_state(
+    restore: Restore,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    world: World,
 ) -> tuple[int, float]:
-    """Load a checkpoint's weights, optimizer, scaler and RNG states; its (step, best validation loss)."""
-    ckpt.load_state_into(model, restore.weights, restore.checkpoint)
-    optimizer.load_state_dict(restore.state["optimizer"])
+    """Load a checkpoint's optimizer, scaler and this rank's RNG states (the weights are loaded before wrapping);
+    its (step, best validation loss). On another number of ranks, ranks the checkpoint lacks start new streams."""
+    load_optimizer_state(model, optimizer, restore.state["optimizer"])
     scaler.load_state_dict(restore.state["scaler"])
-    set_rng_state(restore.state["rng"])
+    ranks = restore.state.get("rng_ranks") or [restore.state["rng"]]
+    if world.rank < len(ranks):
+        set_rng_state(ranks[world.rank])
+    else:
+        torch.manual_seed(rank_seed(int(restore.state["data"]["seed"]) + restore.step, world.rank))
     return restore.step, float(restore.state["best_val_loss"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from lmtrain.data.loader import TrainSampler, make_batch
 from lmtrain.runtime import autocast
+from lmtrain.train.distributed import World, gradient_sync
 from lmtrain.train.schedule import ScheduleConfig, lr_at
 
 
@@ -51,25 +52,34 @@ class TrainStep:
     device: torch.device
     dtype: str
     skip_non_finite: bool = False
+    world: World = field(default_factory=World)
+    """This rank trains on its own part of every global batch; gradients are synchronised on the last micro-step."""
 
     def __call__(self, step: int) -> StepResult:
+        """Optimizer step `step`; the loss is this rank's mean (the trainer averages it over ranks)."""
         lr = lr_at(step, self.schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         total = torch.zeros((), device=self.device)
-        for starts in np.split(self.sampler.batch_starts(step), self.accumulation):
+        mine = self.sampler.batch_starts(step).reshape(self.world.world_size, -1)[self.world.rank]
+        for i, starts in enumerate(np.split(mine, self.accumulation)):
             x, y = make_batch(self.tokens, starts, self.seq_len, self.device)
-            with autocast(self.device, self.dtype):
-                _, loss = self.runner(x, y)
-            loss = loss / self.accumulation
-            self.scaler.scale(loss).backward()
+            with gradient_sync(self.runner, self.model, sync=i == self.accumulation - 1):
+                with autocast(self.device, self.dtype):
+                    _, loss = self.runner(x, y)
+                loss = loss / self.accumulation
+                self.scaler.scale(loss).backward()
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
         clip = self.grad_clip if self.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if hasattr(grad_norm, "full_tensor"):  # sharded parameters give a DTensor norm
+            grad_norm = grad_norm.full_tensor()
         bad = ~torch.isfinite(total)
         if not self.scaler.is_enabled():  # with fp16 loss scaling an overflowing gradient is the scaler's to skip
             bad = bad | ~torch.isfinite(grad_norm)
+        if self.skip_non_finite:  # every rank must decide alike
+            bad = self.world.mean(bad.float()) > 0
         if self.skip_non_finite and bool(bad):
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler.is_enabled():

@@ -21,20 +21,20 @@ from lmtrain.data.loader import make_batch
 from lmtrain.doctor.rules import Finding
 from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import generate
-from lmtrain.eval.loss import evaluate
+from lmtrain.eval.loss import loss_sums
 from lmtrain.files import write_text_atomic
 from lmtrain.hardware import peak_flops
 from lmtrain.model.gpt import GPT
 from lmtrain.model.sizing import flops_per_token, param_counts
-from lmtrain.runtime import (
-    autocast,
-    configure_device,
-    seed_everything,
-    select_device,
-    select_dtype,
+from lmtrain.runtime import autocast, configure_device, rng_state, seed_everything, select_device, select_dtype
+from lmtrain.train.data import TrainingData, eval_starts, run_length
+from lmtrain.train.distributed import (
+    World,
+    full_model_state,
+    full_optimizer_state,
+    rank_seed,
     wrap_model,
 )
-from lmtrain.train.data import TrainingData, eval_starts, run_length
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
@@ -48,10 +48,11 @@ from lmtrain.train.events import (
 )
 from lmtrain.train.failures import failure_message, is_out_of_memory
 from lmtrain.train.optim import run_optimizer
+from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
 from lmtrain.train.schedule import check_warmup, run_schedule
 from lmtrain.train.signals import StopSignals
-from lmtrain.train.snapshot import checkpoint_config, restore_into, trainer_state
+from lmtrain.train.snapshot import checkpoint_config, restore_state, trainer_state
 from lmtrain.train.step import StepClock, StepResult, TrainStep
 
 
@@ -68,12 +69,16 @@ class Trainer:
         changes: tuple[str, ...] = (),
         findings: tuple[Finding, ...] = (),
         cache_dir: Path | None = None,
+        world: World | None = None,
     ) -> None:
-        """`cache_dir` holds the device's measured peak FLOP/s for MFU (measured there once); None: no MFU."""
+        """`cache_dir` holds the device's measured peak FLOP/s for MFU (measured there once); None: no MFU.
+        `world`: this rank's process group (default: one process on --device); rank 0 alone writes files."""
         self.cfg, self.data, self.out, self.bus, self.restore = cfg, data, out, bus, restore
         self.changes, self.findings = changes, findings
         tc = cfg.train
-        self.device = select_device(tc.device)
+        self.world = world or World(device=select_device(tc.device), timeout_s=tc.dist_timeout)
+        self.layout = tc.layout(self.world.world_size)
+        self.device = self.world.device
         self.dtype = select_dtype(tc.dtype, self.device)
         configure_device(self.device)
         self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
@@ -82,18 +87,25 @@ class Trainer:
         self.schedule = run_schedule(tc, self.total_steps)
         check_warmup(self.schedule, tc.allow_long_warmup)
         self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.eval_windows)
-        seed_everything(tc.seed)
+        seed_everything(tc.seed)  # the same initial weights on every rank
         self.model = GPT(cfg.model).to(self.device)
+        if restore is not None:
+            check_restore(restore, self.data.sources, len(self.val_starts))
+            ckpt.load_state_into(self.model, restore.weights, restore.checkpoint)
+        self.runner = wrap_model(self.model, self.world, tc.parallel, tc.compile, self.dtype)
         self.optimizer = run_optimizer(self.model, tc, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == "fp16")
         self.step, self.best_val = 0, math.inf
         if restore is not None:
-            self._load(restore)
-        self.runner = wrap_model(self.model, tc.compile)
+            self.step, self.best_val = restore_state(restore, self.model, self.optimizer, self.scaler, self.world)
+        elif self.world.rank > 0:  # dropout differs per rank
+            torch.manual_seed(rank_seed(tc.seed, self.world.rank))
         self.train_step = TrainStep(
             self.model, self.runner, self.optimizer, self.scaler, self.schedule, self.sampler, data.train,
-            cfg.seq_len, tc.accumulation, tc.grad_clip, self.device, self.dtype, tc.on_nan == "skip",
+            cfg.seq_len, self.layout.accumulation, tc.grad_clip, self.device, self.dtype, tc.on_nan == "skip",
+            self.world,
         )  # fmt: skip
+        self.outbox = Outbox(self.world, bus)
         self.first_step = self.step + 1
         self.pending: list[tuple[int, StepResult]] = []
         self.skipped_in_row = 0
@@ -113,32 +125,56 @@ class Trainer:
             self.total_steps, self.stop_at, self.step, self.tokens_per_step, counts["total"],
             counts["non_embedding"], len(self.data.train), len(self.data.valid), self.sampler.steps_per_epoch,
             len(self.val_starts), str(self.device), self.dtype, flops_per_token(self.cfg.model, self.cfg.seq_len),
-            self.peak.measured_flops if self.peak else None,
+            self.peak.measured_flops if self.peak else None, self.world.world_size, self.parallelism,
         )  # fmt: skip
 
+    @property
+    def parallelism(self) -> str:
+        """single (one process), ddp or fsdp."""
+        return self.cfg.train.parallel if self.world.distributed else "single"
+
+    def run_record(self) -> dict:
+        """config.json of the run folder: the config, and how it is spread over processes."""
+        layout = self.layout
+        return {
+            **self.cfg.to_dict(),
+            "distributed": {
+                "world_size": layout.world_size, "parallel": self.parallelism, "backend": self.world.backend,
+                "global_batch": layout.global_batch, "per_rank_batch": layout.per_rank, "micro_batch": layout.micro,
+                "accumulation": layout.accumulation,
+            },
+        }  # fmt: skip
+
     def run(self) -> int:
-        """Train to the end, to --stop-at or to a signal and return the exit code; a failure raises TrainingFailed."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out / RUN_CONFIG, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        """Train to the end, to --stop-at or to a signal and return the exit code; a failure raises TrainingFailed.
+
+        A signal to any rank stops every rank after the same step (the stop flag is reduced over ranks each step)."""
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out / RUN_CONFIG, json.dumps(self.run_record(), indent=2) + "\n")
         resumed_from = self.restore.checkpoint if self.restore is not None else None
         self.bus.publish(RunStarted(self.out, self.cfg, self._plan, resumed_from, self.changes, self.findings))
         if self.step >= self.stop_at:
             return self._end("already_done", 0)
-        with StopSignals() as signals:
+        stop = 0
+        with StopSignals() as signals, self.outbox.capturing(lambda: self.step):
             try:
                 self.model.train()
                 self.clock.mark()
-                while self.step < self.stop_at and signals.received is None:
+                while self.step < self.stop_at:
+                    stop = self.world.max_int(signals.received or 0)
+                    if stop:
+                        break
                     self._advance()
-                self._final_checkpoint(evaluate=signals.received is None)
+                self._final_checkpoint(evaluate=not stop)
             except (RuntimeError, MemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
                 self.pending = []
                 what = f"out of memory on {self.device} at step {self.step + 1} ({str(exc).strip()[:200]})"
                 raise self._fail("out_of_memory", self.step, what) from None
-        if signals.received is not None:
-            return self._end("signal", 128 + signals.received)
+        if stop:
+            return self._end("signal", 128 + stop)
         return self._end("finished" if self.step >= self.total_steps else "stop_at", 0)
 
     def _advance(self) -> None:
@@ -168,7 +204,8 @@ class Trainer:
         if not self.pending:
             return
         rows = [torch.stack((r.loss.float(), r.grad_norm.float(), r.bad.float())) for _, r in self.pending]
-        values = torch.stack(rows).tolist()
+        values = self.world.mean(torch.stack(rows)).tolist()  # the global batch's loss; bad > 0 if any rank's was
+        self.outbox.deliver()
         seconds = self.clock.lap(len(self.pending))
         per_step, pending, self.pending = seconds / len(rows), self.pending, []
         for (step, result), (loss, grad_norm, bad) in zip(pending, values):
@@ -207,13 +244,25 @@ class Trainer:
             )
 
     def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        micro = self.cfg.train.micro
-        for i in range(0, len(self.val_starts), micro):
-            yield make_batch(self.data.valid, self.val_starts[i : i + micro], self.cfg.seq_len, self.device)
+        """This rank's share of the validation windows (every world_size-th), in micro-batches; every rank yields
+        as many batches, the ranks that run out with targets of -100 that count for nothing."""
+        micro, ranks = self.layout.micro, self.world.world_size
+        mine = self.val_starts[self.world.rank :: ranks]
+        batches = math.ceil(math.ceil(len(self.val_starts) / ranks) / micro)
+        for i in range(batches):
+            starts = mine[i * micro : (i + 1) * micro]
+            if len(starts):
+                yield make_batch(self.data.valid, starts, self.cfg.seq_len, self.device)
+            else:
+                x, y = make_batch(self.data.valid, self.val_starts[:1], self.cfg.seq_len, self.device)
+                yield x, torch.full_like(y, -100)
 
     def evaluate(self) -> float:
-        """Mean validation loss over the run's fixed validation windows (eval mode, no grad; train mode restored)."""
-        return evaluate(self.runner, self._val_batches(), lambda: autocast(self.device, self.dtype))
+        """Mean validation loss over the run's fixed validation windows (eval mode, no grad; train mode restored):
+        sums of losses and of tokens over every rank, so every rank gets the same value."""
+        total, count = loss_sums(self.runner, self._val_batches(), lambda: autocast(self.device, self.dtype))
+        total, count = self.world.sum_floats([total, float(count)])
+        return total / count
 
     def _evaluate(self) -> float:
         t0 = time.perf_counter()
@@ -236,10 +285,19 @@ class Trainer:
         config = checkpoint_config(
             self.cfg, self.step, epoch, self.total_steps, val_loss, windows, sources, self.data.tokenizer
         )
-        state = trainer_state(self.cfg, self.step, epoch, self.optimizer, self.scaler, self.best_val, windows, sources)
-        path = ckpt.save_checkpoint(self.out, self.step, self.model, config, state, self.cfg.train.keep_last, is_best)
+        weights = full_model_state(self.model, self.world)  # every rank takes part; rank 0 gets the whole
+        optimizer = full_optimizer_state(self.model, self.optimizer, self.world)
+        rngs = self.world.gather_objects(rng_state())
+        if self.world.is_main:
+            state = trainer_state(
+                self.cfg, self.step, epoch, optimizer, self.scaler, self.best_val, windows, sources, rngs
+            )
+            keep = self.cfg.train.keep_last
+            path = ckpt.save_checkpoint(self.out, self.step, weights, config, state, keep, is_best)
+        self.world.barrier()  # no rank goes on (or exits) before the checkpoint is complete
         self.last_save = self.step
-        self.bus.publish(CheckpointSaved(self.step, path, val_loss, is_best, time.perf_counter() - t0))
+        if self.world.is_main:
+            self.bus.publish(CheckpointSaved(self.step, path, val_loss, is_best, time.perf_counter() - t0))
         self.clock.mark()
 
     def _final_checkpoint(self, evaluate: bool) -> None:
@@ -251,10 +309,6 @@ class Trainer:
         if val is None and evaluate:
             val = self._evaluate()
         self._save(val)
-
-    def _load(self, restore: Restore) -> None:
-        check_restore(restore, self.data.sources, len(self.val_starts))
-        self.step, self.best_val = restore_into(restore, self.model, self.optimizer, self.scaler)
 
     def _fail(self, reason: str, step: int, what: str) -> TrainingFailed:
         """Announce a failure and return the error to raise."""

@@ -1,0 +1,313 @@
+"""Several processes train as one: DDP and FSDP2 on the CPU with gloo, launched as torchrun would launch them.
+
+Two ranks give the same per-step losses as one process with the same global batch; a run resumes on another number
+of ranks; a signal to one rank stops all of them at the same step with one checkpoint; a rank that raises stops
+every rank with its error; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, build_trainer, read_jsonl, train_args
+from lmtrain import checkpoint as ckpt
+from lmtrain.config import build_run_config
+from lmtrain.errors import ConfigError
+from lmtrain.train.distributed import World, init_world, load_optimizer_state, rank_seed
+
+RUN = ("--device", "cpu", "--dropout", "0", "--max-steps", "4", "--eval-every", "2", "--save-every", "2",
+       "--doctor", "off", "--progress", "plain", "--seed", "5")  # fmt: skip
+"""With dropout 0 the ranks' different dropout streams cannot change the losses."""
+
+FAULTS = """
+import os, sys, warnings
+from lmtrain.cli import main
+from lmtrain.train import step as step_module
+
+fault, rank = os.environ["FAULT"], int(os.environ["RANK"])
+original = step_module.TrainStep.__call__
+
+def patched(self, step):
+    if rank == 1 and step == 1:
+        if fault == "raise":
+            raise RuntimeError("rank one broke")
+        warnings.warn("rank one saw something odd")
+    return original(self, step)
+
+step_module.TrainStep.__call__ = patched
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(ranks: int, argv: list[str], script: Path | None = None, **env: str) -> list[subprocess.Popen]:
+    """`ranks` processes with the variables torchrun sets (RANK, WORLD_SIZE, ...), each running `lmtrain ARGV`."""
+    port = str(_port())
+    procs = []
+    for rank in range(ranks):
+        variables = os.environ | env | {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(ranks)}
+        variables |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "lmtrain"]
+        procs.append(
+            subprocess.Popen(
+                [*command, *argv], env=variables, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    return procs
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 180) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of every rank."""
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        results.append((proc.returncode, out, err))
+    return results
+
+
+def _losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "step"}
+
+
+def _val_losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["val_loss"] for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "eval"}
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return ckpt.load_weights(ckpt.resolve_checkpoint(out, "latest"))
+
+
+@pytest.fixture(scope="module")
+def one_process(sample_dir_module: Path, tmp_path_factory) -> Path:
+    """The reference: one process, the global batch of 4 in two micro-batches of 2."""
+    root = tmp_path_factory.mktemp("one")
+    out = root / "run"
+    args = train_args(sample_dir_module, out, *RUN, "--micro-batch-size", "2", "--cache-dir", str(root / "cache"))
+    code = subprocess.run(
+        [sys.executable, "-m", "lmtrain", *args],
+        capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert code.returncode == 0, code.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample_dir_module() -> Path:
+    from conftest import NO_SHARED, SHARED
+
+    if SHARED is None:
+        pytest.skip(NO_SHARED)
+    return SHARED / "wikitext-sample-raw"
+
+
+@pytest.mark.parametrize("parallel,optimizer", [("ddp", "adamw"), ("fsdp", "muon")])
+def test_two_ranks_train_like_one_process(
+    parallel: str, optimizer: str, one_process: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    reference = one_process
+    if optimizer == "muon":  # the reference for Muon: one process with Muon
+        reference = tmp_path / "one-muon"
+        args = train_args(sample_dir, reference, *RUN, "--micro-batch-size", "2", "--optimizer", optimizer)
+        assert finish(launch(1, args))[0][0] == 0
+    out = tmp_path / "two"
+    results = finish(launch(2, train_args(sample_dir, out, *RUN, "--parallel", parallel, "--optimizer", optimizer)))
+    assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
+    ours, theirs = _losses(out), _losses(reference)
+    assert sorted(ours) == [1, 2, 3, 4] == sorted(theirs)
+    np.testing.assert_allclose([ours[s] for s in ours], [theirs[s] for s in ours], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(list(_val_losses(out).values()), list(_val_losses(reference).values()), atol=1e-5)
+    for name, tensor in _weights(reference).items():  # the checkpoint holds the whole model, loadable anywhere
+        torch.testing.assert_close(_weights(out)[name], tensor, atol=1e-5, rtol=1e-4)
+    record = json.loads((out / "config.json").read_text())["distributed"]
+    assert record == {
+        "world_size": 2, "parallel": parallel, "backend": "gloo", "global_batch": 4, "per_rank_batch": 2,
+        "micro_batch": 2, "accumulation": 1,
+    }  # fmt: skip
+    assert "step 4/4" in results[0][1] and results[1][1] == ""  # rank 0 alone logs
+    steps = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "step"]
+    assert len(steps) == 4  # one record per step, not one per rank
+
+
+def test_a_run_of_two_ranks_resumes_on_one(one_process: Path, sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = finish(launch(2, train_args(sample_dir, out, *RUN, "--stop-at", "2")))
+    assert [code for code, _, _ in first] == [0, 0], first[0][2]
+    state = ckpt.load_trainer_state(ckpt.resolve_checkpoint(out))
+    assert len(state["rng_ranks"]) == 2 and not torch.equal(
+        state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"]
+    )
+    code, _, err = finish(launch(1, ["train", "--resume", str(out), "--micro-batch-size", "2"]))[0]
+    assert code == 0, err
+    ours, theirs = _losses(out), _losses(one_process)
+    np.testing.assert_allclose([ours[s] for s in range(1, 5)], [theirs[s] for s in range(1, 5)], atol=1e-5)
+    for name, tensor in _weights(one_process).items():
+        torch.testing.assert_close(_weights(out)[name], tensor, atol=1e-5, rtol=1e-4)
+
+
+def test_the_shell_entry_point_launches_torchrun(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = train_args(sample_dir, out, *RUN, "--max-steps", "3", "--save-every", "0", "--eval-every", "0")[1:]
+    proc = subprocess.run(
+        ["bash", str(REPO / "run" / "run_train_lm.sh"), "--gpus", "2", *args],
+        capture_output=True, text=True, timeout=240, env=os.environ | {"PYTHON": sys.executable},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["distributed"]["world_size"] == 2
+    assert sorted(_losses(out)) == [1, 2, 3]
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--eval-every", "0")
+    procs = launch(2, args)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 3:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "training did not start"
+        time.sleep(0.01)
+    procs[1].send_signal(signal.SIGTERM)
+    results = finish(procs)
+    assert [code for code, _, _ in results] == [143, 143], results[0][2] + results[1][2]
+    last = max(_losses(out))
+    found = ckpt.resolve_checkpoint(out)
+    assert found.name == ckpt.checkpoint_name(last)  # one checkpoint, of the step every rank stopped after
+    assert ckpt.load_trainer_state(found)["step"] == last
+    assert len(list((out / "checkpoints").glob("step_*"))) == 1
+    assert f"continue with: lmtrain train --resume {out}" in results[0][1]
+
+
+def test_a_rank_that_raises_stops_every_rank_with_its_error(sample_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "faults.py"
+    script.write_text(FAULTS)
+    out = tmp_path / "run"
+    args = train_args(sample_dir, out, *RUN, "--max-steps", "50", "--dist-timeout", "30")
+    t0 = time.monotonic()
+    results = finish(launch(2, args, script, FAULT="raise"), timeout=120)
+    assert time.monotonic() - t0 < 60
+    (code0, _, err0), (code1, _, err1) = results
+    assert code1 != 0 and "rank one broke" in err1
+    assert code0 == 3 and "Traceback" not in err0
+    assert err0.strip().splitlines()[-1].startswith("lmtrain: error: rank 0 stopped because rank 1: RuntimeError: ")
+    assert "rank one broke" in err0
+    assert not (out / "checkpoints").exists()  # nothing saved from the broken step
+
+
+def test_warnings_of_other_ranks_reach_rank_0s_log(sample_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "faults.py"
+    script.write_text(FAULTS)
+    out = tmp_path / "run"
+    results = finish(launch(2, train_args(sample_dir, out, *RUN), script, FAULT="warn"))
+    assert [code for code, _, _ in results] == [0, 0], results[1][2]
+    warned = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "warning"]
+    relayed = [r for r in warned if r["code"] == "rank.warning"]
+    assert len(relayed) == 1 and relayed[0]["message"].startswith("rank 1: UserWarning: rank one saw something odd")
+    assert "rank one saw something odd" in results[0][1]  # rank 0's console shows it too
+
+
+def test_bad_distributed_input_is_one_line_exit_2_and_writes_nothing(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    plain = subprocess.run(
+        [sys.executable, "-m", "lmtrain", *train_args(sample_dir, out, *RUN, "--parallel", "fsdp")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert plain.returncode == 2 and "--parallel fsdp shards the model over several processes" in plain.stderr
+    results = finish(launch(2, train_args(sample_dir, out, *RUN, "--batch-size", "3")))
+    for code, _, err in results:
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "batch_size=3 (the global batch) is not divisible by the 2 ranks" in err
+    assert not out.exists()
+
+
+def test_bench_train_under_torchrun_reports_scaling(tmp_path: Path) -> None:
+    result = tmp_path / "scaling.json"
+    argv = ["bench", "train", "--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--device",
+            "cpu", "--batch-size", "2", "--seq-len", "32", "--steps", "2", "--warmup-steps", "1", "--out", str(result)]  # fmt: skip
+    results = finish(launch(2, argv))
+    assert [code for code, _, _ in results] == [0, 0], results[0][2]
+    r = json.loads(result.read_text())
+    assert r["world_size"] == 2 and len(r["per_rank"]) == 2
+    assert r["total_tokens_per_s"] == pytest.approx(sum(p["tokens_per_s"] for p in r["per_rank"]), abs=0.2)
+    expected = r["total_tokens_per_s"] / (2 * r["one_rank"]["tokens_per_s"])
+    assert r["scaling_efficiency"] == pytest.approx(expected, abs=1e-3)
+    assert results[1][1] == ""  # rank 0 alone prints the result
+
+
+def test_the_global_batch_splits_over_ranks_and_micro_batches() -> None:
+    cfg = build_run_config({"preset": "micro", "batch_size": 12, "micro_batch_size": 3})
+    layout = cfg.train.layout(2)
+    assert (layout.global_batch, layout.per_rank, layout.micro, layout.accumulation) == (12, 6, 3, 2)
+    assert cfg.train.layout(4).accumulation == 1
+    with pytest.raises(ConfigError, match="not divisible by the 5 ranks"):
+        cfg.train.layout(5)
+    with pytest.raises(ConfigError, match="does not divide the 2 sequences per rank"):
+        cfg.train.layout(6)
+
+
+def test_one_process_without_torchrun_is_a_world_of_one() -> None:
+    world = init_world("cpu", "ddp", 60, env={})
+    assert (world.rank, world.world_size, world.distributed, world.is_main) == (0, 1, False, True)
+    assert world.max_int(7) == 7 and world.sum_floats([1.5, 2.0]) == [1.5, 2.0]
+    assert world.gather_objects("x") == ["x"] and world.from_main(lambda: 3) == 3
+    with pytest.raises(ConfigError, match="torchrun"):
+        init_world("cpu", "fsdp", 60, env={})
+    with pytest.raises(ConfigError, match="must be integers"):
+        init_world("cpu", "ddp", 60, env={"RANK": "x", "WORLD_SIZE": "2"})
+    assert len({rank_seed(1, r) for r in range(4)}) == 4 and rank_seed(1, 1) == rank_seed(1, 1)
+
+
+def test_every_rank_scores_its_own_validation_windows_in_as_many_batches(sample_dir: Path, tmp_path: Path) -> None:
+    seen, counts = [], set()
+    for rank in range(3):
+        trainer = build_trainer(sample_dir, tmp_path / str(rank), tmp_path / "cache", eval_windows=7, batch_size=6)
+        trainer.world = World(rank=rank, world_size=3)
+        trainer.layout = trainer.cfg.train.layout(3)
+        batches = list(trainer._val_batches())
+        counts.add(len(batches))
+        seen += [int(x[i, 0]) for x, y in batches for i in range(len(x)) if (y[i] != -100).all()]
+    assert len(counts) == 1  # sharded models gather weights in every forward: every rank runs as many
+    first = trainer.data.valid[trainer.val_starts]
+    assert sorted(seen) == sorted(int(t) for t in first)  # every window once, over all ranks
+
+
+def test_an_optimizer_state_keyed_by_index_still_loads() -> None:
+    from lmtrain.model.gpt import GPT, GPTConfig
+    from lmtrain.train.distributed import full_optimizer_state
+    from lmtrain.train.optim import build_optimizer
+
+    cfg = GPTConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, d_ff=64, max_seq_len=8, dropout=0.0)
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    opt = build_optimizer(model, 1e-2, 0.1, (0.9, 0.95), torch.device("cpu"))
+    _, loss = model(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8)))
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    old_format = opt.state_dict()  # what lmtrain saved before checkpoints keyed the state by name
+    fresh = build_optimizer(model, 1e-2, 0.1, (0.9, 0.95), torch.device("cpu"))
+    load_optimizer_state(model, fresh, old_format)
+    world = World()
+    ours, theirs = full_optimizer_state(model, fresh, world), full_optimizer_state(model, opt, world)
+    assert set(ours["state"]) == {n for n, _ in model.named_parameters()}
+    for name, values in theirs["state"].items():
+        for key, tensor in values.items():
+            torch.testing.assert_close(ours["state"][name][key], tensor)
