@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,11 +115,11 @@ def test_training_logs_carry_mfu_by_the_same_definition(trained_run: Path) -> No
     assert end["mfu"] == pytest.approx(end["tokens_per_s"] * start["flops_per_token"] / start["peak_flops"], rel=1e-2)
 
 
-def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
+def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "gpu.json"
-    env = os.environ | {"LMTRAIN": LMTRAIN, "LMTRAIN_CACHE_DIR": str(tmp_path / "cache")}
+    env = os.environ | {"LMTRAIN": LMTRAIN, "LMTRAIN_CACHE_DIR": str(tmp_path / "cache"), "PYTHON": sys.executable}
     proc = subprocess.run(
-        ["bash", str(REPO / "bench" / "gpu.sh"), "--smoke", "--out", str(out)],
+        ["bash", str(REPO / "bench" / "gpu.sh"), "--smoke", "--out", str(out), "--dist", str(shared_data)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -128,7 +129,16 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     merged = json.loads(out.read_text())
     assert merged["smoke"] is True
-    assert set(merged["results"]) == {"train-micro-eager", "profile-micro", "max-batch-micro", "generate-micro"}
+    assert set(merged["results"]) == {
+        "train-micro-eager", "profile-micro", "max-batch-micro", "generate-micro", "dist-train-ddp",
+        "dist-train-fsdp", "scaling-micro-ddp", "scaling-micro-fsdp",
+    }  # fmt: skip
+    for parallel in ("ddp", "fsdp"):  # torchrun with 2 CPU processes: a whole run, then the step's scaling
+        run = merged["results"][f"dist-train-{parallel}"]
+        assert run["exit_code"] == 0 and run["steps"] == 4 and run["checkpoints"] == ["step_0000004"]
+        assert run["distributed"]["world_size"] == 2 and run["distributed"]["parallel"] == parallel
+        scaling = merged["results"][f"scaling-micro-{parallel}"]
+        assert len(scaling["per_rank"]) == 2 and scaling["scaling_efficiency"] > 0
     train = merged["results"]["train-micro-eager"]
     assert train["timed_steps"] == 2 and train["speedup"] > 0 and train["preset"] == "micro"
     assert merged["results"]["profile-micro"]["profile"][0]["self_ms_per_step"] > 0

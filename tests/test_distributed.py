@@ -145,6 +145,9 @@ def test_two_ranks_train_like_one_process(
         "micro_batch": 2, "accumulation": 1,
     }  # fmt: skip
     assert "step 4/4" in results[0][1] and results[1][1] == ""  # rank 0 alone logs
+    assert f"2 per rank on 2 ranks ({parallel}), micro-batch 2 (1 accumulation steps)" in results[0][1]
+    start = next(r for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "start")
+    assert (start["world_size"], start["parallel"]) == (2, parallel)
     steps = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "step"]
     assert len(steps) == 4  # one record per step, not one per rank
 

@@ -30,7 +30,7 @@ def describe(event: RunStarted) -> list[str]:
         f"seq_len={cfg.seq_len}, {plan.steps_per_epoch:,} steps per epoch",
         f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
         f"{plan.total_tokens:,} tokens), batch {tc.batch_size} x {cfg.seq_len} = {plan.tokens_per_step:,} "
-        f"tokens/step, micro-batch {tc.micro} ({tc.accumulation} accumulation steps)",
+        f"tokens/step, {_split_text(tc, plan)}",
         f"optim    {_optimizer_text(tc)} lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
         f"(LR at step 0: {lr_at(0, schedule):.3g}), weight decay {tc.weight_decay}, "
         f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
@@ -45,6 +45,15 @@ def describe(event: RunStarted) -> list[str]:
     if event.resumed_from is not None:
         lines.append(f"resumed from {event.resumed_from} at step {plan.start_step}")
     return lines
+
+
+def _split_text(tc, plan) -> str:
+    """How the global batch is split: over ranks (under torchrun), then into micro-batches."""
+    layout = tc.layout(plan.world_size)
+    micro = f"micro-batch {layout.micro} ({layout.accumulation} accumulation steps)"
+    if plan.parallel == "single":
+        return micro
+    return f"{layout.per_rank} per rank on {plan.world_size} ranks ({plan.parallel}), {micro}"
 
 
 def _optimizer_text(tc) -> str:

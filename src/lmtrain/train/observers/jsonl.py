@@ -54,6 +54,8 @@ def record(event: Event) -> dict[str, Any] | None:
                 "dtype": plan.dtype,
                 "flops_per_token": plan.flops_per_token,
                 "peak_flops": plan.peak_flops,
+                "world_size": plan.world_size,
+                "parallel": plan.parallel,
                 "resumed_from": str(resumed) if resumed else None,
                 "changes": list(event.changes),
                 "findings": [{"level": f.level, "code": f.code, "message": f.message} for f in event.findings],
