@@ -210,9 +210,27 @@ def test_a_rank_that_raises_stops_every_rank_with_its_error(sample_dir: Path, tm
     (code0, _, err0), (code1, _, err1) = results
     assert code1 != 0 and "rank one broke" in err1
     assert code0 == 3 and "Traceback" not in err0
-    assert err0.strip().splitlines()[-1].startswith("lmtrain: error: rank 0 stopped because rank 1: RuntimeError: ")
-    assert "rank one broke" in err0
+    line = err0.strip().splitlines()[-1]
+    assert line.startswith("lmtrain: error: rank 0 stopped at step 2 because rank 1: RuntimeError: rank one broke")
     assert not (out / "checkpoints").exists()  # nothing saved from the broken step
+    failed = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == "rank_failed" and "rank one broke" in failed[0]["message"]
+
+
+def test_a_rank_that_dies_stops_every_rank(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--dist-timeout", "30")
+    procs = launch(2, args)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 3:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "training did not start"
+        time.sleep(0.01)
+    procs[1].kill()
+    t0 = time.monotonic()
+    code, _, err = finish(procs[:1], timeout=60)[0]
+    assert time.monotonic() - t0 < 35 and code == 3, err
+    assert "because another rank stopped answering" in err.strip().splitlines()[-1]
+    procs[1].wait()
 
 
 def test_warnings_of_other_ranks_reach_rank_0s_log(sample_dir: Path, tmp_path: Path) -> None:

@@ -321,6 +321,18 @@ def is_collective_failure(exc: BaseException) -> bool:
     )
 
 
+def lost_peer(world: World, exc: BaseException) -> str | None:
+    """Why another rank stopped, when `exc` is this rank's collective failing because of it (the error that rank
+    left, or that it stopped answering); None when `exc` is this rank's own failure."""
+    if not world.distributed:
+        return None
+    collective = is_collective_failure(exc)
+    peer = world.peer_failure(wait_s=2.0 if collective else 0.0)
+    if peer is None and collective:
+        return f"another rank stopped answering ({str(exc).strip().splitlines()[0][:200]})"
+    return peer
+
+
 @contextlib.contextmanager
 def failure_guard(world: World) -> Iterator[None]:
     """Turn one rank's failure into every rank's: a rank that raises leaves its error for the others; a rank whose
@@ -334,13 +346,11 @@ def failure_guard(world: World) -> Iterator[None]:
         world.report_failure(str(exc))
         raise
     except Exception as exc:
-        collective = is_collective_failure(exc)
-        peer = world.peer_failure(wait_s=2.0 if collective else 0.0)
-        if peer is None and not collective:
+        peer = lost_peer(world, exc)
+        if peer is None:
             world.report_failure(f"{type(exc).__name__}: {exc}")
             raise
-        what = peer or f"it lost contact with another rank ({str(exc).strip().splitlines()[0][:200]})"
         raise TrainingFailed(
-            f"rank {world.rank} stopped because {what}; every rank stopped (a rank waits at most --dist-timeout "
-            f"{world.timeout_s:g} s); fix the cause and continue with --resume"
+            f"rank {world.rank} stopped because {peer}; every rank stopped (a rank waits at most --dist-timeout "
+            f"{world.timeout_s:g} s for the others)"
         ) from None

@@ -164,7 +164,7 @@ class RunFailed:
 
     step: int
     reason: str
-    """non_finite or out_of_memory."""
+    """non_finite, out_of_memory or rank_failed (another rank failed first, under torchrun)."""
     message: str
     last_checkpoint: Path | None
 

@@ -24,7 +24,12 @@ def failure_message(reason: str, what: str, cfg: RunConfig, out: Path, last: Pat
         else "no checkpoint was written yet"
     )
     tc = cfg.train
-    if reason == "non_finite":
+    if reason == "rank_failed":
+        advice = (
+            f"fix what stopped that rank (its own error is in its output) and continue; a rank waits at most "
+            f"--dist-timeout {tc.dist_timeout:g} s for the others"
+        )
+    elif reason == "non_finite":
         advice = (
             f"try a lower --lr (now {tc.lr:g}) or a longer --warmup (now {tc.warmup}), keep --grad-clip on, "
             f"prefer --dtype bf16 or fp32 to fp16, or pass --on-nan skip to skip such steps"

@@ -32,6 +32,7 @@ from lmtrain.train.distributed import (
     World,
     full_model_state,
     full_optimizer_state,
+    lost_peer,
     rank_seed,
     wrap_model,
 )
@@ -167,7 +168,12 @@ class Trainer:
                         break
                     self._advance()
                 self._final_checkpoint(evaluate=not stop)
-            except (RuntimeError, MemoryError) as exc:
+            except Exception as exc:
+                lost = lost_peer(self.world, exc)
+                if lost is not None:  # another rank failed first: stop with its error
+                    self.pending = []
+                    what = f"rank {self.world.rank} stopped at step {self.step + 1} because {lost}"
+                    raise self._fail("rank_failed", self.step, what) from None
                 if not is_out_of_memory(exc):
                     raise
                 self.pending = []
