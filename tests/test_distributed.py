@@ -131,7 +131,8 @@ def test_two_ranks_train_like_one_process(
         args = train_args(sample_dir, reference, *RUN, "--micro-batch-size", "2", "--optimizer", optimizer)
         assert finish(launch(1, args))[0][0] == 0
     out = tmp_path / "two"
-    results = finish(launch(2, train_args(sample_dir, out, *RUN, "--parallel", parallel, "--optimizer", optimizer)))
+    args = train_args(sample_dir, out, *RUN, "--parallel", parallel, "--optimizer", optimizer, "--doctor", "warn")
+    results = finish(launch(2, args))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
     ours, theirs = _losses(out), _losses(reference)
     assert sorted(ours) == [1, 2, 3, 4] == sorted(theirs)
@@ -146,6 +147,7 @@ def test_two_ranks_train_like_one_process(
     }  # fmt: skip
     assert "step 4/4" in results[0][1] and results[1][1] == ""  # rank 0 alone logs
     assert f"2 per rank on 2 ranks ({parallel}), micro-batch 2 (1 accumulation steps)" in results[0][1]
+    assert "tokens, 2 on each of 2 ranks, in 1 micro-batch of 2" in results[0][1]  # the doctor knows the split
     start = next(r for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "start")
     assert (start["world_size"], start["parallel"]) == (2, parallel)
     steps = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "step"]

@@ -90,6 +90,11 @@ def test_resume_errors(sample_dir: Path, tmp_path: Path, capsys) -> None:
     )
     _fails(capsys, ["train", "--resume", str(out), "--batch-size", "8"], "batch_size=8, but the run used batch_size=4")
     _fails(
+        capsys,
+        ["train", "--resume", str(out), "--batch-size", "8"],
+        "resume on any number of ranks with the same value",
+    )
+    _fails(
         capsys, ["train", "--resume", str(out), "--preset", "tiny"], "--preset tiny, but the run was trained as micro"
     )
     _fails(capsys, ["train", "--resume", str(tmp_path / "nothing")], "no run there")

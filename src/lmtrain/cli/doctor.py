@@ -39,14 +39,15 @@ def format_findings(findings: Sequence[Finding]) -> list[str]:
     return [f"{f.level:<5}  {f.code:<{width}}  {f.message}" for f in findings]
 
 
-def preflight(launch: Launch, data: TrainingData) -> tuple[Finding, ...]:
-    """The doctor at the start of `lmtrain train`: its findings, or a ConfigError under --doctor strict."""
+def preflight(launch: Launch, data: TrainingData, world_size: int = 1) -> tuple[Finding, ...]:
+    """The doctor at the start of `lmtrain train` (of `world_size` processes): its findings, or a ConfigError under
+    --doctor strict."""
     mode = launch.cfg.train.doctor
     if mode == "off":
         return ()
     from lmtrain.doctor.examine import examine
 
-    report = examine(launch.cfg, data, start_step=launch.start_step)
+    report = examine(launch.cfg, data, start_step=launch.start_step, world_size=world_size)
     if mode == "strict" and report.errors:
         first = report.errors[0]
         raise ConfigError(

@@ -121,7 +121,7 @@ def _train(launch: Launch, world: World) -> int:
     log = log_stdout if world.is_main else lambda _message: None
     wait = max(PREPARE_TIMEOUT_S, launch.cfg.train.dist_timeout)
     data = world.in_turn(lambda: load_training_data(launch.cfg, paths, log=log), timeout_s=wait)
-    findings = world.from_main(lambda: preflight(launch, data))
+    findings = world.from_main(lambda: preflight(launch, data, world.world_size))
     if world.is_main:
         bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
     else:

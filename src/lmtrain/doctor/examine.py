@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lmtrain.config import RunConfig
+from lmtrain.data.loader import TrainSampler
 from lmtrain.data.tokenizer import EOT_ID
 from lmtrain.doctor.rules import DocumentStats, Facts, Finding, Trial, diagnose, memory_estimate
 from lmtrain.model.gpt import GPT
@@ -66,12 +67,13 @@ def document_stats(tokens: np.ndarray, seq_len: int) -> DocumentStats:
     return DocumentStats(len(lengths), float(np.median(lengths)), float(np.mean(lengths > seq_len)))
 
 
-def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str) -> Trial:
-    """One optimizer step of the run's first batch on a fresh copy of the model, timed after a short warm-up."""
+def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, world_size: int = 1) -> Trial:
+    """One optimizer step of one rank's share of the run's first batch on a fresh copy of the model, timed after a
+    short warm-up (under torchrun every rank takes such a share at once)."""
     with preserved_rng():
         seed_everything(cfg.train.seed)
         try:
-            return _timed_step(cfg, data, device, dtype)
+            return _timed_step(cfg, data, device, dtype, world_size)
         except torch.cuda.OutOfMemoryError:
             return Trial(math.nan, math.nan, None, out_of_memory=True)
         finally:
@@ -79,15 +81,17 @@ def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: 
                 torch.cuda.empty_cache()
 
 
-def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str) -> Trial:
+def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, world_size: int) -> Trial:
     tc = cfg.train
-    sampler, total = run_length(cfg, len(data.train))
+    layout = tc.layout(world_size)
+    _, total = run_length(cfg, len(data.train))
+    sampler = TrainSampler(len(data.train), cfg.seq_len, layout.per_rank, tc.seed)
     model = GPT(cfg.model).to(device)
     optimizer = run_optimizer(model, tc, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
     schedule = ScheduleConfig(tc.lr, tc.final_lr, 0, total)
     step = TrainStep(
-        model, model, optimizer, scaler, schedule, sampler, data.train, cfg.seq_len, tc.accumulation,
+        model, model, optimizer, scaler, schedule, sampler, data.train, cfg.seq_len, layout.accumulation,
         tc.grad_clip, device, dtype,
     )  # fmt: skip
     model.train()
@@ -107,8 +111,11 @@ def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype:
     return Trial(seconds, initial, peak)
 
 
-def examine(cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bool = True) -> DoctorReport:
-    """The doctor's report for `cfg` on `data` (with a measured step unless `measure` is False)."""
+def examine(
+    cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bool = True, world_size: int = 1
+) -> DoctorReport:
+    """The doctor's report for `cfg` on `data` (with a measured step unless `measure` is False), for a run of
+    `world_size` processes."""
     device = select_device(cfg.train.device)
     dtype = select_dtype(cfg.train.dtype, device)
     _, total = run_length(cfg, len(data.train))
@@ -125,7 +132,8 @@ def examine(cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bo
         dtype=dtype,
         device_memory=memory,
         cpu_has_bf16=bool(cpu_bf16),
+        world_size=world_size,
     )
     if measure and (memory is None or memory_estimate(facts) <= memory):  # never try a step that cannot fit
-        facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype))
+        facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype, world_size))
     return DoctorReport(diagnose(facts), facts)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from lmtrain.config import RunConfig
+from lmtrain.config import BatchLayout, RunConfig
 from lmtrain.model.sizing import param_counts, step_memory
 from lmtrain.presets import ff_warning
 from lmtrain.train.schedule import LONG_WARMUP_SHARE, lr_at, run_schedule
@@ -67,6 +67,13 @@ class Facts:
     device_memory: int | None
     cpu_has_bf16: bool = True
     trial: Trial | None = None
+    world_size: int = 1
+    """Processes training together (under torchrun); each takes its share of the batch."""
+
+    @property
+    def layout(self) -> BatchLayout:
+        """The global batch over the ranks and their micro-batches."""
+        return self.cfg.train.layout(self.world_size)
 
 
 def _lr_points(f: Facts) -> str:
@@ -116,12 +123,14 @@ def steps(f: Facts) -> Finding:
     tc = f.cfg.train
     left = f.total_steps - f.start_step
     resumed = f" ({left:,} left after step {f.start_step:,})" if f.start_step else ""
+    split = f.layout
+    ranks = f", {split.per_rank} on each of {f.world_size} ranks" if f.world_size > 1 else ""
+    plural = "es" if split.accumulation > 1 else ""
     return Finding(
         "OK",
         "steps",
         f"{f.total_steps:,} optimizer steps{resumed} of {tc.batch_size} x {f.cfg.seq_len} = "
-        f"{tc.batch_size * f.cfg.seq_len:,} tokens, in {tc.accumulation} micro-batch{'es' if tc.accumulation > 1 else ''} "
-        f"of {tc.micro}",
+        f"{tc.batch_size * f.cfg.seq_len:,} tokens{ranks}, in {split.accumulation} micro-batch{plural} of {split.micro}",
     )
 
 
@@ -186,7 +195,7 @@ def context(f: Facts) -> Finding:
 
 def memory_estimate(f: Facts) -> int:
     """Bytes one optimizer step of the run needs (see `step_memory`)."""
-    return step_memory(f.cfg.model, f.cfg.train.micro * f.cfg.seq_len, f.dtype in ("bf16", "fp16"))
+    return step_memory(f.cfg.model, f.layout.micro * f.cfg.seq_len, f.dtype in ("bf16", "fp16"))
 
 
 def memory(f: Facts) -> Finding:
@@ -196,7 +205,7 @@ def memory(f: Facts) -> Finding:
     what = f"a step needs about {estimate / GIB:.2f} GiB (estimate)" + (
         f", {measured / GIB:.2f} GiB measured at peak" if measured else ""
     )
-    fix = f"lower --micro-batch-size (now {f.cfg.train.micro}; gradients still add up to the batch) or --seq-len"
+    fix = f"lower --micro-batch-size (now {f.layout.micro}; gradients still add up to the batch) or --seq-len"
     if f.trial is not None and f.trial.out_of_memory:
         return Finding("ERROR", "memory", f"{what}, and a trial step ran out of memory on {f.device}; {fix}")
     if f.device_memory is None:

@@ -246,6 +246,20 @@ def gradient_sync(runner: nn.Module, model: nn.Module, sync: bool) -> Iterator[N
         yield
 
 
+def whole_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor behind a sharded one (a DTensor; every rank gets it), or `t` itself."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def shard_like(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`full` sharded as `param` is (each rank keeps its own part, no communication), or `full` itself."""
+    if not hasattr(param, "device_mesh"):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
+
+
 def _full(cpu_offload: bool = True) -> Any:
     """Options for whole (unsharded) state dicts; with `cpu_offload`, on the CPU of rank 0 only."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions

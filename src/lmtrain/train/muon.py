@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.optim.adamw import adamw
 
 from lmtrain.runtime import FUSED_ADAMW_DEVICES
+from lmtrain.train.distributed import shard_like, whole_tensor
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
 
@@ -45,20 +46,6 @@ def newton_schulz(grad: Tensor, steps: int = 5, dtype: torch.dtype | None = None
         x = torch.baddbmm(x, update, x, beta=a)
     x = x.transpose(1, 2) if tall else x
     return x[0] if grad.ndim == 2 else x
-
-
-def _whole(t: Tensor) -> Tensor:
-    """The full tensor behind a DTensor shard (every rank gets it), or `t` itself."""
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
-
-
-def _like(full: Tensor, param: Tensor) -> Tensor:
-    """`full` sharded as `param` is (each rank keeps its own part, no communication), or `full` itself."""
-    if not hasattr(param, "device_mesh"):
-        return full
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -112,12 +99,14 @@ class MuonAdamW(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - mu)
                 updates.append(p.grad.lerp(buf, mu))  # Nesterov
-            whole = [_whole(u) for u in updates]  # a sharded (FSDP2) update is gathered: the iteration needs it all
+            whole = [
+                whole_tensor(u) for u in updates
+            ]  # a sharded (FSDP2) update is gathered: the iteration needs it all
             ortho = newton_schulz(torch.stack(whole), group["ns_steps"], self.ns_dtype)  # (k, rows, cols)
             scale = -lr * math.sqrt(max(1.0, rows / cols))
             for p, o in zip(same, ortho):
                 p.mul_(1 - lr * wd)
-                p.add_(_like(o.to(p.dtype), p), alpha=scale)
+                p.add_(shard_like(o.to(p.dtype), p), alpha=scale)
 
     def _adamw(self, group: dict, params: list[Tensor]) -> None:
         """torch's own AdamW update (fused on CPU and CUDA) for this group."""

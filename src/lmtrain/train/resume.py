@@ -57,8 +57,14 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
         if new == old:
             continue
         if key in DATA_STREAM_KEYS:
+            also = (
+                " (batch_size is the global batch: resume on any number of ranks with the same value, and each "
+                "rank's share changes)"
+                if key == "batch_size"
+                else ""
+            )
             raise ConfigError(
-                f"resuming with {key}={new}, but the run used {key}={old}; a resumed run keeps its data stream"
+                f"resuming with {key}={new}, but the run used {key}={old}; a resumed run keeps its data stream{also}"
             )
         if key in EVAL_KEYS:
             raise ConfigError(

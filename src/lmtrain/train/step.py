@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from lmtrain.data.loader import TrainSampler, make_batch
 from lmtrain.runtime import autocast
-from lmtrain.train.distributed import World, gradient_sync
+from lmtrain.train.distributed import World, gradient_sync, whole_tensor
 from lmtrain.train.schedule import ScheduleConfig, lr_at
 
 
@@ -72,9 +72,7 @@ class TrainStep:
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
         clip = self.grad_clip if self.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if hasattr(grad_norm, "full_tensor"):  # sharded parameters give a DTensor norm
-            grad_norm = grad_norm.full_tensor()
+        grad_norm = whole_tensor(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))  # FSDP2: a DTensor
         bad = ~torch.isfinite(total)
         if not self.scaler.is_enabled():  # with fp16 loss scaling an overflowing gradient is the scaler's to skip
             bad = bad | ~torch.isfinite(grad_norm)
