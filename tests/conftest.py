@@ -91,6 +91,8 @@ def train_args(sample_dir: Path, out: Path, *extra: str) -> list[str]:
         "2",
         "--lr",
         "1e-3",
+        "--optimizer",
+        "adamw",
         "--eval-windows",
         "8",
         "--log-every",
@@ -110,6 +112,7 @@ def build_trainer(sample_dir: Path, out: Path, cache: Path, **keys):
     from lmtrain.train.trainer import Trainer
 
     flat = {"preset": "micro", "d_model": 32, "n_head": 2, "n_layer": 1, "max_seq_len": 32, "batch_size": 4}
+    flat |= {"optimizer": "adamw", "lr": 3e-4}  # the golden losses' settings (runs default to Muon at the preset's LR)
     flat |= {"warmup": 1, "eval_windows": 8, "save_every": 0, "sample_tokens": 0, "data_dir": str(sample_dir)}
     cfg = build_run_config(flat | keys)
     data = load_training_data(cfg, DataPaths(sample_dir, None, cache, download=False), log=lambda _: None)

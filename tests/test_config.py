@@ -7,10 +7,11 @@ import json
 import pytest
 
 from lmtrain.cli import main
+from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.sizing import describe, flops_per_token, param_counts
-from lmtrain.presets import PRESETS, apply_overrides, ff_warning, get_preset
+from lmtrain.presets import PRESET_LR, PRESETS, apply_overrides, ff_warning, get_preset
 
 EXPECTED_PARAMS = {"tiny": 16_090_880, "small": 44_909_056, "base": 124_439_808}
 
@@ -110,7 +111,7 @@ def test_presets_json(capsys: pytest.CaptureFixture[str]) -> None:
         assert data[name]["params"] == params
         assert data[name]["non_embedding_params"] == param_counts(get_preset(name))["non_embedding"]
         assert data[name]["flops_per_token"] == flops_per_token(get_preset(name))
-    assert data["tiny"] == describe(get_preset("tiny"))
+    assert data["tiny"] == describe(get_preset("tiny")) | {"lr": PRESET_LR["tiny"]}
 
 
 def test_presets_table_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,3 +133,16 @@ def test_invalid_override_exits_2_with_one_line(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "d_model=512 must be a multiple of n_head=7" in err
     assert "Traceback" not in err
+
+
+def test_a_run_without_lr_warmup_or_optimizer_flags_gets_defaults_that_suit_it() -> None:
+    from lmtrain.train.schedule import run_schedule
+
+    cfg = build_run_config({"preset": "tiny", "max_steps": 120})
+    tc = cfg.train
+    assert (tc.optimizer, tc.lr, tc.peak_muon_lr) == ("muon", PRESET_LR["tiny"], 3 * PRESET_LR["tiny"])
+    assert tc.warmup is None and run_schedule(tc, 120).warmup == 6  # 5% of the run
+    assert tc.warmup_steps(100_000) == 1000 and tc.warmup_steps(3) == 1  # at most 1000, at least 1
+    assert build_run_config({"preset": "base"}).train.lr == PRESET_LR["base"]
+    assert build_run_config({"preset": "tiny", "lr": 1e-3, "warmup": 0}).train.warmup_steps(120) == 0
+    assert set(PRESET_LR) == set(PRESETS)

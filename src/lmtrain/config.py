@@ -9,13 +9,14 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from lmtrain import __version__
 from lmtrain.errors import ConfigError
 from lmtrain.fields import field_types, from_mapping, to_jsonable
 from lmtrain.model.config import GPTConfig
-from lmtrain.presets import apply_overrides, get_preset
+from lmtrain.presets import PRESET_LR, apply_overrides, get_preset
 
 Schedule = Literal["cosine", "linear", "constant", "wsd"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -29,8 +30,8 @@ def _positive(name: str, value: float | None) -> None:
         raise ConfigError(f"{name}={value} must be > 0")
 
 
-def _non_negative(name: str, value: float) -> None:
-    if not value >= 0:
+def _non_negative(name: str, value: float | None) -> None:
+    if value is not None and not value >= 0:
         raise ConfigError(f"{name}={value} must be >= 0")
 
 
@@ -60,6 +61,11 @@ LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
 PATH_KEYS = ("data_dir", "cache_dir", "out")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 SINKS = ("jsonl", "tensorboard", "wandb")
+DEFAULT_LR = 3e-4
+"""The AdamW LR of a TrainConfig built in code without one (a run takes its preset's, `PRESET_LR`)."""
+WARMUP_SHARE = 0.05
+"""Without --warmup: this share of the run's steps warm up, at most MAX_AUTO_WARMUP."""
+MAX_AUTO_WARMUP = 1000
 MUON_LR_FACTOR = 3.0
 """--muon-lr when not given: this times --lr."""
 """What --log may name."""
@@ -93,18 +99,19 @@ class TrainConfig:
     """Sequences per optimizer step (the global batch)."""
     micro_batch_size: int | None = None
     """Sequences per forward/backward; gradients accumulate over batch_size/micro_batch_size (default: batch_size)."""
-    lr: float = 3e-4
-    """Peak learning rate."""
+    lr: float | None = None
+    """Peak learning rate of the AdamW groups (default: the preset's, as `lmtrain presets` lists it)."""
     min_lr: float | None = None
     """Learning rate at the end of the decay (default: lr/10)."""
-    warmup: int = 1000
-    """Optimizer steps of linear warmup; step s < warmup runs at lr*(s+1)/warmup; 0 starts at lr."""
+    warmup: int | None = None
+    """Optimizer steps of linear warmup; step s < warmup runs at lr*(s+1)/warmup; 0 starts at lr (default: 5% of
+    the run, at most 1000)."""
     schedule: Schedule = "cosine"
     """Decay after warmup: cosine, linear, constant or wsd (warmup-stable-decay)."""
     decay_fraction: float = 0.2
     """wsd only: share of all steps spent decaying linearly to min_lr at the end."""
-    optimizer: Literal["adamw", "muon"] = "adamw"
-    """adamw, or muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms."""
+    optimizer: Literal["adamw", "muon"] = "muon"
+    """muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms; or adamw."""
     muon_lr: float | None = None
     """With --optimizer muon: peak LR of the Muon matrices (default 3 x --lr; --lr stays the AdamW groups')."""
     weight_decay: float = 0.1
@@ -153,6 +160,8 @@ class TrainConfig:
     """Under torchrun: seconds a rank waits for the others before the run stops with the error of the rank that failed."""
 
     def __post_init__(self) -> None:
+        if self.lr is None:  # a TrainConfig built in code; runs get their preset's LR from build_run_config
+            object.__setattr__(self, "lr", DEFAULT_LR)
         if self.epochs is not None and self.max_steps is not None:
             raise ConfigError("give --epochs or --max-steps, not both")
         _positive("epochs", self.epochs)
@@ -232,6 +241,12 @@ class TrainConfig:
         """Learning rate the decay ends at."""
         return self.lr / 10 if self.min_lr is None else self.min_lr
 
+    def warmup_steps(self, total_steps: int) -> int:
+        """--warmup, or without it 5% of the run's `total_steps` (at least 1, at most 1000)."""
+        if self.warmup is not None:
+            return self.warmup
+        return min(MAX_AUTO_WARMUP, max(1, round(WARMUP_SHARE * total_steps)))
+
     @property
     def peak_muon_lr(self) -> float:
         """With --optimizer muon: the Muon matrices' peak LR."""
@@ -284,6 +299,20 @@ def normalise_keys(flat: Mapping[str, Any], what: str) -> dict[str, Any]:
     return out
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's keys; a missing or malformed file is a ConfigError naming it."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path} is not valid TOML: {exc}") from None
+
+
 def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> RunConfig:
     """RunConfig from flat keys (flags and TOML merged): a preset, model overrides, data and training keys."""
     flat = normalise_keys(flat, "the run config")
@@ -293,6 +322,7 @@ def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> 
         section = _section_of(key)
         parts[section][key] = value
     model = apply_overrides(get_preset(preset), parts["model"])
+    parts["train"].setdefault("lr", PRESET_LR[preset])
     return RunConfig(
         preset=preset,
         model=model,

@@ -93,6 +93,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "or ~/.cache/lmtrain)")  # fmt: skip
     train.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     train.set_defaults(handler=run_train_bench)
+    recipe = benches.add_parser(
+        "recipe",
+        help="a race of training recipes: same data and tokens, several seeds, one evaluation",
+        description="Train each recipe with each seed on the same data for the same steps, score every run with "
+        "`lmtrain eval RUN --split valid`, and print the table (mean and spread per recipe).",
+    )
+    recipe.add_argument("recipes", nargs="+", metavar="RECIPE",
+                        help="lmtrain (the defaults), nanogpt (nanoGPT's AdamW recipe) or a .toml file of train keys")  # fmt: skip
+    recipe.add_argument("--seeds", type=int, nargs="+", default=[1337, 1], help="seeds (default 1337 1)")
+    recipe.add_argument("--preset", default="tiny", help="model preset (default tiny)")
+    add_data_options(recipe)
+    add_device_option(recipe)
+    recipe.add_argument("--seq-len", type=int, default=128, help="tokens per window (default 128)")
+    recipe.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
+    recipe.add_argument("--max-steps", type=int, default=120, help="optimizer steps of every run (default 120)")
+    recipe.add_argument("--workdir", type=Path, default=Path("runs/recipe-race"),
+                        help="where the runs go (default runs/recipe-race; must be new or empty)")  # fmt: skip
+    recipe.add_argument("--out", type=Path, help="also write the result as JSON to this file")
+    recipe.set_defaults(handler=run_recipe_bench)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -185,6 +204,28 @@ def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
         | {"device_name": peak.device_name}
         | bench_train(bench, peak, against_hf=args.against == "hf", profile=args.profile)
     )
+    return _emit(result, args.out)
+
+
+def run_recipe_bench(args: argparse.Namespace) -> int:
+    from lmtrain.bench.recipe import race, table
+    from lmtrain.cli import main
+
+    if args.workdir.exists() and any(args.workdir.iterdir()):
+        raise ConfigError(f"--workdir {args.workdir} is not empty; choose a new folder")
+    base = {
+        "preset": args.preset, "dataset": args.dataset, "device": args.device, "seq_len": args.seq_len,
+        "batch_size": args.batch_size, "max_steps": args.max_steps, "eval_every": 0, "save_every": 0,
+        "sample_tokens": 0, "log": "jsonl", "progress": "plain", "doctor": "off",
+    }  # fmt: skip
+    base |= {k: str(v) for k in ("data_dir", "cache_dir") if (v := getattr(args, k))}
+    if args.no_download:
+        base["no_download"] = True
+    log(f"bench recipe: {', '.join(args.recipes)} x seeds {args.seeds}, {args.preset}, {args.max_steps} steps of "
+        f"{args.batch_size} x {args.seq_len}")  # fmt: skip
+    result = race(args.recipes, args.seeds, base, args.workdir, main, log=log)
+    for line in table(result):
+        log(line)
     return _emit(result, args.out)
 
 

@@ -7,7 +7,7 @@ import argparse
 from lmtrain.cli.common import add_model_options, log, model_overrides, print_json
 from lmtrain.errors import ConfigError
 from lmtrain.model.sizing import describe
-from lmtrain.presets import PRESET_NOTES, PRESETS, apply_overrides, ff_warning, get_preset
+from lmtrain.presets import PRESET_LR, PRESET_NOTES, PRESETS, apply_overrides, ff_warning, get_preset
 
 FLOPS_NOTE = (
     "FLOPs/token = 6N + 12·L·d·T (training: forward + backward), N = parameters less the position "
@@ -24,24 +24,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+LR_NOTE = (
+    "lr = the default --lr (the AdamW groups' peak; with the default --optimizer muon the blocks' matrices run at 3x)."
+)
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = model_overrides(args)
     if overrides and not args.preset:
         raise ConfigError("model overrides need a preset: lmtrain presets NAME --d-model ...")
     names = [args.preset] if args.preset else list(PRESETS)
     configs = {name: apply_overrides(get_preset(name), overrides) for name in names}
-    rows = {name: describe(cfg) for name, cfg in configs.items()}
+    rows = {name: describe(cfg) | {"lr": PRESET_LR[name]} for name, cfg in configs.items()}
     if args.json:
         print_json(rows)
         return 0
-    header = f"{'preset':<7} {'d_model':>7} {'heads':>5} {'layers':>6} {'d_ff':>5} {'ctx':>5} {'params':>12} {'non-emb':>12} {'FLOPs/token':>13}  note"
+    header = f"{'preset':<7} {'d_model':>7} {'heads':>5} {'layers':>6} {'d_ff':>5} {'ctx':>5} {'params':>12} {'non-emb':>12} {'FLOPs/token':>13} {'lr':>7}  note"
     print(header)
     for name, r in rows.items():
         print(
             f"{name:<7} {r['d_model']:>7} {r['n_head']:>5} {r['n_layer']:>6} {r['d_ff']:>5} {r['max_seq_len']:>5} "
-            f"{r['params']:>12,} {r['non_embedding_params']:>12,} {r['flops_per_token']:>13,}  {'with overrides' if overrides else PRESET_NOTES.get(name, '')}"
+            f"{r['params']:>12,} {r['non_embedding_params']:>12,} {r['flops_per_token']:>13,} {r['lr']:>7g}  {'with overrides' if overrides else PRESET_NOTES.get(name, '')}"
         )
-    print(f"\n{FLOPS_NOTE}")
+    print(f"\n{FLOPS_NOTE}\n{LR_NOTE}")
     for cfg in configs.values():
         if warning := ff_warning(cfg):
             log(warning)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtrain.cli.common import add_data_options, add_dataclass_options, add_model_options, log_stdout, model_overrides
-from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, TrainConfig
+from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, TrainConfig, read_toml
 from lmtrain.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
@@ -48,19 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_train)
 
 
-def _toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--config {path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {path} is not valid TOML: {exc}") from None
-
-
 def _resolve(value: Any, base: Path) -> str:
     """A path option: `~` expanded, then a relative path taken from `base`."""
     return str((base / Path(str(value)).expanduser()).resolve())
@@ -70,7 +57,7 @@ def gather_flags(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]
     """Flat keys from --config (paths relative to the file's folder) with the flags given on top, and --out."""
     flat: dict[str, Any] = {}
     if args.config:
-        for key, value in _toml(args.config).items():
+        for key, value in read_toml(args.config).items():
             name = key.replace("-", "_")
             flat[name] = _resolve(value, args.config.parent) if name in PATH_KEYS else value
     given = {k: v for k, v in vars(args).items() if k in RUN_KEYS}

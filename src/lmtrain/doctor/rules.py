@@ -136,27 +136,29 @@ def steps(f: Facts) -> Finding:
 
 def warmup(f: Facts) -> Finding:
     tc, total = f.cfg.train, f.total_steps
+    warm = tc.warmup_steps(total)
     suggestion = max(1, round(0.05 * total))
     points = _lr_points(f)
-    if tc.warmup >= total:
+    if warm >= total:
         level: Level = "WARN" if tc.allow_long_warmup else "ERROR"
         return Finding(
             level,
             "warmup",
-            f"warmup {tc.warmup} of {total} steps: the LR never reaches its peak {tc.lr:g} ({points}); "
+            f"warmup {warm} of {total} steps: the LR never reaches its peak {tc.lr:g} ({points}); "
             f"use --warmup {suggestion}",
         )
-    share = tc.warmup / total
-    if tc.warmup and share >= LONG_WARMUP_SHARE:
-        probe = min(100, tc.warmup // 10)
+    share = warm / total
+    if warm and share >= LONG_WARMUP_SHARE:
+        probe = min(100, warm // 10)
         lr = lr_at(probe, run_schedule(f.cfg.train, f.total_steps))
         return Finding(
             "WARN",
             "warmup",
-            f"warmup {tc.warmup} of {total} steps ({share:.0%}): the LR at step {probe} is {lr:.1e}, "
+            f"warmup {warm} of {total} steps ({share:.0%}): the LR at step {probe} is {lr:.1e}, "
             f"{lr / tc.lr:.2g} of the peak, and much of the run learns slowly ({points}); use --warmup {suggestion}",
         )
-    return Finding("OK", "warmup", f"warmup {tc.warmup} of {total} steps ({share:.0%}); {points}")
+    auto = " (5% of the run, the default)" if tc.warmup is None else ""
+    return Finding("OK", "warmup", f"warmup {warm} of {total} steps ({share:.0%}){auto}; {points}")
 
 
 def learning_rate(f: Facts) -> Finding:

@@ -31,7 +31,7 @@ def failure_message(reason: str, what: str, cfg: RunConfig, out: Path, last: Pat
         )
     elif reason == "non_finite":
         advice = (
-            f"try a lower --lr (now {tc.lr:g}) or a longer --warmup (now {tc.warmup}), keep --grad-clip on, "
+            f"try a lower --lr (now {tc.lr:g}) or a longer --warmup (now {tc.warmup if tc.warmup is not None else '5% of the run'}), keep --grad-clip on, "
             f"prefer --dtype bf16 or fp32 to fp16, or pass --on-nan skip to skip such steps"
         )
     else:

@@ -47,7 +47,7 @@ class ScheduleConfig:
 
 def run_schedule(tc: TrainConfig, total_steps: int) -> ScheduleConfig:
     """The schedule a run's TrainConfig asks for over `total_steps` optimizer steps."""
-    return ScheduleConfig(tc.lr, tc.final_lr, tc.warmup, total_steps, tc.schedule, tc.decay_fraction)
+    return ScheduleConfig(tc.lr, tc.final_lr, tc.warmup_steps(total_steps), total_steps, tc.schedule, tc.decay_fraction)
 
 
 def lr_at(step: int, cfg: ScheduleConfig) -> float:

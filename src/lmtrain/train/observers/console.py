@@ -31,7 +31,7 @@ def describe(event: RunStarted) -> list[str]:
         f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
         f"{plan.total_tokens:,} tokens), batch {tc.batch_size} x {cfg.seq_len} = {plan.tokens_per_step:,} "
         f"tokens/step, {_split_text(tc, plan)}",
-        f"optim    {_optimizer_text(tc)} lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {tc.warmup} "
+        f"optim    {_optimizer_text(tc)} lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {schedule.warmup} "
         f"(LR at step 0: {lr_at(0, schedule):.3g}), weight decay {tc.weight_decay}, "
         f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
         f"runtime  device {plan.device}, dtype {plan.dtype}{_peak_text(plan.peak_flops)}, compile {tc.compile}, "
