@@ -24,6 +24,10 @@ from lmtrain.model.config import GPTConfig
 from lmtrain.runtime import unwrap
 
 MODEL_FILE = "model.safetensors"
+EMA_FILE = "model_ema.safetensors"
+"""The averaged weights of a run trained with --ema, beside the raw ones."""
+WEIGHTS = ("auto", "ema", "raw")
+"""--weights of eval, generate and export: auto (the EMA where the checkpoint has it, else the raw weights)."""
 CONFIG_FILE = "config.json"
 STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"
@@ -36,16 +40,24 @@ def checkpoint_name(step: int) -> str:
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """State dict of the unwrapped model (no `_orig_mod.` or `module.` prefixes), contiguous, on the CPU."""
-    return {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    """State dict of the unwrapped model (no `_orig_mod.` or `module.` prefixes), contiguous, on the CPU, copied (so
+    it stays as it is when the model changes)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in unwrap(model).state_dict().items()}
 
 
 def write_checkpoint(
-    final: Path, weights: dict[str, torch.Tensor], config: dict[str, Any], trainer_state: dict[str, Any] | None = None
+    final: Path,
+    weights: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    trainer_state: dict[str, Any] | None = None,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically: weights, config.json and (to resume training) trainer state."""
+    """Write a checkpoint folder atomically: weights (and their EMA), config.json and (to resume training) trainer
+    state."""
     with atomic_dir(final, replace=True) as tmp:
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        if ema is not None:
+            save_file(ema, str(tmp / EMA_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)
@@ -60,13 +72,14 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep_last: int,
     is_best: bool,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`.
 
     `weights` is the unwrapped model's state on the CPU (`model_state`, or gathered from the shards)."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state)
+    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state, ema)
     write_text_atomic(root / "latest", final.name + "\n")
     if is_best:
         write_text_atomic(root / "best", final.name + "\n")
@@ -136,11 +149,21 @@ def model_config_of(config: dict[str, Any], ckpt: Path) -> GPTConfig:
         raise CheckpointError(f"{ckpt / CONFIG_FILE}: {exc}") from None
 
 
-def load_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors; a missing or damaged safetensors file is a CheckpointError."""
-    path = ckpt / MODEL_FILE
+def weights_file(ckpt: Path, which: str = "raw") -> Path:
+    """The weights `--weights` names: raw, ema (a CheckpointError when the run had no --ema), or auto."""
+    if which not in WEIGHTS:
+        raise ConfigError(f"--weights {which}: choose {', '.join(WEIGHTS)}")
+    has_ema = (ckpt / EMA_FILE).is_file()
+    if which == "ema" and not has_ema:
+        raise CheckpointError(f"{ckpt} has no EMA weights (its run was trained without --ema); use --weights raw")
+    return ckpt / (EMA_FILE if which == "ema" or (which == "auto" and has_ema) else MODEL_FILE)
+
+
+def load_weights(ckpt: Path, which: str = "raw") -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors (`which`: raw, ema or auto); a missing or damaged file is a CheckpointError."""
+    path = weights_file(ckpt, which)
     if not path.is_file():
-        raise CheckpointError(f"{ckpt} has no {MODEL_FILE}")
+        raise CheckpointError(f"{ckpt} has no {path.name}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -164,8 +187,9 @@ def load_state_into(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Pa
     model.load_state_dict(weights, strict=True)
 
 
-def load_model(ckpt: Path, device: torch.device | str = "cpu"):  # -> tuple[GPT, dict]
-    """Rebuild the model from a checkpoint alone (no architecture flags) and load its weights."""
+def load_model(ckpt: Path, device: torch.device | str = "cpu", weights: str = "auto"):  # -> tuple[GPT, dict]
+    """Rebuild the model from a checkpoint alone (no architecture flags) and load its weights (`weights`: auto, the
+    EMA where the checkpoint has one, else the raw weights; ema; raw)."""
     from lmtrain.model.gpt import GPT
 
     config = load_checkpoint_config(ckpt)
@@ -173,7 +197,7 @@ def load_model(ckpt: Path, device: torch.device | str = "cpu"):  # -> tuple[GPT,
     with torch.device("meta"):
         model = GPT(cfg)
     model = model.to_empty(device=device)
-    load_state_into(model, load_weights(ckpt), ckpt)
+    load_state_into(model, load_weights(ckpt, weights), ckpt)
     return model.eval(), config
 
 

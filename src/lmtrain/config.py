@@ -114,6 +114,9 @@ class TrainConfig:
     """muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms; or adamw."""
     muon_lr: float | None = None
     """With --optimizer muon: peak LR of the Muon matrices (default 3 x --lr; --lr stays the AdamW groups')."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.99); evaluation and `best` use it,
+    checkpoints save it beside the raw weights (model_ema.safetensors)."""
     weight_decay: float = 0.1
     """Decoupled weight decay (AdamW and Muon), applied only to tensors with two or more dimensions."""
     beta1: float = 0.9
@@ -195,6 +198,8 @@ class TrainConfig:
                 f"micro_batch_size={self.micro_batch_size} does not divide batch_size={self.batch_size}; "
                 f"choose a divisor so every optimizer step sees the same number of sequences"
             )
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema={self.ema} must be between 0 and 1 (e.g. 0.99; omit --ema for none)")
         if not 0 < self.decay_fraction <= 1:
             raise ConfigError(f"decay_fraction={self.decay_fraction} must be in (0, 1]")
         for name in ("beta1", "beta2"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmtrain.cli.common import log, print_json
@@ -30,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_run_options(p)
     p.add_argument("--json", action="store_true", help='print {"findings": [{"level", "code", "message"}], ...}')
+    lr = p.add_argument_group("LR range test")
+    lr.add_argument("--lr-find", action="store_true",
+                    help="also run a short range test (the LR rising geometrically) and suggest a peak --lr")  # fmt: skip
+    lr.add_argument("--lr-find-steps", type=int, default=100, help="steps of the range test (default 100)")
+    lr.add_argument("--lr-min", type=float, default=1e-6, help="the range test's first LR (default 1e-6)")
+    lr.add_argument("--lr-max", type=float, default=1.0, help="the range test's last LR (default 1)")
+    lr.add_argument("--plot", type=Path, metavar="FILE.png", help="write the range test's loss-vs-LR plot here")
     p.set_defaults(handler=run)
 
 
@@ -70,9 +78,48 @@ def run(args: argparse.Namespace) -> int:
     cfg = launch.cfg if launch is not None else build_run_config(flat)
     data = load_training_data(cfg, data_paths(cfg.data), log=log)
     report = examine(cfg, data, start_step=launch.start_step if launch is not None else 0)
+    found = _lr_find(args, cfg, data) if args.lr_find else None
     if args.json:
-        print_json(report.to_dict())
+        print_json(report.to_dict() | ({"lr_find": found.to_dict()} if found else {}))
     else:
         for line in format_findings(report.findings):
             print(line)
+        if found is not None:
+            for line in lr_find_lines(found, cfg.train.lr):
+                print(line)
     return EXIT_DOCTOR_ERROR if report.errors else 0
+
+
+def _lr_find(args: argparse.Namespace, cfg, data):  # -> LRFind
+    """The range test on the run's device, with its plot when --plot is given."""
+    from lmtrain.doctor.lr_find import lr_range_test, plot
+    from lmtrain.runtime import configure_device, select_device, select_dtype
+
+    if args.lr_find_steps < 5 or not 0 < args.lr_min < args.lr_max:
+        raise ConfigError("--lr-find needs --lr-find-steps of at least 5 and 0 < --lr-min < --lr-max")
+    if args.plot is not None and args.plot.suffix != ".png":
+        raise ConfigError(f"--plot {args.plot}: give a .png file")
+    device = select_device(cfg.train.device)
+    configure_device(device)
+    log(f"LR range test: {args.lr_find_steps} steps from {args.lr_min:g} to {args.lr_max:g} on {device}")
+    found = lr_range_test(
+        cfg, data, device, select_dtype(cfg.train.dtype, device), args.lr_find_steps, args.lr_min, args.lr_max
+    )
+    if args.plot is not None:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot(found, args.plot, cfg.train.lr)
+        log(f"LR range test plot: {args.plot}")
+    return found
+
+
+def lr_find_lines(found, current: float) -> list[str]:
+    """The range test in a few lines: the loss at every tenth of the LRs tried, and the suggestion."""
+    every = max(1, len(found.lrs) // 10)
+    lines = ["lr-find  lr          loss (smoothed)"]
+    lines += [f"lr-find  {lr:<10.3g}  {s:.4f}" for lr, s in list(zip(found.lrs, found.smoothed))[::every]]
+    end = "stopped when the loss diverged" if found.stopped_early else "reached --lr-max"
+    lines.append(
+        f"lr-find  suggested peak --lr {found.suggestion:.3g} (a tenth of the LR at the lowest loss; {end}); "
+        f"configured --lr {current:.3g}"
+    )
+    return lines

@@ -26,6 +26,13 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="autocast precision (default fp32, the exact figure)",
     )
+    add_weights_option(parser)
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """--weights: which weights of a checkpoint to use."""
+    parser.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                        help="auto (the EMA weights where the run kept them with --ema, else the raw weights), ema or raw")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,14 +63,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def open_checkpoint(path: Path, device_name: str, which: str = "best") -> tuple[Path, Any, dict[str, Any], Any]:
-    """(checkpoint folder, model on the device in eval mode, its config.json, device)."""
+def open_checkpoint(
+    path: Path, device_name: str, which: str = "best", weights: str = "auto"
+) -> tuple[Path, Any, dict[str, Any], Any]:
+    """(checkpoint folder, model on the device in eval mode with the chosen weights, its config.json, device)."""
     from lmtrain.checkpoint import load_model, resolve_checkpoint
     from lmtrain.runtime import select_device
 
     device = select_device(device_name)
     ckpt = resolve_checkpoint(path, which)
-    model, config = load_model(ckpt, device)
+    model, config = load_model(ckpt, device, weights)
     return ckpt, model, config, device
 
 
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from lmtrain.eval.perplexity import perplexity_report, score_tokens
     from lmtrain.runtime import autocast, select_dtype
 
-    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
+    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
     check_tokenizer(config, ckpt)
     trained_on = config.get("data", {})
     dataset = args.dataset or trained_on.get("dataset") or DEFAULT_DATASET

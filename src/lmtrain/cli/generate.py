@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from lmtrain.runtime import autocast, select_dtype
 
     _check(args)
-    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
+    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
     check_tokenizer(config, ckpt)
     tokenizer = load_tokenizer(data_paths(args).tokenizer_search())
     ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]

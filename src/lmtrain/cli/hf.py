@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lmtrain.cli.common import add_data_options, data_paths, log
+from lmtrain.cli.evaluate import add_weights_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("checkpoint", type=Path, help="checkpoint folder, or a run folder (its best)")
     ex.add_argument("--format", choices=("hf",), default="hf", help="output format (hf: transformers GPT-2)")
     ex.add_argument("--out", type=Path, required=True, help="new folder to write")
+    add_weights_option(ex)
     add_data_options(ex, dataset=False)
     ex.set_defaults(handler=run_export)
     im = sub.add_parser(
@@ -38,7 +40,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     ckpt = resolve_checkpoint(args.checkpoint, "best")
     tokenizer_folder = find_gpt2_folder(data_paths(args).tokenizer_search())
-    written = export_hf(ckpt, args.out, tokenizer_folder)
+    written = export_hf(ckpt, args.out, tokenizer_folder, args.weights)
     if tokenizer_folder is None:
         log("note: no GPT-2 BPE files found (encoder.json, vocab.bpe); the folder has no tokenizer files")
     print(f"exported {ckpt} to {args.out}: {', '.join(written)}")

@@ -46,10 +46,11 @@ def _require_new_folder(out: Path) -> None:
         raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
 
 
-def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None) -> list[str]:
-    """Write checkpoint `ckpt` as a transformers GPT-2 folder `out` (new or empty); return the files written."""
+def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None, weights: str = "auto") -> list[str]:
+    """Write checkpoint `ckpt` (its `weights`: auto, ema or raw) as a transformers GPT-2 folder `out` (new or
+    empty); return the files written."""
     _require_new_folder(out)
-    model, _config = load_model(ckpt)
+    model, _config = load_model(ckpt, weights=weights)
     hf_config = to_hf_config(model.config)
     weights = to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
     with atomic_dir(out) as tmp:

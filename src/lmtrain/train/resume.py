@@ -109,6 +109,8 @@ class Restore:
     config: dict[str, Any]
     weights: dict[str, Any]
     state: dict[str, Any]
+    ema: dict[str, Any] | None = None
+    """The averaged weights, when the run kept them (--ema)."""
 
     @property
     def step(self) -> int:
@@ -163,7 +165,8 @@ def decide_launch(flat: Mapping[str, Any], out: Path | None, resume: Path | None
     config = ckpt.load_checkpoint_config(found)
     if ckpt.model_config_of(config, found) != cfg.model:
         raise CheckpointError(f"{found} holds a different model than {resume / RUN_CONFIG} describes")
-    restore = Restore(found, config, ckpt.load_weights(found), ckpt.load_trainer_state(found))
+    ema = ckpt.load_weights(found, "ema") if (found / ckpt.EMA_FILE).is_file() else None
+    restore = Restore(found, config, ckpt.load_weights(found), ckpt.load_trainer_state(found), ema)
     return Launch(cfg, resume, tuple(changes), restore)
 
 

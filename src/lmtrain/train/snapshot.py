@@ -27,7 +27,13 @@ def checkpoint_config(
     """config.json of a checkpoint: the run config, the step, its validation loss and on which windows, the data."""
     return {
         **cfg.to_dict(),
-        "checkpoint": {"step": step, "epoch": epoch, "val_loss": val_loss, "total_steps": total_steps},
+        "checkpoint": {
+            "step": step,
+            "epoch": epoch,
+            "val_loss": val_loss,
+            "total_steps": total_steps,
+            "val_weights": "ema" if cfg.train.ema else "raw",
+        },  # fmt: skip
         "evaluation": {"windows": eval_windows, "seq_len": cfg.seq_len, "valid_sha256": sources["valid"]["sha256"]},
         "tokenizer": tokenizer.fingerprint(),
         "data_sources": {s: {"sha256": v["sha256"], "tokens": v["tokens"]} for s, v in sources.items()},

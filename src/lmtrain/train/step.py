@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,10 +55,12 @@ class TrainStep:
     skip_non_finite: bool = False
     world: World = field(default_factory=World)
     """This rank trains on its own part of every global batch; gradients are synchronised on the last micro-step."""
+    lr_of: Callable[[int], float] | None = None
+    """The LR of each step instead of the schedule's (the LR range test's geometric ramp)."""
 
     def __call__(self, step: int) -> StepResult:
         """Optimizer step `step`; the loss is this rank's mean (the trainer averages it over ranks)."""
-        lr = lr_at(step, self.schedule)
+        lr = self.lr_of(step) if self.lr_of is not None else lr_at(step, self.schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         total = torch.zeros((), device=self.device)

@@ -6,6 +6,7 @@ are observers on its event bus. It receives prepared token arrays and, on resume
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -36,6 +37,7 @@ from lmtrain.train.distributed import (
     rank_seed,
     wrap_model,
 )
+from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
@@ -101,6 +103,9 @@ class Trainer:
             self.step, self.best_val = restore_state(restore, self.model, self.optimizer, self.scaler, self.world)
         elif self.world.rank > 0:  # dropout differs per rank
             torch.manual_seed(rank_seed(tc.seed, self.world.rank))
+        self.ema = EMA(self.model, tc.ema) if tc.ema else None
+        if self.ema is not None and restore is not None and restore.ema is not None:
+            self.ema.load(self.model, restore.ema)  # a run that turns --ema on starts it from the current weights
         self.train_step = TrainStep(
             self.model, self.runner, self.optimizer, self.scaler, self.schedule, self.sampler, data.train,
             cfg.seq_len, self.layout.accumulation, tc.grad_clip, self.device, self.dtype, tc.on_nan == "skip",
@@ -188,6 +193,8 @@ class Trainer:
         tc = self.cfg.train
         result = self.train_step(self.step)
         self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.step)
         self.pending.append((self.step, result))
         if result.skipped:
             self._note_skip()
@@ -271,8 +278,10 @@ class Trainer:
         return total / count
 
     def _evaluate(self) -> float:
+        """The validation loss of the weights the run keeps: their average with --ema, else the weights."""
         t0 = time.perf_counter()
-        val = self.evaluate()
+        with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
+            val = self.evaluate()
         self.bus.publish(Evaluated(self.step, self.step * self.tokens_per_step, val, time.perf_counter() - t0))
         if not math.isfinite(val):
             raise self._fail("non_finite", self.step, f"the validation loss became {val} at step {self.step}")
@@ -292,6 +301,10 @@ class Trainer:
             self.cfg, self.step, epoch, self.total_steps, val_loss, windows, sources, self.data.tokenizer
         )
         weights = full_model_state(self.model, self.world)  # every rank takes part; rank 0 gets the whole
+        ema = None
+        if self.ema is not None:
+            with self.ema.swapped():
+                ema = full_model_state(self.model, self.world)
         optimizer = full_optimizer_state(self.model, self.optimizer, self.world)
         rngs = self.world.gather_objects(rng_state())
         if self.world.is_main:
@@ -299,7 +312,7 @@ class Trainer:
                 self.cfg, self.step, epoch, optimizer, self.scaler, self.best_val, windows, sources, rngs
             )
             keep = self.cfg.train.keep_last
-            path = ckpt.save_checkpoint(self.out, self.step, weights, config, state, keep, is_best)
+            path = ckpt.save_checkpoint(self.out, self.step, weights, config, state, keep, is_best, ema)
         self.world.barrier()  # no rank goes on (or exits) before the checkpoint is complete
         self.last_save = self.step
         if self.world.is_main:
