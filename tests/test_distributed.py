@@ -94,8 +94,8 @@ def _val_losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["val_loss"] for r in read_jsonl(out / "metrics.jsonl") if r.get("event") == "eval"}
 
 
-def _weights(out: Path) -> dict[str, torch.Tensor]:
-    return ckpt.load_weights(ckpt.resolve_checkpoint(out, "latest"))
+def _weights(out: Path, which: str = "raw") -> dict[str, torch.Tensor]:
+    return ckpt.load_weights(ckpt.resolve_checkpoint(out, "latest"), which)
 
 
 @pytest.fixture(scope="module")
@@ -126,20 +126,22 @@ def test_two_ranks_train_like_one_process(
     parallel: str, optimizer: str, one_process: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     reference = one_process
+    ema = ("--ema", "0.8") if parallel == "fsdp" else ()  # the averaged weights, kept as shards, as well
     if optimizer == "muon":  # the reference for Muon: one process with Muon
         reference = tmp_path / "one-muon"
-        args = train_args(sample_dir, reference, *RUN, "--micro-batch-size", "2", "--optimizer", optimizer)
+        args = train_args(sample_dir, reference, *RUN, "--micro-batch-size", "2", "--optimizer", optimizer, *ema)
         assert finish(launch(1, args))[0][0] == 0
     out = tmp_path / "two"
-    args = train_args(sample_dir, out, *RUN, "--parallel", parallel, "--optimizer", optimizer, "--doctor", "warn")
+    args = train_args(sample_dir, out, *RUN, "--parallel", parallel, "--optimizer", optimizer, "--doctor", "warn", *ema)
     results = finish(launch(2, args))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
     ours, theirs = _losses(out), _losses(reference)
     assert sorted(ours) == [1, 2, 3, 4] == sorted(theirs)
     np.testing.assert_allclose([ours[s] for s in ours], [theirs[s] for s in ours], atol=1e-5, rtol=0)
     np.testing.assert_allclose(list(_val_losses(out).values()), list(_val_losses(reference).values()), atol=1e-5)
-    for name, tensor in _weights(reference).items():  # the checkpoint holds the whole model, loadable anywhere
-        torch.testing.assert_close(_weights(out)[name], tensor, atol=1e-5, rtol=1e-4)
+    for which in ("raw", "ema") if ema else ("raw",):  # the checkpoint holds the whole model, loadable anywhere
+        for name, tensor in _weights(reference, which).items():
+            torch.testing.assert_close(_weights(out, which)[name], tensor, atol=1e-5, rtol=1e-4)
     record = json.loads((out / "config.json").read_text())["distributed"]
     assert record == {
         "world_size": 2, "parallel": parallel, "backend": "gloo", "global_batch": 4, "per_rank_batch": 2,
