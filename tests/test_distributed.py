@@ -24,7 +24,7 @@ from conftest import REPO, build_trainer, read_jsonl, train_args
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
-from lmtrain.train.distributed import World, init_world, load_optimizer_state, rank_seed
+from lmtrain.train.distributed import World, init_world, load_optimizer_state, planned_world_size, rank_seed
 
 RUN = ("--device", "cpu", "--dropout", "0", "--max-steps", "4", "--eval-every", "2", "--save-every", "2",
        "--doctor", "off", "--progress", "plain", "--seed", "5")  # fmt: skip
@@ -297,6 +297,7 @@ def test_one_process_without_torchrun_is_a_world_of_one() -> None:
         init_world("cpu", "fsdp", 60, env={})
     with pytest.raises(ConfigError, match="must be integers"):
         init_world("cpu", "ddp", 60, env={"RANK": "x", "WORLD_SIZE": "2"})
+    assert planned_world_size({}) == 1 and planned_world_size({"RANK": "3", "WORLD_SIZE": "4"}) == 4
     assert len({rank_seed(1, r) for r in range(4)}) == 4 and rank_seed(1, 1) == rank_seed(1, 1)
 
 

@@ -72,12 +72,15 @@ def gather_flags(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lmtrain.train.distributed import failure_guard, init_world
+    from lmtrain.train.distributed import failure_guard, init_world, planned_world_size
     from lmtrain.train.resume import decide_launch
 
     flat, out = gather_flags(args)
     launch = decide_launch(flat, out, args.resume.expanduser() if args.resume else None)
     tc = launch.cfg.train
+    tc.layout(planned_world_size())  # a batch that does not split is an error before anything is written
+    if tc.parallel == "fsdp" and tc.dtype == "fp16":
+        raise ConfigError("--parallel fsdp trains in fp32 or bf16; use --dtype bf16 (fp16 loss scaling is DDP's)")
     world = init_world(tc.device, tc.parallel, tc.dist_timeout)
     try:
         with failure_guard(world):
@@ -99,9 +102,6 @@ def _train(launch: Launch, world: World) -> int:
     from lmtrain.train.observers import build_bus
     from lmtrain.train.trainer import Trainer
 
-    launch.cfg.train.layout(world.world_size)  # a batch that does not split is an error before anything is written
-    if launch.cfg.train.parallel == "fsdp" and launch.cfg.train.dtype == "fp16":
-        raise ConfigError("--parallel fsdp trains in fp32 or bf16; use --dtype bf16 (fp16 loss scaling is DDP's)")
     out = Path(world.broadcast_object(str(launch.out)))  # rank 0's default folder name (a time stamp) for all
     launch = dataclasses.replace(launch, out=out)
     paths = data_paths(launch.cfg.data)

@@ -169,6 +169,18 @@ def launched(env: Mapping[str, str]) -> bool:
     return all(key in env for key in ("RANK", "WORLD_SIZE"))
 
 
+def planned_world_size(env: Mapping[str, str] | None = None) -> int:
+    """The world size torchrun asked for (1 without torchrun), read before any process group exists, so that a
+    configuration that does not fit it fails on every rank alike, before the ranks connect."""
+    env = os.environ if env is None else env
+    if not launched(env):
+        return 1
+    try:
+        return int(env["WORLD_SIZE"])
+    except ValueError:
+        raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (torchrun sets them)") from None
+
+
 def init_world(device: str, parallel: Parallel, timeout_s: float, env: Mapping[str, str] | None = None) -> World:
     """The world from the environment: one process without torchrun, else this rank's process group and device.
 
