@@ -175,6 +175,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "5",
         "--lr",
         "3e-3",
+        "--optimizer",
+        "adamw",
         "--eval-every",
         "0",
         "--save-every",

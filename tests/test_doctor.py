@@ -198,7 +198,7 @@ def test_the_doctor_does_not_change_the_run(sample_dir: Path, tmp_path: Path, ca
 
 
 def test_lr_names_the_muon_matrices_peak() -> None:
-    adamw = rules.learning_rate(_facts(lr=1e-3))
+    adamw = rules.learning_rate(_facts(lr=1e-3, optimizer="adamw"))
     assert adamw.level == "OK" and "Muon" not in adamw.message
     muon = rules.learning_rate(_facts(lr=1e-3, optimizer="muon"))
     assert muon.message.endswith("; Muon matrices at 0.003")

@@ -100,9 +100,9 @@ def lr_range_test(
 
 def plot(result: LRFind, path: Path, current_lr: float) -> Path:
     """Loss against LR (log scale), with the suggested and the configured peak LR marked."""
-    from lmtrain.report.plots import _pyplot, _save
+    from lmtrain.report.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(result.lrs, result.losses, lw=0.8, alpha=0.4, label="training loss")
     ax.plot(result.lrs, result.smoothed, lw=1.6, label="smoothed")
@@ -116,4 +116,4 @@ def plot(result: LRFind, path: Path, current_lr: float) -> Path:
         ax.set_ylim(min(finite) - 0.5, min(max(finite), 2 * min(finite)) + 0.5)
     ax.legend()
     ax.set_title("LR range test")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -11,7 +11,8 @@ DPI = 100
 SIZE = (8.0, 4.5)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -20,16 +21,17 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write `fig` as a PNG at `path` and close it."""
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def loss_figure(run: RunData, path: Path) -> Path:
     """Training and validation loss against optimizer steps (left) and training tokens (right)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(SIZE[0] * 1.5, SIZE[1]))
     for ax, x_of, label in (
         (axes[0], lambda r: r["step"], "optimizer step"),
@@ -45,12 +47,12 @@ def loss_figure(run: RunData, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{run.name}: loss")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def series_figure(run: RunData, key: str, ylabel: str, path: Path, log_y: bool = False) -> Path:
     """One training-record series (lr, grad_norm, tokens_per_s) against optimizer steps."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=SIZE)
     ax.plot([r["step"] for r in run.steps], [value(r, key) for r in run.steps], lw=1.2)
     if log_y:
@@ -59,7 +61,7 @@ def series_figure(run: RunData, key: str, ylabel: str, path: Path, log_y: bool =
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.set_title(f"{run.name}: {ylabel}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def run_figures(run: RunData, folder: Path) -> dict[str, Path]:
@@ -74,7 +76,7 @@ def run_figures(run: RunData, folder: Path) -> dict[str, Path]:
 
 def compare_figure(runs: Sequence[RunData], path: Path) -> Path:
     """Training (lines) and validation (markers) loss of several runs against training tokens."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=SIZE)
     for i, run in enumerate(runs):
         color = f"C{i % 10}"
@@ -94,4 +96,4 @@ def compare_figure(runs: Sequence[RunData], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title("loss against training tokens")
-    return _save(fig, path)
+    return save_figure(fig, path)
