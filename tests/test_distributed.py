@@ -72,6 +72,16 @@ def launch(ranks: int, argv: list[str], script: Path | None = None, **env: str) 
     return procs
 
 
+def launch_and_wait(args: list[str], out: Path) -> list[subprocess.Popen]:
+    """Two ranks training `args` into `out`, once they have logged 3 steps."""
+    procs = launch(2, args)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 3:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "training did not start"
+        time.sleep(0.01)
+    return procs
+
+
 def finish(procs: list[subprocess.Popen], timeout: float = 180) -> list[tuple[int, str, str]]:
     """(exit code, stdout, stderr) of every rank."""
     results = []
@@ -187,11 +197,7 @@ def test_the_shell_entry_point_launches_torchrun(sample_dir: Path, tmp_path: Pat
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--eval-every", "0")
-    procs = launch(2, args)
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 3:
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "training did not start"
-        time.sleep(0.01)
+    procs = launch_and_wait(args, out)
     procs[1].send_signal(signal.SIGTERM)
     results = finish(procs)
     assert [code for code, _, _ in results] == [143, 143], results[0][2] + results[1][2]
@@ -230,11 +236,7 @@ def test_a_rank_that_raises_stops_every_rank_with_its_error(sample_dir: Path, tm
 def test_a_rank_that_dies_stops_every_rank(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--dist-timeout", "30")
-    procs = launch(2, args)
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 3:
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "training did not start"
-        time.sleep(0.01)
+    procs = launch_and_wait(args, out)
     procs[1].kill()
     t0 = time.monotonic()
     code, _, err = finish(procs[:1], timeout=60)[0]
@@ -280,6 +282,8 @@ def test_the_global_batch_splits_over_ranks_and_micro_batches() -> None:
         cfg.train.layout(5)
     with pytest.raises(ConfigError, match="does not divide the 2 sequences per rank"):
         cfg.train.layout(6)
+    with pytest.raises(ConfigError, match="--parallel fsdp trains in fp32 or bf16"):
+        build_run_config({"preset": "micro", "parallel": "fsdp", "dtype": "fp16"})
 
 
 def test_one_process_without_torchrun_is_a_world_of_one() -> None:

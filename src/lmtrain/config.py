@@ -198,6 +198,8 @@ class TrainConfig:
                 f"micro_batch_size={self.micro_batch_size} does not divide batch_size={self.batch_size}; "
                 f"choose a divisor so every optimizer step sees the same number of sequences"
             )
+        if self.parallel == "fsdp" and self.dtype == "fp16":
+            raise ConfigError("--parallel fsdp trains in fp32 or bf16; use --dtype bf16 (fp16 loss scaling is DDP's)")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ConfigError(f"ema={self.ema} must be between 0 and 1 (e.g. 0.99; omit --ema for none)")
         if not 0 < self.decay_fraction <= 1:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from lmtrain.cli.common import add_data_options, add_dataclass_options, add_model_options, log_stdout, model_overrides
 from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, TrainConfig, read_toml
-from lmtrain.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from lmtrain.train.distributed import World
@@ -79,8 +78,6 @@ def run_train(args: argparse.Namespace) -> int:
     launch = decide_launch(flat, out, args.resume.expanduser() if args.resume else None)
     tc = launch.cfg.train
     tc.layout(planned_world_size())  # a batch that does not split is an error before anything is written
-    if tc.parallel == "fsdp" and tc.dtype == "fp16":
-        raise ConfigError("--parallel fsdp trains in fp32 or bf16; use --dtype bf16 (fp16 loss scaling is DDP's)")
     world = init_world(tc.device, tc.parallel, tc.dist_timeout)
     try:
         with failure_guard(world):

@@ -84,18 +84,19 @@ def lr_range_test(
         model.train()
         lrs: list[float] = []
         losses: list[float] = []
+        smoothed: list[float] = []
         stopped = False
         for i in range(steps):
-            loss = float(step(i).loss)
-            lrs.append(ramp(i, steps, lr_min, lr_max))
-            losses.append(loss)
+            result = step(i)
+            lrs.append(result.lr)
+            losses.append(float(result.loss))
             smoothed = smooth(losses)
-            if not math.isfinite(loss) or smoothed[-1] > DIVERGED * min(smoothed):
+            if not math.isfinite(losses[-1]) or smoothed[-1] > DIVERGED * min(smoothed):
                 stopped = True
                 break
-    finite = [(lr, s) for lr, s in zip(lrs, smooth(losses)) if math.isfinite(s)]
+    finite = [(lr, s) for lr, s in zip(lrs, smoothed) if math.isfinite(s)]
     suggestion = suggest([lr for lr, _ in finite], [s for _, s in finite]) if finite else lr_min
-    return LRFind(lrs, losses, smooth(losses), suggestion, stopped)
+    return LRFind(lrs, losses, smoothed, suggestion, stopped)
 
 
 def plot(result: LRFind, path: Path, current_lr: float) -> Path:

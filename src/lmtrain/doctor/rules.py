@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from lmtrain.config import BatchLayout, RunConfig
+from lmtrain.config import WARMUP_SHARE, BatchLayout, RunConfig
 from lmtrain.model.sizing import param_counts, step_memory
 from lmtrain.presets import ff_warning
 from lmtrain.train.schedule import LONG_WARMUP_SHARE, lr_at, run_schedule
@@ -137,7 +137,7 @@ def steps(f: Facts) -> Finding:
 def warmup(f: Facts) -> Finding:
     tc, total = f.cfg.train, f.total_steps
     warm = tc.warmup_steps(total)
-    suggestion = max(1, round(0.05 * total))
+    suggestion = max(1, round(WARMUP_SHARE * total))
     points = _lr_points(f)
     if warm >= total:
         level: Level = "WARN" if tc.allow_long_warmup else "ERROR"

@@ -27,7 +27,6 @@ from lmtrain.errors import ConfigError, LmtrainError, TrainingFailed
 from lmtrain.runtime import DTYPES, select_device
 
 Parallel = Literal["ddp", "fsdp"]
-ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 FAILURE_KEY = "lmtrain/failure"
 """Store key where the first rank that fails leaves its error for the others."""
 T = TypeVar("T")
@@ -195,8 +194,9 @@ def init_world(device: str, parallel: Parallel, timeout_s: float, env: Mapping[s
                 "torchrun --nproc_per_node N -m lmtrain train ... (or ./run/run_train_lm.sh --gpus N)"
             )
         return World(device=select_device(device), timeout_s=timeout_s)
+    world_size = planned_world_size(env)
     try:
-        rank, world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
+        rank = int(env["RANK"])
         local_rank = int(env.get("LOCAL_RANK", rank))
     except ValueError:
         raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (torchrun sets them)") from None
@@ -226,9 +226,7 @@ def rank_seed(seed: int, rank: int) -> int:
 def wrap_model(model: nn.Module, world: World, parallel: Parallel, compile: bool, dtype: str = "fp32") -> nn.Module:
     """The module the training step calls: FSDP2 shards (per block, then the root) in place, DDP wraps, compile
     compiles; one process without torchrun only compiles. Checkpoints always come from `model` itself."""
-    if not world.distributed:
-        return torch.compile(model) if compile else model
-    if parallel == "fsdp":
+    if world.distributed and parallel == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         policy = MixedPrecisionPolicy(
@@ -237,18 +235,19 @@ def wrap_model(model: nn.Module, world: World, parallel: Parallel, compile: bool
         for block in model.transformer.h:
             fully_shard(block, mp_policy=policy)
         fully_shard(model, mp_policy=policy)
-        return torch.compile(model) if compile else model
+    compiled = torch.compile(model) if compile else model
+    if not world.distributed or parallel == "fsdp":
+        return compiled
     from torch.nn.parallel import DistributedDataParallel
 
-    inner = torch.compile(model) if compile else model
     ids = [world.device.index] if world.device.type == "cuda" else None
-    return DistributedDataParallel(inner, device_ids=ids)
+    return DistributedDataParallel(compiled, device_ids=ids)
 
 
 @contextlib.contextmanager
 def gradient_sync(runner: nn.Module, model: nn.Module, sync: bool) -> Iterator[None]:
     """Synchronise gradients in the backward pass inside this block only when `sync` (the last micro-step)."""
-    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+    if is_sharded(model):  # FSDP2
         model.set_requires_gradient_sync(sync)
         yield
     elif not sync and hasattr(runner, "no_sync"):  # DDP
