@@ -14,6 +14,18 @@ if [ -z "$python" ]; then
 fi
 
 die() { echo "run_train_lm.sh: error: $1" >&2; exit 2; }
+usage() {
+  cat <<'EOF'
+usage: run/run_train_lm.sh [--gpus N [--nodes M --rdzv-endpoint HOST:PORT]] [lmtrain train flags]
+
+The familiar shell entry point of lmtrain train (through training/train_lm.py).
+  --gpus N                   processes (GPUs) on this machine, launched with torchrun (DDP unless --parallel fsdp)
+  --nodes M                  machines in the run (torchrun's c10d rendezvous); the same command runs on each
+  --rdzv-endpoint HOST:PORT  a machine and port every node reaches (needed with --nodes)
+$LMTRAIN_RDZV_ID names the rendezvous (default lmtrain); $PYTHON chooses the interpreter.
+
+EOF
+}
 gpus=""; nodes=""; endpoint=""; args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -24,6 +36,7 @@ while [ $# -gt 0 ]; do
     --gpus=*) gpus="${1#*=}"; shift ;;
     --nodes=*) nodes="${1#*=}"; shift ;;
     --rdzv-endpoint=*) endpoint="${1#*=}"; shift ;;
+    -h|--help) usage; exec "$python" "$root/training/train_lm.py" --help ;;
     *) args+=("$1"); shift ;;
   esac
 done

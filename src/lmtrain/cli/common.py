@@ -80,6 +80,11 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def help_text(text: str) -> str:
+    """`text` as argparse help: argparse %-formats help strings, so a literal % is written %%."""
+    return text.replace("%", "%%")
+
+
 MODEL_DEST = "model__"
 """Prefix of argparse destinations holding model overrides."""
 
@@ -97,7 +102,7 @@ def add_dataclass_options(
         flag = "--" + name.replace("_", "-")
         default = defaults[name]
         note = f" (default {default})" if prefix == "" and default is not None and not isinstance(default, bool) else ""
-        kwargs: dict[str, Any] = {"dest": prefix + name, "help": (docs.get(name) or "") + note}
+        kwargs: dict[str, Any] = {"dest": prefix + name, "help": help_text((docs.get(name) or "") + note)}
         if prefix == "":
             kwargs["default"] = argparse.SUPPRESS
         if tp is bool:

@@ -32,8 +32,20 @@ def translate(argv: Sequence[str]) -> list[str]:
     return out
 
 
+USAGE = """\
+usage: python training/train_lm.py [lmtrain train flags, with dashes or underscores]
+
+The familiar entry point of lmtrain train. Also accepted: --model_preset (--preset), --num_heads and --n_heads
+(--n-head), --num_layers and --n_layers (--n-layer), and every flag below written with underscores
+(--batch_size, --max_seq_len, --d_model, --d_ff, ...).
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `lmtrain train` with translated flags."""
+    """Run `lmtrain train` with translated flags (with --help: this usage, then lmtrain train's)."""
     from lmtrain.cli import main as lmtrain_main
 
-    return lmtrain_main(translate(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(USAGE, flush=True)
+    return lmtrain_main(translate(argv))
