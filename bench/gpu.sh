@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call, one JSON out:
-#   with --dist DIR first: lmtrain train under torchrun (one process per GPU, DDP and FSDP2) on the sample in DIR,
+#   with --dist first: lmtrain train under torchrun (one process per GPU, DDP and FSDP2) on the built-in sample,
 #   and bench train's scaling under torchrun (per-rank and total tokens/s, efficiency against one rank alone);
 #   bench train for tiny, small and base at their full context, bf16, eager, each against transformers; the largest
 #   micro-batch of base at context 1024 that fits, with its peak memory; bench generate; a profile of base's step
 #   (the top kernels); then the same benches compiled.
 # Usage: bench/gpu.sh [--smoke] [--out FILE] [--presets "tiny small base"] [--modes "eager compiled"] [--parts DIR]
-#                     [--dist DIR]
+#                     [--dist]
 #   --smoke: the same script end to end on the CPU with the micro preset and 2 timed steps (the test suite runs it),
 #            and 2 CPU processes for --dist.
 #   --presets/--modes: a subset, to split the work over calls; --parts DIR keeps each measurement's JSON there.
-#   --dist DIR: DIR holds gpt2/ (encoder.json, vocab.bpe) and wikitext-sample-raw/ (as ../shared/data does).
 # Default FILE: bench/results/gpu-<device>.json. Uses `lmtrain` on PATH, else `python3 -m lmtrain` with src/ on
 # PYTHONPATH (a machine with torch but without lmtrain installed); LMTRAIN=... overrides; torchrun runs as
 # $PYTHON -m torch.distributed.run (default python3).
@@ -29,8 +28,8 @@ while [ $# -gt 0 ]; do
     --presets) presets_arg="$2"; shift ;;
     --modes) modes_arg="$2"; shift ;;
     --parts) parts="$2"; shift ;;
-    --dist) dist="$2"; shift ;;
-    *) echo "bench/gpu.sh: unknown argument $1 (use --smoke, --out FILE, --presets, --modes, --parts DIR, --dist DIR)" >&2; exit 2 ;;
+    --dist) dist=1 ;;
+    *) echo "bench/gpu.sh: unknown argument $1 (use --smoke, --out FILE, --presets, --modes, --parts DIR, --dist)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -71,7 +70,7 @@ if [ -n "$dist" ]; then  # torchrun: a short training run per parallelism, then 
     echo "== torchrun x$nproc lmtrain train --parallel $par" >&2
     code=0
     # shellcheck disable=SC2086
-    $torchrun -m lmtrain train $dist_model $dist_run --data-dir "$dist/wikitext-sample-raw" --cache-dir "$runs/cache" \
+    $torchrun -m lmtrain train $dist_model $dist_run --dataset sample --cache-dir "$runs/cache" \
       --device "$device" --dtype "$dtype" --batch-size $((16 * nproc)) --parallel "$par" --eval-every 100 \
       --save-every 150 --eval-windows 64 --progress plain --out "$runs/$par" >"$runs/$par.log" 2>&1 || code=$?
     ${PYTHON:-python3} - "$runs/$par" "$code" "$par" "$parts/dist-train-$par.json" "$runs/$par.log" <<'PY'

@@ -1,57 +1,67 @@
-"""Shared fixtures: the local data mirror (skipped with a reason where absent), tokenizer, tiny configs."""
+"""Shared fixtures: the packaged sample corpus and GPT-2 BPE, the WikiText-103 raw test split rebuilt from the sample,
+the local data mirror (for the two tests that need the tokenized WikiText-103 files), tokenizer, tiny configs."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from lmtrain.data.datasets import ASSETS
+
 REPO = Path(__file__).resolve().parents[1]
 LMTRAIN = str(Path(sys.executable).with_name("lmtrain"))
 """The installed console script beside this interpreter (the venv need not be activated)."""
+SAMPLE = ASSETS / "sample"
+"""The built-in corpus (`--dataset sample`): wiki.train.raw, wiki.valid.raw, wiki.test.raw."""
+GPT2 = ASSETS / "gpt2"
+"""The packaged GPT-2 BPE files."""
+WIKITEXT103_TEST_RAW_SHA256 = "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08"
+"""The WikiText-103 raw test split (identical to WikiText-2's), as the official archive holds it."""
 
 
-def _shared_data() -> Path | None:
+def _mirror() -> Path | None:
     for candidate in (os.environ.get("LMTRAIN_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "gpt2" / "encoder.json").is_file():
+        if candidate and Path(candidate).is_dir():
             return Path(candidate).resolve()
     return None
 
 
-SHARED = _shared_data()
-NO_SHARED = "needs the data mirror (../shared/data or $LMTRAIN_DATA_DIR with gpt2/ and WikiText files)"
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The local data mirror; tests using it are skipped, with the reason, where it is absent."""
-    if SHARED is None:
-        pytest.skip(NO_SHARED)
-    return SHARED
-
-
-def shared_file(relative: str) -> Path:
-    """A file of the mirror, or a skip naming it."""
-    if SHARED is None:
-        pytest.skip(NO_SHARED)
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.skip(f"needs {relative} in the data mirror")
+def mirror_file(relative: str) -> Path:
+    """A file of the local data mirror ($LMTRAIN_DATA_DIR or ../shared/data), or a skip naming it: only the tokenized
+    WikiText-103 files (`wikitext-103/wiki.*.tokens`) are read from there; nothing else of the suite needs it."""
+    mirror = _mirror()
+    path = mirror / relative if mirror is not None else None
+    if path is None or not path.is_file():
+        pytest.skip(f"needs {relative} of the official WikiText-103 (v1, tokenized) archive in $LMTRAIN_DATA_DIR")
     return path
 
 
 @pytest.fixture(scope="session")
-def gpt2_dir(shared_data: Path) -> Path:
-    return shared_data / "gpt2"
+def wikitext103_test_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The WikiText-103 raw test split, rebuilt from the packaged sample (its three files are that split cut at article
+    headings), checked against the official file's SHA-256; in a folder laid out as the official archive."""
+    folder = tmp_path_factory.mktemp("wikitext") / "wikitext-103-raw"
+    folder.mkdir()
+    data = b"".join((SAMPLE / f"wiki.{split}.raw").read_bytes() for split in ("train", "valid", "test"))
+    assert hashlib.sha256(data).hexdigest() == WIKITEXT103_TEST_RAW_SHA256
+    (folder / "wiki.test.raw").write_bytes(data)
+    return folder / "wiki.test.raw"
 
 
 @pytest.fixture(scope="session")
-def tokenizer(gpt2_dir: Path):
+def gpt2_dir() -> Path:
+    return GPT2
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
     from lmtrain.data.tokenizer import load_tokenizer
 
-    return load_tokenizer([gpt2_dir])
+    return load_tokenizer([GPT2])
 
 
 @pytest.fixture
@@ -72,12 +82,12 @@ FAST_MODEL = ("--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-laye
 
 
 @pytest.fixture
-def sample_dir(shared_data: Path) -> Path:
-    return shared_data / "wikitext-sample-raw"
+def sample_dir() -> Path:
+    return SAMPLE
 
 
 def train_args(sample_dir: Path, out: Path, *extra: str) -> list[str]:
-    """`lmtrain train` arguments for a fast run on the mirror's sample."""
+    """`lmtrain train` arguments for a fast run on the sample (as `--dataset wikitext-103 --data-dir SAMPLE`)."""
     return [
         "train",
         *FAST_MODEL,
@@ -104,7 +114,7 @@ def train_args(sample_dir: Path, out: Path, *extra: str) -> list[str]:
 
 
 def build_trainer(sample_dir: Path, out: Path, cache: Path, **keys):
-    """A Trainer of the fast model on the mirror's sample with the given run keys, on a silent event bus."""
+    """A Trainer of the fast model on the sample with the given run keys, on a silent event bus."""
     from lmtrain.config import build_run_config
     from lmtrain.data.datasets import DataPaths
     from lmtrain.train.data import load_training_data
@@ -150,9 +160,7 @@ def step_losses(out: Path) -> list[tuple[int, float]]:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `micro` model trained for 60 steps on the mirror's sample (seconds on a CPU); its run folder."""
-    if SHARED is None:
-        pytest.skip(NO_SHARED)
+    """A `micro` model trained for 60 steps on the sample (seconds on a CPU); its run folder."""
     from lmtrain.cli import main
 
     base = tmp_path_factory.mktemp("trained")
@@ -162,7 +170,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--preset",
         "micro",
         "--data-dir",
-        str(SHARED / "wikitext-sample-raw"),
+        str(SAMPLE),
         "--out",
         str(out),
         "--cache-dir",

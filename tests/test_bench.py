@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import shared_file
+from conftest import SAMPLE
 from lmtrain.bench.generate import bench_generate
 from lmtrain.bench.prepare import bench_prepare, build_corpus
 from lmtrain.data.datasets import get_dataset
@@ -23,7 +23,7 @@ def test_bench_generate_compares_cached_and_uncached_tokens() -> None:
 
 
 def test_bench_prepare_compares_one_worker_with_several(tokenizer, tmp_path: Path) -> None:
-    source = shared_file("wikitext-sample-raw/wiki.valid.raw")
+    source = SAMPLE / "wiki.valid.raw"
     assert build_corpus(source, 0.12, tmp_path / "c.raw") == 3 * source.stat().st_size
     result = bench_prepare(get_dataset("wikitext-103"), source, tokenizer, megabytes=0.1, workers=2)
     assert result["identical_output"] is True and result["workers"] == 2 and result["tokens"] > 0

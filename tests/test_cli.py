@@ -27,13 +27,12 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: s
         assert fragment in errors[0], proc.stderr
 
 
-def test_prepare_json_on_the_sample(shared_data: Path, tmp_path: Path) -> None:
+def test_prepare_json_on_the_sample(tmp_path: Path) -> None:
     proc = _run(
         "prepare",
         "--dataset",
-        "wikitext-103",
-        "--data-dir",
-        str(shared_data / "wikitext-sample-raw"),
+        "sample",
+        "--no-download",
         "--cache-dir",
         str(tmp_path / "c"),
         "--json",
@@ -51,22 +50,16 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert proc.returncode == 0 and json.loads(proc.stdout)["base"]["params"] == 124_439_808
 
 
-def test_missing_split_file_names_it_and_where_to_look(shared_data: Path, tmp_path: Path) -> None:
-    proc = _run(
-        "prepare",
-        "--dataset",
-        "wikitext-103-v1",
-        "--data-dir",
-        str(shared_data / "wikitext-103"),
-        "--cache-dir",
-        str(tmp_path),
-    )
-    _assert_one_line_error(proc, "wiki.train.tokens", str(shared_data / "wikitext-103"), "--data-dir")
+def test_missing_split_file_names_it_and_where_to_look(tmp_path: Path) -> None:
+    folder = tmp_path / "wikitext-103"
+    folder.mkdir()
+    (folder / "wiki.test.tokens").write_text(" = A = \n text\n")  # the train split is not there
+    proc = _run("prepare", "--dataset", "wikitext-103-v1", "--data-dir", str(folder), "--cache-dir", str(tmp_path))
+    _assert_one_line_error(proc, "wiki.train.tokens", str(folder), "--data-dir")
 
 
-def test_undecodable_input_is_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
+def test_undecodable_input_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "train.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    (tmp_path / "gpt2").symlink_to(shared_data / "gpt2")
     proc = _run(
         "prepare",
         "--dataset",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lmtrain.data.datasets import DataPaths, get_dataset, locate_split
+from lmtrain.data.datasets import ASSETS, DataPaths, get_dataset, locate_split
 from lmtrain.errors import DataError
 
 
@@ -78,4 +78,14 @@ def test_tokenizer_search_order(tmp_path: Path) -> None:
         tmp_path / "data" / "gpt2",
         tmp_path / "env" / "gpt2",
         tmp_path / "cache" / "gpt2",
+        ASSETS / "gpt2",  # the package's own copy, before tiktoken's download
     ]
+
+
+def test_the_sample_is_built_in_and_read_from_the_package_alone(tmp_path: Path) -> None:
+    spec = get_dataset("sample")
+    elsewhere = DataPaths(tmp_path / "data", tmp_path / "env", tmp_path / "cache", download=False)
+    for split in ("train", "valid", "test"):
+        assert locate_split(spec, split, elsewhere) == ASSETS / "sample" / f"wiki.{split}.raw"
+    assert (ASSETS / "sample" / "LICENSE").read_text().count("CC BY-SA 3.0") == 1
+    assert "WikiText-103 test split" in spec.description and "never comparable" in spec.description

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, build_trainer, read_jsonl, train_args
+from conftest import REPO, SAMPLE, build_trainer, read_jsonl, train_args
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
@@ -124,11 +124,7 @@ def one_process(sample_dir_module: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sample_dir_module() -> Path:
-    from conftest import NO_SHARED, SHARED
-
-    if SHARED is None:
-        pytest.skip(NO_SHARED)
-    return SHARED / "wikitext-sample-raw"
+    return SAMPLE
 
 
 @pytest.mark.parametrize("parallel,optimizer", [("ddp", "adamw"), ("fsdp", "muon")])

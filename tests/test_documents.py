@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from conftest import shared_file
+from conftest import SAMPLE, mirror_file
 from lmtrain.data.documents import count_text, count_words, document_ranges
 
 WIKI = (
@@ -54,17 +54,31 @@ def test_lines_count_a_last_line_without_newline() -> None:
 
 
 @pytest.mark.parametrize(
-    "relative,original_tokens,documents",
+    "name,original_tokens,documents",
     [
-        ("wikitext-103/wiki.test.tokens", 245_569, 62),
-        ("wikitext-103/wiki.valid.tokens", 217_646, 60),
-        ("wikitext-103-raw/wiki.test.raw", 245_569, 62),
-        ("wikitext-sample-raw/wiki.train.raw", 212_483, 50),
-        ("wikitext-sample-raw/wiki.valid.raw", 9_456, 6),
-        ("wikitext-sample-raw/wiki.test.raw", 23_630, 6),
+        ("wiki.train.raw", 212_483, 50),
+        ("wiki.valid.raw", 9_456, 6),
+        ("wiki.test.raw", 23_630, 6),
     ],
 )
-def test_known_counts_of_the_mirror(relative: str, original_tokens: int, documents: int) -> None:
-    data = shared_file(relative).read_bytes()
+def test_known_counts_of_the_sample(name: str, original_tokens: int, documents: int) -> None:
+    data = (SAMPLE / name).read_bytes()
+    assert count_text(data).original_tokens == original_tokens
+    assert len(document_ranges(data, "wikitext")) == documents
+
+
+def test_known_counts_of_the_wikitext103_raw_test_split(wikitext103_test_raw: Path) -> None:
+    data = wikitext103_test_raw.read_bytes()
+    counts = count_text(data)
+    assert (counts.lines, counts.words, counts.original_tokens) == (4_358, 241_211, 245_569)
+    assert len(document_ranges(data, "wikitext")) == 62
+
+
+@pytest.mark.parametrize(
+    "relative,original_tokens,documents",
+    [("wikitext-103/wiki.test.tokens", 245_569, 62), ("wikitext-103/wiki.valid.tokens", 217_646, 60)],
+)
+def test_known_counts_of_the_tokenized_wikitext103(relative: str, original_tokens: int, documents: int) -> None:
+    data = mirror_file(relative).read_bytes()
     assert count_text(data).original_tokens == original_tokens
     assert len(document_ranges(data, "wikitext")) == documents

@@ -71,9 +71,9 @@ def test_unknown_split_context_and_stride(trained_run: Path, sample_dir: Path) -
     _fails(["eval", str(trained_run), *data, "--stride", "100"], "--stride 100 must be between 1 and the context (64)")
 
 
-def test_prompt_longer_than_the_context(trained_run: Path, shared_data: Path) -> None:
+def test_prompt_longer_than_the_context(trained_run: Path) -> None:
     _fails(
-        ["generate", str(trained_run), "--data-dir", str(shared_data), "--prompt", " word" * 80],
+        ["generate", str(trained_run), "--prompt", " word" * 80],
         "the prompt is 80 tokens; the model's context is 64",
     )
 

@@ -111,10 +111,8 @@ def _generate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LMTRAIN, "generate", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_cli_same_seed_same_text_and_stop_reasons(trained_run: Path, shared_data: Path) -> None:
+def test_cli_same_seed_same_text_and_stop_reasons(trained_run: Path) -> None:
     common = [
-        "--data-dir",
-        str(shared_data),
         "--prompt",
         " = Valkyria Chronicles = ",
         "--max-new-tokens",

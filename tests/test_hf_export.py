@@ -21,9 +21,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def exported(trained_run: Path, shared_data: Path, tmp_path: Path) -> Path:
+def exported(trained_run: Path, tmp_path: Path) -> Path:
     out = tmp_path / "hf"
-    proc = _run("export", str(trained_run), "--format", "hf", "--out", str(out), "--data-dir", str(shared_data))
+    proc = _run("export", str(trained_run), "--format", "hf", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 

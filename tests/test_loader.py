@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conftest import shared_file
+from conftest import SAMPLE
 from lmtrain.data.datasets import get_dataset
 from lmtrain.data.loader import make_batch, window_starts
 from lmtrain.data.prepare import prepare_split
@@ -51,7 +51,7 @@ def test_windows_cross_documents_with_endoftext_between_them() -> None:
 
 
 def test_long_wikitext_documents_run_across_windows(tokenizer, cache_dir) -> None:
-    source = shared_file("wikitext-sample-raw/wiki.valid.raw")
+    source = SAMPLE / "wiki.valid.raw"
     tokens = prepare_split(get_dataset("wikitext-103"), "valid", source, tokenizer, cache_dir).prepared.tokens()
     eot_positions = np.flatnonzero(np.asarray(tokens) == EOT_ID)
     seq_len = 64

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LMTRAIN, shared_file
+from conftest import LMTRAIN, SAMPLE
 from lmtrain.eval.perplexity import Scores, perplexity_report, plan_windows, score_tokens, window_arrays
 from lmtrain.model import head
 from lmtrain.model.config import GPTConfig
@@ -121,7 +121,7 @@ def test_sliding_window_perplexity_is_at_most_non_overlapping_for_a_trained_mode
     from lmtrain.checkpoint import load_model, resolve_checkpoint
 
     model, _ = load_model(resolve_checkpoint(trained_run))
-    tokens = np.asarray(tokenizer.encode(shared_file("wikitext-sample-raw/wiki.valid.raw").read_text()[:20000]))
+    tokens = np.asarray(tokenizer.encode((SAMPLE / "wiki.valid.raw").read_text()[:20000]))
     flat = score_tokens(model, tokens, context=64, stride=64, batch_size=16, eot_id=tokenizer.eot_id)
     sliding = score_tokens(model, tokens, context=64, stride=16, batch_size=16, eot_id=tokenizer.eot_id)
     assert sliding.tokens == flat.tokens == len(tokens)
@@ -145,7 +145,7 @@ def test_eval_counts_on_the_sample(trained_run: Path, sample_dir: Path) -> None:
     assert result["token_ppl"] == pytest.approx(math.exp(result["nll_per_token"]))
 
 
-def test_eval_counts_on_the_wikitext103_test_split(tmp_path: Path, shared_data: Path) -> None:
+def test_eval_counts_on_the_wikitext103_test_split(tmp_path: Path, wikitext103_test_raw: Path) -> None:
     from lmtrain.checkpoint import write_checkpoint
 
     cfg = GPTConfig(n_layer=1, n_head=1, d_model=8, d_ff=32, max_seq_len=512)
@@ -156,7 +156,7 @@ def test_eval_counts_on_the_wikitext103_test_split(tmp_path: Path, shared_data: 
         "--dataset",
         "wikitext-103",
         "--data-dir",
-        str(shared_data / "wikitext-103-raw"),
+        str(wikitext103_test_raw.parent),
         "--split",
         "test",
         "--batch-size",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from conftest import GPT2, SAMPLE
 from lmtrain.data.datasets import DataPaths, get_dataset, locate_splits
 from lmtrain.data.prepare import prepare_dataset, prepare_split, read_prepared
 from lmtrain.data.tokenizer import EOT_ID, Tokenizer
@@ -23,10 +23,12 @@ from lmtrain.errors import DataError
 WIKI103 = get_dataset("wikitext-103")
 
 
-def test_sample_splits_have_the_known_counts(shared_data: Path, tokenizer: Tokenizer, cache_dir: Path) -> None:
-    paths = DataPaths(shared_data / "wikitext-sample-raw", None, cache_dir, download=False)
-    sources = locate_splits(WIKI103, ["train", "valid", "test"], paths, log=lambda _: None)
-    results = prepare_dataset(WIKI103, sources, paths, tokenizer)
+def test_sample_splits_have_the_known_counts(tokenizer: Tokenizer, cache_dir: Path) -> None:
+    paths = DataPaths(None, None, cache_dir, download=False)
+    sample = get_dataset("sample")
+    sources = locate_splits(sample, ["train", "valid", "test"], paths, log=lambda _: None)
+    assert sources == {split: SAMPLE / f"wiki.{split}.raw" for split in ("train", "valid", "test")}
+    results = prepare_dataset(sample, sources, paths, tokenizer)
     summary = {split: r.prepared.summary() for split, r in results.items()}
     assert {s: v["original_tokens"] for s, v in summary.items()} == {"train": 212_483, "valid": 9_456, "test": 23_630}
     assert {s: v["documents"] for s, v in summary.items()} == {"train": 50, "valid": 6, "test": 6}
@@ -36,8 +38,10 @@ def test_sample_splits_have_the_known_counts(shared_data: Path, tokenizer: Token
         assert r.prepared.meta["tokenizer"] == tokenizer.fingerprint()
 
 
-def test_stream_is_the_text_encoding_with_endoftext_between_documents(tokenizer: Tokenizer, cache_dir: Path) -> None:
-    source = shared_file("wikitext-103-raw/wiki.test.raw")
+def test_stream_is_the_text_encoding_with_endoftext_between_documents(
+    tokenizer: Tokenizer, cache_dir: Path, wikitext103_test_raw: Path
+) -> None:
+    source = wikitext103_test_raw
     result = prepare_split(WIKI103, "test", source, tokenizer, cache_dir)
     tokens = np.asarray(result.prepared.tokens())
     meta = result.prepared.meta
@@ -54,7 +58,7 @@ def test_stream_is_the_text_encoding_with_endoftext_between_documents(tokenizer:
 
 
 def test_process_pool_gives_the_same_bytes_as_one_process(tokenizer: Tokenizer, tmp_path: Path) -> None:
-    source = shared_file("wikitext-sample-raw/wiki.train.raw")
+    source = SAMPLE / "wiki.train.raw"
     one = prepare_split(WIKI103, "train", source, tokenizer, tmp_path / "a", workers=1)
     pool = prepare_split(WIKI103, "train", source, tokenizer, tmp_path / "b", workers=2, chunk_bytes=64 << 10)
     assert one.prepared.bin_path.read_bytes() == pool.prepared.bin_path.read_bytes()
@@ -113,12 +117,12 @@ def test_empty_split_is_an_error(tokenizer: Tokenizer, cache_dir: Path, tmp_path
         prepare_split(WIKI103, "test", source, tokenizer, cache_dir)
 
 
-def test_kill_9_during_prepare_leaves_nothing_trusted(shared_data: Path, tmp_path: Path) -> None:
-    sample = (shared_data / "wikitext-sample-raw" / "wiki.train.raw").read_bytes()
+def test_kill_9_during_prepare_leaves_nothing_trusted(tmp_path: Path) -> None:
+    sample = (SAMPLE / "wiki.train.raw").read_bytes()
     data_dir = tmp_path / "big"
     data_dir.mkdir()
     (data_dir / "wiki.train.raw").write_bytes(sample * 60)  # ~67 MB: seconds of tokenizing
-    shutil.copytree(shared_data / "gpt2", data_dir / "gpt2")
+    shutil.copytree(GPT2, data_dir / "gpt2")
     cache = tmp_path / "cache"
     cmd = [
         sys.executable,

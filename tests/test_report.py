@@ -10,19 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_args
+from conftest import SAMPLE, train_args
 from lmtrain.cli import main
 
 
 @pytest.fixture(scope="module")
 def run_with_evals(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished fast run with evaluations, warnings and a sample."""
-    from conftest import NO_SHARED, SHARED
-
-    if SHARED is None:
-        pytest.skip(NO_SHARED)
     out = tmp_path_factory.mktemp("report") / "run"
-    args = train_args(SHARED / "wikitext-sample-raw", out, "--max-steps", "12", "--eval-every", "4", "--log-every", "2")
+    args = train_args(SAMPLE, out, "--max-steps", "12", "--eval-every", "4", "--log-every", "2")
     assert main([*args, "--sample-tokens", "8"]) == 0  # the last --sample-tokens wins
     return out
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_file
+from conftest import SAMPLE
 from lmtrain.data.tokenizer import EOT_ID, GPT2_FILES, Tokenizer, TokenizerSource, find_gpt2_folder, load_tokenizer
 from lmtrain.errors import DataError
 
@@ -35,21 +35,25 @@ def tiktoken_gpt2(gpt2_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return enc
 
 
-def test_wikitext103_raw_test_split_matches_tiktoken_gpt2_exactly(tokenizer: Tokenizer, tiktoken_gpt2) -> None:
-    text = shared_file("wikitext-103-raw/wiki.test.raw").read_text(encoding="utf-8")
+def test_wikitext103_raw_test_split_matches_tiktoken_gpt2_exactly(
+    tokenizer: Tokenizer, tiktoken_gpt2, wikitext103_test_raw: Path
+) -> None:
+    text = wikitext103_test_raw.read_text(encoding="utf-8")
     expected = tiktoken_gpt2.encode_ordinary(text)
     assert tokenizer.encode(text) == expected
     assert tokenizer.encode_array(text).tolist() == expected
     assert len(expected) == 286_221
 
 
-def test_wikitext103_raw_test_split_matches_hf_tokenizers(tokenizer: Tokenizer, gpt2_dir: Path) -> None:
+def test_wikitext103_raw_test_split_matches_hf_tokenizers(
+    tokenizer: Tokenizer, gpt2_dir: Path, wikitext103_test_raw: Path
+) -> None:
     tokenizers = pytest.importorskip("tokenizers")
     hf = tokenizers.Tokenizer(
         tokenizers.models.BPE.from_file(str(gpt2_dir / "encoder.json"), str(gpt2_dir / "vocab.bpe"))
     )
     hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    text = shared_file("wikitext-103-raw/wiki.test.raw").read_text(encoding="utf-8")
+    text = wikitext103_test_raw.read_text(encoding="utf-8")
     assert tokenizer.encode(text) == hf.encode(text).ids
 
 
@@ -68,7 +72,7 @@ def test_decode_encode_round_trip(tokenizer: Tokenizer, text: str) -> None:
 
 
 def test_round_trip_of_a_whole_split(tokenizer: Tokenizer) -> None:
-    text = shared_file("wikitext-sample-raw/wiki.valid.raw").read_text(encoding="utf-8")
+    text = (SAMPLE / "wiki.valid.raw").read_text(encoding="utf-8")
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 

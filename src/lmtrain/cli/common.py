@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lmtrain.config import DEVICES
-from lmtrain.data.datasets import DEFAULT_DATASET, DataPaths
+from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
 from lmtrain.fields import field_docs, field_types
 from lmtrain.model.config import GPTConfig
 
@@ -40,8 +40,7 @@ def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True, keep
         parser.add_argument(
             "--dataset",
             default=argparse.SUPPRESS if keep_unset else DEFAULT_DATASET,
-            help=f"wikitext-103 (raw, default), wikitext-2, wikitext-103-v1, wikitext-2-v1, wikitext (= wikitext-2) "
-            f"or text (your own DIR/train.txt, valid.txt, test.txt); default {DEFAULT_DATASET}",
+            help=help_text(dataset_help()),
         )
     parser.add_argument(
         "--data-dir",
@@ -59,6 +58,13 @@ def add_data_options(parser: argparse.ArgumentParser, dataset: bool = True, keep
     parser.add_argument(
         "--no-download", action="store_true", help="never download; fail if the files are not local", **unset
     )
+
+
+def dataset_help() -> str:
+    """The --dataset help: every registered dataset with its description, the aliases and the default."""
+    names = "; ".join(f"{name}: {spec.description}" for name, spec in DATASETS.items())
+    aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+    return f"{names} ({aliases}; default {DEFAULT_DATASET})"
 
 
 def data_paths(options: Any, env: Mapping[str, str] | None = None) -> DataPaths:

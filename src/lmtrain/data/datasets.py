@@ -1,4 +1,8 @@
-"""The dataset registry and where a split's file is found: --data-dir, $LMTRAIN_DATA_DIR, cache, download."""
+"""The dataset registry and where a split's file is found: --data-dir, $LMTRAIN_DATA_DIR, cache, download.
+
+The built-in `sample` corpus and the GPT-2 BPE files ship inside the package (`lmtrain/assets/`), so the demo and
+the tests need neither a download nor a local mirror.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from lmtrain.data.download import download_first, extract_zip
 from lmtrain.errors import DataError
 
 SPLITS = ("train", "valid", "test")
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+"""Files shipped inside the package: gpt2/ (the GPT-2 BPE) and sample/ (the built-in corpus), each with its LICENSE."""
 
 Documents = Literal["wikitext", "text"]
 
@@ -48,6 +54,8 @@ class DatasetSpec:
     """Official archive to download when the files are nowhere else."""
     needs_data_dir: bool = field(default=False)
     """The files exist only where the user says (--data-dir)."""
+    packaged: str | None = None
+    """Folder under ASSETS holding the split files: a corpus shipped with lmtrain, read from there alone."""
 
 
 def _wikitext(name: str, folder: str, ext: str, desc: str, zip_name: str, sha256: str, size: int) -> DatasetSpec:
@@ -111,6 +119,14 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             documents="text",
             needs_data_dir=True,
         ),
+        "sample": DatasetSpec(
+            name="sample",
+            description="built in (1.3 MB, no download): 62 WikiText articles cut from the WikiText-103 test split, "
+            "for demos and tests; its figures are never comparable with published WikiText results",
+            files=MappingProxyType({s: f"wiki.{s}.raw" for s in SPLITS}),
+            documents="wikitext",
+            packaged="sample",
+        ),
     }
 )
 
@@ -143,21 +159,25 @@ class DataPaths:
     """Download the official archive when the files are nowhere else."""
 
     def tokenizer_search(self) -> list[Path]:
-        """Folders that may hold gpt2/encoder.json + vocab.bpe, in the order they are tried."""
+        """Folders that may hold gpt2/encoder.json + vocab.bpe, in the order they are tried (the package's copy last)."""
         found: list[Path] = []
         if self.data_dir is not None:
             found += [self.data_dir / "gpt2", self.data_dir.parent / "gpt2"]
         if self.env_dir is not None:
             found.append(self.env_dir / "gpt2")
         found.append(self.cache_dir / "gpt2")
+        found.append(ASSETS / "gpt2")
         return found
 
 
 def locate_split(spec: DatasetSpec, split: str, paths: DataPaths, log: Callable[[str], None] = print) -> Path:
-    """Path of `split` of `spec`, downloading the official archive into the cache if needed."""
+    """Path of `split` of `spec`: the package's copy of a built-in corpus, else --data-dir, $LMTRAIN_DATA_DIR, the
+    cache, or the official archive downloaded into the cache."""
     if split not in spec.files:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(spec.files)}")
     filename = spec.files[split]
+    if spec.packaged is not None:
+        return ASSETS / spec.packaged / filename
     if paths.data_dir is not None:
         tried = [paths.data_dir / filename] + ([paths.data_dir / spec.folder / filename] if spec.folder else [])
         for candidate in tried:
