@@ -126,7 +126,7 @@ def build_trainer(sample_dir: Path, out: Path, cache: Path, **keys):
     flat |= {"warmup": 1, "eval_windows": 8, "save_every": 0, "sample_tokens": 0, "data_dir": str(sample_dir)}
     cfg = build_run_config(flat | keys)
     data = load_training_data(cfg, DataPaths(sample_dir, None, cache, download=False), log=lambda _: None)
-    return Trainer(cfg, data, out, EventBus())
+    return Trainer(cfg=cfg, data=data, out=out, bus=EventBus())
 
 
 class Recorder:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import LMTRAIN, REPO, read_jsonl
+from conftest import LMTRAIN, REPO, read_jsonl, train_args
 from lmtrain import hardware
 from lmtrain.bench import train as bench
 from lmtrain.hardware import Peak, datasheet_flops, peak_flops
@@ -49,8 +49,10 @@ def test_bench_train_times_the_trainers_own_step(monkeypatch: pytest.MonkeyPatch
         return original(self, step)
 
     monkeypatch.setattr(TrainStep, "__call__", counted)
-    b = bench.TrainBench(MICRO, CPU, "fp32", batch_size=2, seq_len=16, grad_accum=2, steps=4, warmup=2)
-    peak = Peak("test", "fp32", 1e11, 512, None)
+    b = bench.TrainBench(
+        model=MICRO, device=CPU, dtype="fp32", batch_size=4, micro_batch_size=2, seq_len=16, steps=4, warmup=2
+    )
+    peak = Peak(device_name="test", dtype="fp32", measured_flops=1e11, matmul_size=512)
     result = bench.bench_train(b, peak)
     assert calls == [0, 1, 2, 3, 4, 5]  # warm-up then timed steps, numbered as the trainer numbers them
     assert result["tokens_per_step"] == 2 * 2 * 16 and result["timed_steps"] == 4
@@ -74,14 +76,14 @@ def test_max_batch_bisects_between_the_last_fit_and_the_first_failure(monkeypatc
         return batch * 100 if batch <= 5 else None
 
     monkeypatch.setattr(bench, "_fits", fits)
-    b = bench.TrainBench(MICRO, CPU, "fp32", batch_size=1, seq_len=16)
+    b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
     result = bench.max_batch(b, limit=64)
     assert result["max_batch"] == 5 and result["max_batch_peak_memory_bytes"] == 500
     assert tried == [1, 2, 4, 8, 6, 5]
 
 
 def test_max_batch_really_steps_at_each_size() -> None:
-    b = bench.TrainBench(MICRO, CPU, "fp32", batch_size=1, seq_len=16)
+    b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
     result = bench.max_batch(b, limit=3)
     assert result["max_batch"] == 3 and result["max_batch_peak_memory_bytes"] > 0
 
@@ -130,9 +132,13 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     merged = json.loads(out.read_text())
     assert merged["smoke"] is True
     assert set(merged["results"]) == {
-        "train-micro-eager", "profile-micro", "max-batch-micro", "generate-micro", "dist-train-ddp",
+        "train-micro-eager",
+        "profile-micro",
+        "max-batch-micro",
+        "generate-micro",
+        "dist-train-ddp",
         "scaling-micro-fsdp",
-    }  # fmt: skip
+    }
     run = merged["results"]["dist-train-ddp"]  # torchrun with 2 CPU processes: a whole run, then the step's scaling
     assert run["exit_code"] == 0 and run["steps"] == 4 and run["checkpoints"] == ["step_0000004"]
     assert run["distributed"]["world_size"] == 2 and run["distributed"]["parallel"] == "ddp"
@@ -143,3 +149,101 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert merged["results"]["profile-micro"]["profile"][0]["self_ms_per_step"] > 0
     assert merged["results"]["max-batch-micro"]["max_batch"] == 4
     assert merged["results"]["generate-micro"]["identical_tokens"] is True
+
+
+def _bench_micro(capsys: pytest.CaptureFixture[str], cache: Path) -> tuple[dict, str]:
+    from lmtrain.cli import main
+
+    argv = ["bench", "train", "--preset", "micro", "--device", "cpu", "--batch-size", "2", "--seq-len", "32"]
+    assert main([*argv, "--steps", "2", "--warmup-steps", "1", "--cache-dir", str(cache)]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def _cache_peak(cache: Path, flops: float) -> Path:
+    """A peak cache holding `flops` for this CPU in fp32 (as a busy machine once measured it)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    name = hardware.device_name(CPU)
+    entry = {"device_name": name, "dtype": "fp32", "measured_flops": flops, "matmul_size": 512}
+    path = cache / "peak_flops.json"
+    path.write_text(json.dumps({f"{name}|fp32|torch {torch.__version__}": entry | {"datasheet_flops": None}}))
+    return path
+
+
+def _cached_flops(path: Path) -> float:
+    return next(iter(json.loads(path.read_text()).values()))["measured_flops"]
+
+
+def test_a_peak_cached_under_load_is_measured_again_and_raised(tmp_path: Path, capsys) -> None:
+    path = _cache_peak(tmp_path / "c", 1e6)  # far below what any step reaches: the MFU would be thousands of %
+    result, err = _bench_micro(capsys, tmp_path / "c")
+    assert result["peak_remeasured"] is True and result["peak_stale"] is False and "peak_note" not in result
+    assert 0 < result["mfu"] <= 1 and _cached_flops(path) == pytest.approx(
+        result["peak_tflops_measured"] * 1e12, rel=1e-3
+    )
+    assert _cached_flops(path) > 1e9
+    assert "bench peak --refresh" not in err
+
+
+def test_an_mfu_above_the_peak_says_the_peak_is_stale_and_how_to_refresh_it(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hardware, "measure_peak", lambda *a, **k: (1e6, 512))  # a machine busy at every measurement
+    result, err = _bench_micro(capsys, tmp_path / "c")
+    assert result["mfu"] > 1 and result["peak_stale"] is True and result["peak_remeasured"] is True
+    assert "lmtrain bench peak --refresh" in result["peak_note"] and "note: MFU" in err
+
+
+def test_training_measures_a_low_peak_again_and_warns_when_it_stays_low(
+    sample_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmtrain.cli import main
+
+    args = ["--max-steps", "4", "--eval-every", "0", "--save-every", "0", "--cache-dir", str(tmp_path / "c")]
+    measured = iter([(1e15, 4096)])  # the cache says 1e6; measured again, the device shows its real peak
+    monkeypatch.setattr(hardware, "measure_peak", lambda *a, **k: next(measured))
+    path = _cache_peak(tmp_path / "c", 1e6)
+    assert main(train_args(sample_dir, tmp_path / "quiet", *args)) == 0
+    records = read_jsonl(tmp_path / "quiet" / "metrics.jsonl")
+    assert [r["mfu"] < 1 for r in records if r["event"] == "step"] == [True] * 4  # recomputed from the first line on
+    assert not [r for r in records if r["event"] == "warning"] and _cached_flops(path) == 1e15
+    capsys.readouterr()
+    monkeypatch.setattr(hardware, "measure_peak", lambda *a, **k: (1e6, 512))
+    _cache_peak(tmp_path / "c", 1e6)
+    assert main(train_args(sample_dir, tmp_path / "busy", *args)) == 0
+    warnings = [r for r in read_jsonl(tmp_path / "busy" / "metrics.jsonl") if r["event"] == "warning"]
+    assert [w["code"] for w in warnings] == ["mfu.stale_peak"] and "bench peak --refresh" in warnings[0]["message"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if " tok/s" in line]  # the step lines
+    assert lines and all("(above the measured peak: lmtrain bench peak --refresh)" in line for line in lines)
+
+
+def test_bench_peak_shows_the_cache_and_refresh_replaces_it(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmtrain.cli import main
+
+    monkeypatch.setattr(hardware, "measure_peak", lambda *a, **k: (2e11, 2048))
+    path = _cache_peak(tmp_path, 1e20)
+    argv = ["bench", "peak", "--device", "cpu", "--cache-dir", str(tmp_path)]
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["measured_flops"] == 1e20  # shown, not measured
+    assert peak_flops(CPU, "fp32", tmp_path, remeasure=True).measured_flops == 1e20  # a re-measure only raises it
+    assert main([*argv, "--refresh"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["measured_flops"] == 2e11 == _cached_flops(path) and shown["refreshed"] is True
+    assert shown["measured_at"].endswith("Z")
+
+
+def test_the_peak_is_measured_up_to_the_plateau(monkeypatch: pytest.MonkeyPatch) -> None:
+    curve = {512: 50e9, 1024: 100e9, 2048: 103e9, 4096: 300e9}  # 1024 -> 2048 gains 3%: the plateau
+    timed: list[int] = []
+
+    def fake(device, dtype, n, repeats):
+        timed.append(n)
+        return curve[n] + len(timed), 0.001
+
+    monkeypatch.setattr(hardware, "_timed_matmul", fake)
+    flops, size = hardware.measure_peak(CPU, "fp32")
+    assert timed == [512, 1024, 2048] and size == 2048 and flops == 103e9 + 3
+    curve[2048] = 90e9  # a size past the plateau that ran slower: the best size is kept
+    timed.clear()
+    assert hardware.measure_peak(CPU, "fp32") == (100e9 + 2, 1024)

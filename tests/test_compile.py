@@ -15,7 +15,7 @@ def _losses(compile: bool, steps: int = 4) -> list[float]:
     torch.manual_seed(0)
     model = GPT(CFG)
     runner = wrap_model(model, World(), "ddp", compile)
-    opt = build_optimizer(model, 3e-3, 0.1, (0.9, 0.95), torch.device("cpu"))
+    opt = build_optimizer(model, lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), device=torch.device("cpu"))
     batch = torch.randint(0, CFG.vocab_size, (4, 33), generator=torch.Generator().manual_seed(1))
     losses = []
     for _ in range(steps):  # the same batch: the loss must fall

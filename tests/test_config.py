@@ -8,10 +8,11 @@ import pytest
 
 from lmtrain.cli import main
 from lmtrain.config import build_run_config
+from lmtrain.defaults import PRESET_LR
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.sizing import describe, flops_per_token, param_counts
-from lmtrain.presets import PRESET_LR, PRESETS, apply_overrides, ff_warning, get_preset
+from lmtrain.presets import PRESETS, apply_overrides, ff_warning, get_preset
 
 EXPECTED_PARAMS = {"tiny": 16_090_880, "small": 44_909_056, "base": 124_439_808}
 
@@ -140,9 +141,10 @@ def test_a_run_without_lr_warmup_or_optimizer_flags_gets_defaults_that_suit_it()
 
     cfg = build_run_config({"preset": "tiny", "max_steps": 120})
     tc = cfg.train
-    assert (tc.optimizer, tc.lr, tc.peak_muon_lr) == ("muon", PRESET_LR["tiny"], 3 * PRESET_LR["tiny"])
-    assert tc.warmup is None and run_schedule(tc, 120).warmup == 6  # 5% of the run
-    assert tc.warmup_steps(100_000) == 1000 and tc.warmup_steps(3) == 1  # at most 1000, at least 1
-    assert build_run_config({"preset": "base"}).train.lr == PRESET_LR["base"]
-    assert build_run_config({"preset": "tiny", "lr": 1e-3, "warmup": 0}).train.warmup_steps(120) == 0
+    oc = tc.optimizer
+    assert (oc.name, oc.lr, oc.peak_muon_lr) == ("muon", PRESET_LR["tiny"], 3 * PRESET_LR["tiny"])
+    assert tc.schedule.warmup is None and run_schedule(tc, 120).warmup == 6  # 5% of the run
+    assert tc.schedule.warmup_steps(100_000) == 1000 and tc.schedule.warmup_steps(3) == 1  # at most 1000, at least 1
+    assert build_run_config({"preset": "base"}).train.optimizer.lr == PRESET_LR["base"]
+    assert build_run_config({"preset": "tiny", "lr": 1e-3, "warmup": 0}).train.schedule.warmup_steps(120) == 0
     assert set(PRESET_LR) == set(PRESETS)

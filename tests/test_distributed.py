@@ -26,8 +26,24 @@ from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
 from lmtrain.train.distributed import World, init_world, load_optimizer_state, planned_world_size, rank_seed
 
-RUN = ("--device", "cpu", "--dropout", "0", "--max-steps", "4", "--eval-every", "2", "--save-every", "2",
-       "--doctor", "off", "--progress", "plain", "--seed", "5")  # fmt: skip
+RUN = (
+    "--device",
+    "cpu",
+    "--dropout",
+    "0",
+    "--max-steps",
+    "4",
+    "--eval-every",
+    "2",
+    "--save-every",
+    "2",
+    "--doctor",
+    "off",
+    "--progress",
+    "plain",
+    "--seed",
+    "5",
+)
 """With dropout 0 the ranks' different dropout streams cannot change the losses."""
 
 FAULTS = """
@@ -116,8 +132,10 @@ def one_process(sample_dir_module: Path, tmp_path_factory) -> Path:
     args = train_args(sample_dir_module, out, *RUN, "--micro-batch-size", "2", "--cache-dir", str(root / "cache"))
     code = subprocess.run(
         [sys.executable, "-m", "lmtrain", *args],
-        capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
     assert code.returncode == 0, code.stderr
     return out
 
@@ -150,9 +168,14 @@ def test_two_ranks_train_like_one_process(
             torch.testing.assert_close(_weights(out, which)[name], tensor, atol=1e-5, rtol=1e-4)
     record = json.loads((out / "config.json").read_text())["distributed"]
     assert record == {
-        "world_size": 2, "parallel": parallel, "backend": "gloo", "global_batch": 4, "per_rank_batch": 2,
-        "micro_batch": 2, "accumulation": 1,
-    }  # fmt: skip
+        "world_size": 2,
+        "parallel": parallel,
+        "backend": "gloo",
+        "global_batch": 4,
+        "per_rank_batch": 2,
+        "micro_batch": 2,
+        "accumulation": 1,
+    }
     assert "step 4/4" in results[0][1] and results[1][1] == ""  # rank 0 alone logs
     assert f"2 per rank on 2 ranks ({parallel}), micro-batch 2 (1 accumulation steps)" in results[0][1]
     assert "tokens, 2 on each of 2 ranks, in 1 micro-batch of 2" in results[0][1]  # the doctor knows the split
@@ -183,11 +206,39 @@ def test_the_shell_entry_point_launches_torchrun(sample_dir: Path, tmp_path: Pat
     args = train_args(sample_dir, out, *RUN, "--max-steps", "3", "--save-every", "0", "--eval-every", "0")[1:]
     proc = subprocess.run(
         ["bash", str(REPO / "run" / "run_train_lm.sh"), "--gpus", "2", *args],
-        capture_output=True, text=True, timeout=240, env=os.environ | {"PYTHON": sys.executable},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=os.environ | {"PYTHON": sys.executable},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["distributed"]["world_size"] == 2
     assert sorted(_losses(out)) == [1, 2, 3]
+
+
+def test_two_nodes_over_the_c10d_rendezvous_train_like_one_process(
+    one_process: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    """The documented multi-node launch, run for real: two launchers of `run_train_lm.sh --nodes 2`, one process each,
+    meet at a c10d rendezvous on the loopback interface (the first to bind the port hosts the store)."""
+    out = tmp_path / "run"
+    port = _port()
+    args = train_args(sample_dir, out, *RUN)[1:]  # without the "train" the wrapper adds
+    launcher = ["bash", str(REPO / "run" / "run_train_lm.sh"), "--gpus", "1", "--nodes", "2"]
+    launcher += ["--rdzv-endpoint", f"127.0.0.1:{port}"]
+    env = os.environ | {"PYTHON": sys.executable, "LMTRAIN_RDZV_ID": f"test-{port}", "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen([*launcher, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = finish(nodes, timeout=300)
+    assert [code for code, _, _ in results] == [0, 0], results[0][2][-2000:] + results[1][2][-2000:]
+    record = json.loads((out / "config.json").read_text())["distributed"]
+    assert (record["world_size"], record["per_rank_batch"], record["backend"]) == (2, 2, "gloo")
+    ours, theirs = _losses(out), _losses(one_process)
+    assert sorted(ours) == [1, 2, 3, 4]
+    np.testing.assert_allclose([ours[s] for s in ours], [theirs[s] for s in ours], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(list(_val_losses(out).values()), list(_val_losses(one_process).values()), atol=1e-5)
 
 
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(sample_dir: Path, tmp_path: Path) -> None:
@@ -245,8 +296,9 @@ def test_bad_distributed_input_is_one_line_exit_2_and_writes_nothing(sample_dir:
     out = tmp_path / "run"
     plain = subprocess.run(
         [sys.executable, "-m", "lmtrain", *train_args(sample_dir, out, *RUN, "--parallel", "fsdp")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert plain.returncode == 2 and "--parallel fsdp shards the model over several processes" in plain.stderr
     results = finish(launch(2, train_args(sample_dir, out, *RUN, "--batch-size", "3")))
     for code, _, err in results:
@@ -257,8 +309,30 @@ def test_bad_distributed_input_is_one_line_exit_2_and_writes_nothing(sample_dir:
 
 def test_bench_train_under_torchrun_reports_scaling(tmp_path: Path) -> None:
     result = tmp_path / "scaling.json"
-    argv = ["bench", "train", "--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--device",
-            "cpu", "--batch-size", "2", "--seq-len", "32", "--steps", "2", "--warmup-steps", "1", "--out", str(result)]  # fmt: skip
+    argv = [
+        "bench",
+        "train",
+        "--preset",
+        "micro",
+        "--d-model",
+        "32",
+        "--n-head",
+        "2",
+        "--n-layer",
+        "1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "32",
+        "--steps",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--out",
+        str(result),
+    ]
     results = finish(launch(2, argv))
     assert [code for code, _, _ in results] == [0, 0], results[0][2]
     r = json.loads(result.read_text())
@@ -317,13 +391,13 @@ def test_an_optimizer_state_keyed_by_index_still_loads() -> None:
     cfg = GPTConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, d_ff=64, max_seq_len=8, dropout=0.0)
     torch.manual_seed(0)
     model = GPT(cfg)
-    opt = build_optimizer(model, 1e-2, 0.1, (0.9, 0.95), torch.device("cpu"))
+    opt = build_optimizer(model, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), device=torch.device("cpu"))
     _, loss = model(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8)))
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     old_format = opt.state_dict()  # what lmtrain saved before checkpoints keyed the state by name
-    fresh = build_optimizer(model, 1e-2, 0.1, (0.9, 0.95), torch.device("cpu"))
+    fresh = build_optimizer(model, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), device=torch.device("cpu"))
     load_optimizer_state(model, fresh, old_format)
     world = World()
     ours, theirs = full_optimizer_state(model, fresh, world), full_optimizer_state(model, opt, world)

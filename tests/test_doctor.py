@@ -149,9 +149,19 @@ def test_document_stats_in_a_packed_stream() -> None:
 
 
 ALL_CODES = {
-    "parameters", "steps", "tokens_per_parameter", "warmup", "lr", "context", "d_ff", "dtype", "evaluation",
-    "memory", "time", "initial_loss",
-}  # fmt: skip
+    "parameters",
+    "steps",
+    "tokens_per_parameter",
+    "warmup",
+    "lr",
+    "context",
+    "d_ff",
+    "dtype",
+    "evaluation",
+    "memory",
+    "time",
+    "initial_loss",
+}
 
 
 def test_doctor_command_reports_findings_as_json(sample_dir: Path, capsys) -> None:

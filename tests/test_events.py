@@ -13,8 +13,8 @@ import pytest
 
 from conftest import Recorder
 from lmtrain.config import build_run_config
-from lmtrain.doctor.rules import Finding
 from lmtrain.errors import ConfigError
+from lmtrain.findings import Finding
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
@@ -32,15 +32,39 @@ from lmtrain.train.observers.jsonl import JsonlObserver, record
 from lmtrain.train.observers.tensorboard import TensorBoardObserver
 
 CFG = build_run_config({"preset": "micro", "max_steps": 4, "warmup": 1})
-PLAN = Plan(4, 4, 0, 256, 3_320_640, 100_096, 10_000, 1_000, 39, 16, "cpu", "fp32")
+PLAN = Plan(
+    total_steps=4,
+    stop_at=4,
+    start_step=0,
+    tokens_per_step=256,
+    parameters=3_320_640,
+    non_embedding_parameters=100_096,
+    train_tokens=10_000,
+    valid_tokens=1_000,
+    steps_per_epoch=39,
+    eval_windows=16,
+    device="cpu",
+    dtype="fp32",
+)
 
 
 def _start(out: Path, **kw) -> RunStarted:
-    return RunStarted(out, CFG, PLAN, **kw)
+    return RunStarted(out=out, config=CFG, plan=PLAN, **kw)
 
 
 def _step(step: int, loss: float = 5.0, log_point: bool = True, grad_norm: float = 1.0, **kw) -> StepEnded:
-    return StepEnded(step, step / 39, loss, 1e-3, grad_norm, step * 256, 0.01, 25_600.0, log_point, **kw)
+    return StepEnded(
+        step=step,
+        epoch=step / 39,
+        loss=loss,
+        lr=1e-3,
+        grad_norm=grad_norm,
+        tokens=step * 256,
+        step_time=0.01,
+        tokens_per_s=25_600.0,
+        log_point=log_point,
+        **kw,
+    )
 
 
 def _run_events(out: Path) -> list:
@@ -53,7 +77,16 @@ def _run_events(out: Path) -> list:
         CheckpointSaved(3, out / "checkpoints" / "step_0000003", 8.5, True, 0.5),
         Warned(3, "health.grad_spike", "a spike"),
         _step(4, 7.5),
-        RunEnded(4, "finished", 0, 8.5, out / "checkpoints" / "step_0000003", 1.5, 512.0, "some text"),
+        RunEnded(
+            step=4,
+            reason="finished",
+            exit_code=0,
+            best_val_loss=8.5,
+            best_checkpoint=out / "checkpoints" / "step_0000003",
+            train_seconds=1.5,
+            tokens_per_s=512.0,
+            sample="some text",
+        ),
     ]
 
 

@@ -59,7 +59,15 @@ def test_cached_logits_match_a_full_forward() -> None:
     seq = torch.randint(0, 97, (2, 40))
     with torch.no_grad():
         full, _ = model(seq)
-        cache = KVCache(CFG.n_layer, 2, CFG.n_head, CFG.head_dim, CFG.max_seq_len, "cpu", torch.float32)
+        cache = KVCache(
+            n_layer=CFG.n_layer,
+            batch_size=2,
+            n_head=CFG.n_head,
+            head_dim=CFG.head_dim,
+            max_len=CFG.max_seq_len,
+            device="cpu",
+            dtype=torch.float32,
+        )
         parts = [
             model(seq[:, :7], cache=cache)[0],
             model(seq[:, 7:8], cache=cache)[0],

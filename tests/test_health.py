@@ -16,13 +16,36 @@ def _monitor(total_steps: int = 1000, start_step: int = 0) -> tuple[HealthMonito
     warnings: list[Warned] = []
     monitor = HealthMonitor(warnings.append)
     cfg = build_run_config({"preset": "micro"})
-    plan = Plan(total_steps, total_steps, start_step, 256, 1, 1, 10_000, 1_000, 39, 16, "cpu", "fp32")
-    monitor.on_event(RunStarted(Path("run"), cfg, plan))
+    plan = Plan(
+        total_steps=total_steps,
+        stop_at=total_steps,
+        start_step=start_step,
+        tokens_per_step=256,
+        parameters=1,
+        non_embedding_parameters=1,
+        train_tokens=10_000,
+        valid_tokens=1_000,
+        steps_per_epoch=39,
+        eval_windows=16,
+        device="cpu",
+        dtype="fp32",
+    )
+    monitor.on_event(RunStarted(out=Path("run"), config=cfg, plan=plan))
     return monitor, warnings
 
 
 def _step(step: int, loss: float, grad_norm: float = 1.0) -> StepEnded:
-    return StepEnded(step, 0.0, loss, 1e-3, grad_norm, step * 256, 0.01, 1.0, True)
+    return StepEnded(
+        step=step,
+        epoch=0.0,
+        loss=loss,
+        lr=1e-3,
+        grad_norm=grad_norm,
+        tokens=step * 256,
+        step_time=0.01,
+        tokens_per_s=1.0,
+        log_point=True,
+    )
 
 
 def _codes(warnings: list[Warned]) -> list[str]:

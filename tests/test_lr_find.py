@@ -23,8 +23,22 @@ def test_the_ramp_rises_geometrically_and_the_suggestion_is_a_tenth_of_the_best(
 
 def test_doctor_lr_find_runs_the_test_plots_it_and_suggests(sample_dir: Path, tmp_path: Path, capsys) -> None:
     plot = tmp_path / "lr.png"
-    args = ["doctor", *train_args(sample_dir, tmp_path / "unused")[1:], "--max-steps", "50", "--lr-find",
-            "--lr-find-steps", "30", "--lr-min", "1e-5", "--lr-max", "10", "--plot", str(plot), "--json"]  # fmt: skip
+    args = [
+        "doctor",
+        *train_args(sample_dir, tmp_path / "unused")[1:],
+        "--max-steps",
+        "50",
+        "--lr-find",
+        "--lr-find-steps",
+        "30",
+        "--lr-min",
+        "1e-5",
+        "--lr-max",
+        "10",
+        "--plot",
+        str(plot),
+        "--json",
+    ]
     assert main(args) == 0
     found = json.loads(capsys.readouterr().out)["lr_find"]
     lrs, smoothed = found["lrs"], found["smoothed"]

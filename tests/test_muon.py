@@ -88,11 +88,14 @@ def test_the_adamw_groups_equal_torch_adamw() -> None:
 
 def test_muon_takes_the_block_matrices_and_adamw_the_rest() -> None:
     model = GPT(CFG)
-    opt = build_optimizer(model, 1e-3, 0.1, (0.9, 0.95), torch.device("cpu"), "muon", 6e-3)
+    opt = build_optimizer(
+        model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), device=torch.device("cpu"), kind="muon", muon_lr=6e-3
+    )
     names = {id(p): n for n, p in model.named_parameters()}
     muon, embeddings, vectors = ([names[id(p)] for p in g["params"]] for g in opt.param_groups)
-    assert sorted(muon) == sorted(n for n in names.values() if n.startswith("transformer.h.") and "weight" in n
-                                  and "ln_" not in n)  # fmt: skip
+    assert sorted(muon) == sorted(
+        n for n in names.values() if n.startswith("transformer.h.") and "weight" in n and "ln_" not in n
+    )
     assert sorted(embeddings) == ["transformer.wpe.weight", "transformer.wte.weight"]
     assert all(n.endswith("bias") or ".ln_" in n for n in vectors)
     assert [g["lr_scale"] for g in opt.param_groups] == [6.0, 1.0, 1.0]

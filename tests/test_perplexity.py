@@ -36,7 +36,7 @@ def test_every_token_is_scored_exactly_once(n: int, context: int, stride: int) -
     seen = []
     for begin, end, first in plan_windows(n, context, stride):
         assert end - begin <= context
-        _, targets = window_arrays(stream, begin, end, first, context, pad_id=-1)
+        _, targets = window_arrays(stream, (begin, end, first), context=context, pad_id=-1)
         seen += targets[targets != -100].tolist()
     assert seen == list(range(1, n + 1))
 
@@ -45,7 +45,7 @@ def test_non_overlapping_windows_and_the_padded_last_one() -> None:
     windows = list(plan_windows(100, 32, 32))
     assert windows == [(0, 32, 1), (32, 64, 33), (64, 96, 65), (96, 128, 97)]
     stream = np.arange(101)
-    inputs, targets = window_arrays(stream, 96, 128, 97, 32, pad_id=-1)
+    inputs, targets = window_arrays(stream, (96, 128, 97), context=32, pad_id=-1)
     assert inputs[:5].tolist() == [96, 97, 98, 99, 100] and (inputs[5:] == -1).all()
     assert targets[:4].tolist() == [97, 98, 99, 100] and (targets[4:] == -100).all()
 
@@ -55,14 +55,14 @@ def test_sliding_windows_score_their_last_stride_tokens_with_earlier_context() -
     (b0, e0, f0), (b1, e1, f1), *_ = plan_windows(100, 32, 8)
     assert (b0, e0, f0) == (0, 8, 1) and (b1, e1, f1) == (0, 16, 9)
     late = list(plan_windows(100, 32, 8))[6]  # scores targets 49..56 from inputs 24..55
-    inputs, targets = window_arrays(stream, *late, 32, pad_id=-1)
+    inputs, targets = window_arrays(stream, late, context=32, pad_id=-1)
     assert late == (24, 56, 49) and inputs.tolist() == list(range(24, 56))
     assert targets[targets != -100].tolist() == list(range(49, 57)) and (targets[:24] == -100).all()
 
 
 def test_the_first_token_is_conditioned_on_endoftext() -> None:
     stream = np.concatenate([[EOT], _tokens(10)])
-    inputs, targets = window_arrays(stream, 0, 16, 1, 16, pad_id=EOT)
+    inputs, targets = window_arrays(stream, (0, 16, 1), context=16, pad_id=EOT)
     assert inputs[0] == EOT and targets[0] == stream[1]
 
 
@@ -88,7 +88,9 @@ def test_the_total_is_the_sum_of_per_token_losses_of_one_forward() -> None:
     with torch.no_grad():
         logits, _ = model(stream[:, :-1])
     expected = torch.nn.functional.cross_entropy(logits[0], stream[0, 1:], reduction="sum").item()
-    assert score_tokens(model, tokens, 64, 64, 1, EOT).nll == pytest.approx(expected, rel=1e-6)
+    assert score_tokens(model, tokens, context=64, stride=64, batch_size=1, eot_id=EOT).nll == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_logits_are_never_held_for_more_than_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:

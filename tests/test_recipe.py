@@ -18,9 +18,32 @@ def test_a_race_trains_each_recipe_with_each_seed_and_scores_them_alike(sample_d
     fast = tmp_path / "fast.toml"
     fast.write_text('optimizer = "adamw"\nlr = 2e-3\nwarmup = 0\n')
     out = tmp_path / "race.json"
-    cmd = [LMTRAIN, "bench", "recipe", "lmtrain", str(fast), "--preset", "micro", "--seq-len", "32",
-           "--batch-size", "4", "--max-steps", "3", "--seeds", "3", "4", "--data-dir", str(sample_dir), "--device",
-           "cpu", "--workdir", str(tmp_path / "runs"), "--out", str(out)]  # fmt: skip
+    cmd = [
+        LMTRAIN,
+        "bench",
+        "recipe",
+        "lmtrain",
+        str(fast),
+        "--preset",
+        "micro",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        "--seeds",
+        "3",
+        "4",
+        "--data-dir",
+        str(sample_dir),
+        "--device",
+        "cpu",
+        "--workdir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -30,7 +53,8 @@ def test_a_race_trains_each_recipe_with_each_seed_and_scores_them_alike(sample_d
     for row in result["runs"]:  # each run trained with its recipe's settings and its seed
         config = json.loads((tmp_path / "runs" / f"{row['recipe']}-seed{row['seed']}" / "config.json").read_text())
         expected = {"lmtrain": ("muon", 6e-3), "fast": ("adamw", 2e-3)}[row["recipe"]]
-        assert (config["train"]["optimizer"], config["train"]["lr"], config["train"]["seed"]) == (
+        optimizer = config["train"]["optimizer"]
+        assert (optimizer["name"], optimizer["lr"], config["train"]["seed"]) == (
             *expected,
             row["seed"],
         )

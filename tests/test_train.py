@@ -159,6 +159,7 @@ def test_metrics_and_checkpoints(sample_dir: Path, tmp_path: Path, capsys) -> No
     state = torch.load(latest / "trainer_state.pt", weights_only=True)
     assert state["step"] == 9 and state["data"]["position"] == 9 and {"python", "numpy", "torch"} <= set(state["rng"])
     assert json.loads((out / "config.json").read_text())["train"]["max_steps"] == 9
+    assert config["train"]["evaluation"] == {"every": 3, "windows": 8}  # the training sections, nested
 
 
 def test_a_checkpoint_alone_rebuilds_the_model(sample_dir: Path, tmp_path: Path, capsys) -> None:
@@ -207,7 +208,8 @@ def test_toml_config_with_flags_winning(sample_dir: Path, tmp_path: Path, capsys
     out = tmp_path / "run"
     log = _train(capsys, "train", "--config", str(toml), "--lr", "2e-4", "--out", str(out))
     saved = json.loads((out / "config.json").read_text())
-    assert saved["train"]["lr"] == 2e-4 and saved["train"]["max_steps"] == 3 and saved["model"]["d_model"] == 32
+    train = saved["train"]
+    assert train["optimizer"]["lr"] == 2e-4 and train["max_steps"] == 3 and saved["model"]["d_model"] == 32
     assert "lr=0.0002" in log and "d_model=32" in log  # the resolved config is printed at the start
 
 

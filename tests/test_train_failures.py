@@ -47,11 +47,37 @@ def test_the_reported_nan_run_exits_3_and_never_saves_a_non_finite_checkpoint(
     out = tmp_path / "run"
     code = main(
         [
-            "train", "--preset", "micro", "--dataset", "wikitext-103", "--data-dir", str(sample_dir), "--batch-size",
-            "2", "--seq-len", "32", "--max-steps", "30", "--warmup", "1", "--lr", "1e4", "--save-every", "2",
-            "--eval-every", "2", "--device", "cpu", "--out", str(out), "--eval-windows", "4", "--sample-tokens", "0",
+            "train",
+            "--preset",
+            "micro",
+            "--dataset",
+            "wikitext-103",
+            "--data-dir",
+            str(sample_dir),
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "32",
+            "--max-steps",
+            "30",
+            "--warmup",
+            "1",
+            "--lr",
+            "1e4",
+            "--save-every",
+            "2",
+            "--eval-every",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--eval-windows",
+            "4",
+            "--sample-tokens",
+            "0",
         ]
-    )  # fmt: skip
+    )
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if "error:" in line]
     assert code == EXIT_TRAINING_FAILED == 3 and len(errors) == 1 and "Traceback" not in captured.err
@@ -170,7 +196,7 @@ def test_validation_windows_do_not_depend_on_the_micro_batch(sample_dir: Path, t
 
     assert vals("a") == pytest.approx(vals("b"), abs=1e-5) and len(vals("a")) == 2
     config = ckpt.load_checkpoint_config(ckpt.resolve_checkpoint(tmp_path / "a"))
-    assert config["evaluation"]["windows"] == 12 and config["train"]["eval_windows"] == 12
+    assert config["evaluation"]["windows"] == 12 and config["train"]["evaluation"]["windows"] == 12
 
 
 def test_a_resume_that_changes_the_validation_windows_is_refused(sample_dir: Path, tmp_path: Path, capsys) -> None:
@@ -186,11 +212,13 @@ def test_a_resume_that_changes_the_validation_windows_is_refused(sample_dir: Pat
 
 def test_old_runs_counted_validation_batches() -> None:
     from lmtrain.config import build_run_config, run_config_from_dict
+    from lmtrain.fields import flatten
 
-    saved = build_run_config({"preset": "micro", "batch_size": 8}).to_dict()
+    cfg = build_run_config({"preset": "micro", "batch_size": 8})
+    saved = cfg.to_dict() | {"train": flatten(cfg.train)}  # lmtrain 0.1 wrote the training keys in one table
     del saved["train"]["eval_windows"]
     saved["train"]["eval_batches"] = 5
-    assert run_config_from_dict(saved).train.eval_windows == 40
+    assert run_config_from_dict(saved).train.evaluation.windows == 40
 
 
 def test_toml_paths_expand_home_and_start_at_the_file(

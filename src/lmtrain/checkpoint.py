@@ -67,6 +67,7 @@ def write_checkpoint(
 def save_checkpoint(
     run_dir: Path,
     step: int,
+    *,
     weights: dict[str, torch.Tensor],
     config: dict[str, Any],
     trainer_state: dict[str, Any],
@@ -199,6 +200,22 @@ def load_model(ckpt: Path, device: torch.device | str = "cpu", weights: str = "a
     model = model.to_empty(device=device)
     load_state_into(model, load_weights(ckpt, weights), ckpt)
     return model.eval(), config
+
+
+def open_checkpoint(
+    path: Path, device_name: str, which: str = "best", weights: str = "auto"
+) -> tuple[Path, Any, dict[str, Any], torch.device]:
+    """(checkpoint folder, model on the device in eval mode with the chosen weights, its config.json, device) for a
+    run folder (its `which` checkpoint) or a checkpoint folder; the checkpoint must use the GPT-2 BPE lmtrain uses."""
+    from lmtrain.data.tokenizer import gpt2_fingerprint
+    from lmtrain.runtime import select_device
+
+    device = select_device(device_name)
+    ckpt = resolve_checkpoint(path, which)
+    model, config = load_model(ckpt, device, weights)
+    if "tokenizer" in config and config["tokenizer"] != gpt2_fingerprint():
+        raise CheckpointError(f"{ckpt} was trained with another tokenizer ({config['tokenizer'].get('name')})")
+    return ckpt, model, config, device
 
 
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:

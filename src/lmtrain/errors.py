@@ -1,4 +1,4 @@
-"""Errors the CLI reports on one line, each with its exit code (the README lists them)."""
+"""Errors the CLI reports on one line, each with its exit code (docs/exit-codes-and-metrics.md lists them)."""
 
 EXIT_OK = 0
 EXIT_DOCTOR_ERROR = 1

@@ -21,10 +21,119 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def field_types(cls: type) -> dict[str, Any]:
-    """Resolved type annotation of every dataclass field of `cls`."""
+KEY = "key"
+"""Field metadata naming a field's flat key where it differs from the field's name (`every` -> eval_every)."""
+
+
+def key(name: str) -> dict[str, str]:
+    """Metadata for `dataclasses.field`: the flat key (flag and TOML key) of a field inside a section."""
+    return {KEY: name}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Leaf:
+    """A field that holds a value (not a section): its flat key, its path from the top config, type, doc, default."""
+
+    key: str
+    path: tuple[str, ...]
+    type: Any
+    doc: str
+    default: Any
+    section: str
+    """The section it sits in ("" for the top level)."""
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+@functools.cache
+def leaves(cls: type) -> dict[str, Leaf]:
+    """Every value field of dataclass `cls`, sections flattened, keyed by its flat key (unique across sections)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    docs = field_docs(cls)
+    out: dict[str, Leaf] = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            found = {
+                k: dataclasses.replace(v, path=(f.name, *v.path), section=v.section or f.name)
+                for k, v in leaves(tp).items()
+            }
+        else:
+            flat = f.metadata.get(KEY, f.name)
+            doc, default = docs.get(f.name, ""), _default(f)
+            found = {flat: Leaf(key=flat, path=(f.name,), type=tp, doc=doc, default=default, section="")}
+        clash = set(found) & set(out)
+        if clash:
+            raise TypeError(f"{cls.__name__}: the flat key {sorted(clash)[0]!r} is used twice")
+        out |= found
+    return out
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The type of every flat key of dataclass `cls` (sections flattened)."""
+    return {k: leaf.type for k, leaf in leaves(cls).items()}
+
+
+def flatten(obj: Any) -> dict[str, Any]:
+    """A (nested) config dataclass as {flat key: value}."""
+    out = {}
+    for k, leaf in leaves(type(obj)).items():
+        value = obj
+        for name in leaf.path:
+            value = getattr(value, name)
+        out[k] = value
+    return out
+
+
+def _build(cls: type[T], by_path: Mapping[tuple[str, ...], Any]) -> T:
+    """`cls` from values keyed by their path; sections are built whether or not a value of theirs was given."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if _is_section(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], {p[1:]: v for p, v in by_path.items() if p[0] == f.name})
+        elif (f.name,) in by_path:
+            kwargs[f.name] = by_path[(f.name,)]
+    return cls(**kwargs)
+
+
+def from_flat(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+    """Build (nested) dataclass `cls` from flat keys (flags, TOML), converting each value to its field's type.
+
+    Unknown keys are a ConfigError that lists the known ones; `what` names the source in messages.
+    """
+    known = leaves(cls)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {what}; known keys: {', '.join(known)}")
+    return _build(cls, {known[k].path: coerce(v, known[k].type, k) for k, v in data.items()})
+
+
+def nested_to_flat(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The flat keys of a nested mapping laid out as `cls`'s fields (a config.json section)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in fields:
+            raise ConfigError(f"unknown key {name!r} in {what}; known keys: {', '.join(fields)}")
+        if _is_section(hints[name]):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{what}: {name!r} must be a table of settings, not {value!r}")
+            out |= nested_to_flat(hints[name], value, f"{what}.{name}")
+        else:
+            out[fields[name].metadata.get(KEY, name)] = value
+    return out
 
 
 def _describe(tp: Any) -> str:
@@ -104,25 +213,14 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], what: str) -> T:
-    """Build dataclass `cls` from `data`, converting each value to its field's type.
-
-    Unknown keys are a ConfigError that lists the known ones; `what` names the source in messages.
-    """
-    types_ = field_types(cls)
-    unknown = sorted(set(data) - set(types_))
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {what}; known keys: {', '.join(types_)}")
-    kwargs = {k: coerce(v, types_[k], k) for k, v in data.items()}
-    return cls(**kwargs)
+    """Build dataclass `cls` from its JSON form (nested by field names, as `to_jsonable` writes it), converting each
+    value to its field's type. Unknown keys are a ConfigError that lists the known ones."""
+    return from_flat(cls, nested_to_flat(cls, data, what), what)
 
 
 def replace_fields(obj: T, overrides: Mapping[str, Any], what: str) -> T:
-    """`dataclasses.replace` with type conversion and an error for unknown keys."""
-    types_ = field_types(type(obj))
-    unknown = sorted(set(overrides) - set(types_))
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {what}; known keys: {', '.join(types_)}")
-    return dataclasses.replace(obj, **{k: coerce(v, types_[k], k) for k, v in overrides.items()})
+    """`obj` with flat keys replaced, converted to their types; unknown keys are a ConfigError."""
+    return from_flat(type(obj), flatten(obj) | dict(overrides), what)
 
 
 def to_jsonable(obj: Any) -> Any:

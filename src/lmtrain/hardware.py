@@ -1,9 +1,12 @@
-"""Peak matmul throughput of a device, measured on the spot and cached, for MFU (model FLOPs utilisation).
+"""Peak matmul throughput of a device, measured and cached, for MFU (model FLOPs utilisation).
 
 MFU = tokens/s x training FLOPs per token (`model.sizing.flops_per_token`) / peak FLOP/s. The peak is what this
-device reaches on a large square matmul in the run's dtype (cached per device, dtype, torch version and thread
-count), so an MFU near 1 means the step runs as fast as matmuls can on this device. The datasheet's dense figure is
-shown beside it where the device is known.
+device reaches on a square matmul in the run's dtype: the matrix doubles from 512 until the throughput stops growing
+(the plateau) or one matmul takes long enough, each size timed several times, the best kept. It is cached per
+device, dtype, torch version and thread count (`peak_flops.json` in the cache folder), and a later measurement only
+ever raises it (a machine that was busy once must not lower it for good). A run whose own throughput exceeds the
+cached peak measures it again; if it still exceeds it, the figure is reported with a note to refresh the peak
+(`lmtrain bench peak --refresh`). The datasheet's dense figure is shown beside it where the device is known.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -40,7 +44,13 @@ DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
 }
 
 
-@dataclass(frozen=True)
+REFRESH = "lmtrain bench peak --refresh"
+"""The command that measures the peak again and replaces the cached one."""
+PLATEAU_GAIN = 1.05
+"""Doubling the matmul size raised its throughput by less than this factor: the plateau is reached."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Peak:
     """A device's peak matmul throughput in one dtype."""
 
@@ -49,8 +59,10 @@ class Peak:
     measured_flops: float
     """FLOP/s of the best timed n x n matmul."""
     matmul_size: int
-    datasheet_flops: float | None
+    datasheet_flops: float | None = None
     """The vendor's dense figure, where this device is in DATASHEET_TFLOPS."""
+    measured_at: str = ""
+    """When the figure was measured (UTC, ISO 8601)."""
 
     def mfu(self, tokens_per_s: float, flops_per_token: int) -> float:
         """Model FLOPs utilisation against the measured peak."""
@@ -80,49 +92,92 @@ def datasheet_flops(name: str, dtype: str) -> float | None:
     return max(matches)[1] * 1e12 if matches else None
 
 
-def measure_peak(
-    device: torch.device, dtype: str, budget_s: float = 0.05, max_size: int | None = None
-) -> tuple[float, int]:
-    """(FLOP/s, n) of the best n x n matmul, n doubling from 512 until one matmul takes `budget_s` or n hits the cap."""
-    cap = max_size or (16384 if device.type == "cuda" else 4096)
+def _timed_matmul(device: torch.device, dtype: str, n: int, repeats: int) -> tuple[float, float]:
+    """(FLOP/s, seconds) of the fastest of `repeats` n x n matmuls, after one untimed."""
     torch_dtype = DTYPES[dtype]
-    best, size, n = 0.0, 512, 512
-    while True:
-        a = torch.randn(n, n, device=device).to(torch_dtype)
-        b = torch.randn(n, n, device=device).to(torch_dtype)
-        torch.mm(a, b)  # warm-up: kernel selection, allocator
+    a = torch.randn(n, n, device=device).to(torch_dtype)
+    b = torch.randn(n, n, device=device).to(torch_dtype)
+    torch.mm(a, b)  # warm-up: kernel selection, allocator
+    synchronize(device)
+    seconds = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
         synchronize(device)
-        repeats = 10 if device.type == "cuda" else 2
-        seconds = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            synchronize(device)
-            seconds = min(seconds, time.perf_counter() - t0)
-        flops = 2 * n**3 / max(seconds, 1e-9)
+        seconds = min(seconds, time.perf_counter() - t0)
+    return 2 * n**3 / max(seconds, 1e-9), seconds
+
+
+def measure_peak(
+    device: torch.device, dtype: str, *, budget_s: float = 0.2, max_size: int | None = None, repeats: int | None = None
+) -> tuple[float, int]:
+    """(FLOP/s, n) of the best n x n matmul: n doubles from 512 until doubling gains less than 5% (the plateau), one
+    matmul takes `budget_s`, or n reaches the cap; each size is timed `repeats` times, the fastest kept."""
+    cap = max_size or (16384 if device.type == "cuda" else 4096)
+    repeats = repeats or (10 if device.type == "cuda" else 3)
+    best, best_n, previous, n = 0.0, 512, 0.0, 512
+    while True:
+        flops, seconds = _timed_matmul(device, dtype, n, repeats)
         if flops > best:
-            best, size = flops, n
-        del a, b
-        if seconds >= budget_s or n * 2 > cap:
-            return best, size
-        n *= 2
+            best, best_n = flops, n
+        plateau = previous > 0 and flops < PLATEAU_GAIN * previous
+        if plateau or seconds >= budget_s or n * 2 > cap:
+            break
+        previous, n = flops, n * 2
+    return best, best_n
 
 
-def peak_flops(device: torch.device, dtype: str, cache_dir: Path | None) -> Peak:
-    """The device's peak in `dtype`: read from `cache_dir/peak_flops.json`, else measured and cached there."""
+def _cache_key(name: str, dtype: str) -> str:
+    return f"{name}|{dtype}|torch {torch.__version__}"
+
+
+def _read_cache(cache: Path | None) -> dict:
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        stored = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _cached(entry: object) -> Peak | None:
+    """A cache entry as a Peak (entries of earlier versions lack `measured_at`); None when it is not one."""
+    if not isinstance(entry, dict):
+        return None
+    known = {f.name for f in fields(Peak)}
+    try:
+        return Peak(**{k: v for k, v in entry.items() if k in known})
+    except TypeError:
+        return None
+
+
+def peak_flops(
+    device: torch.device, dtype: str, cache_dir: Path | None, *, remeasure: bool = False, replace: bool = False
+) -> Peak:
+    """The device's peak in `dtype`, from `cache_dir/peak_flops.json`, measured and cached when it is not there.
+
+    `remeasure`: measure again and keep the higher of the two (a run that outpaced the cached peak). `replace`:
+    measure again and keep the new figure whatever it is (`lmtrain bench peak --refresh` on a quiet machine)."""
     name = device_name(device)
-    key = f"{name}|{dtype}|torch {torch.__version__}"
+    key = _cache_key(name, dtype)
     cache = cache_dir / "peak_flops.json" if cache_dir else None
-    stored: dict = {}
-    if cache is not None and cache.is_file():
-        try:
-            stored = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            stored = {}
-    if isinstance(stored.get(key), dict):
-        return Peak(**stored[key])
+    stored = _read_cache(cache)
+    old = _cached(stored.get(key))
+    if old is not None and not remeasure and not replace:
+        return old
     flops, size = measure_peak(device, dtype)
-    peak = Peak(name, dtype, flops, size, datasheet_flops(name, dtype))
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    peak = Peak(
+        device_name=name,
+        dtype=dtype,
+        measured_flops=flops,
+        matmul_size=size,
+        datasheet_flops=datasheet_flops(name, dtype),
+        measured_at=when,
+    )
+    if old is not None and not replace and old.measured_flops >= peak.measured_flops:
+        peak = old  # a measurement only ever raises the cached peak
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -130,3 +185,14 @@ def peak_flops(device: torch.device, dtype: str, cache_dir: Path | None) -> Peak
         except OSError:
             pass  # a read-only cache only costs a re-measurement next time
     return peak
+
+
+def stale_note(utilisation: float | None, cache_dir: Path | None) -> str | None:
+    """What to say about an MFU above 100%: the cached peak is stale, and how to refresh it; None otherwise."""
+    if utilisation is None or utilisation <= 1.0:
+        return None
+    where = f" ({cache_dir / 'peak_flops.json'})" if cache_dir else ""
+    return (
+        f"MFU {utilisation:.1%} is above the measured peak{where}, even after measuring it again: the peak was "
+        f"measured while the device was busy; refresh it on a quiet machine with `{REFRESH}`"
+    )

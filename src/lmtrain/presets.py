@@ -32,10 +32,6 @@ PRESET_NOTES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-PRESET_LR: Mapping[str, float] = MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3})
-"""Peak LR of the AdamW groups when --lr is not given (Muon's matrices run at 3x): `tiny`'s won the recipe race on the
-sample (README, Learning more per token); the others scale it about as 1/d_model, as starting points."""
-
 FF_MULTIPLE = 4
 """d_ff follows d_model at this multiple when d_model is overridden and d_ff is not (GPT-2: 4)."""
 

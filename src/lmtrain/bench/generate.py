@@ -18,7 +18,7 @@ def _timed(
 ) -> tuple[float, torch.Tensor]:
     synchronize(device)
     t0 = time.perf_counter()
-    out = generate(model, prompt, new_tokens, temperature=0, use_cache=use_cache)
+    out = generate(model, prompt, max_new_tokens=new_tokens, temperature=0, use_cache=use_cache)
     synchronize(device)
     return time.perf_counter() - t0, out
 

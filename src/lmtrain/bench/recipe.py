@@ -17,15 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from lmtrain.config import read_toml
+from lmtrain.defaults import MIN_LR_DIVISOR, NANOGPT_LR
 from lmtrain.errors import ConfigError
 
 BUILTIN: Mapping[str, Mapping[str, Any]] = {
     "lmtrain": {},
     "nanogpt": {
-        "optimizer": "adamw", "lr": 1e-3, "min_lr": 1e-4, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95,
-        "grad_clip": 1.0, "schedule": "cosine",
+        "optimizer": "adamw",
+        "lr": NANOGPT_LR,
+        "min_lr": NANOGPT_LR / MIN_LR_DIVISOR,
+        "weight_decay": 0.1,
+        "beta1": 0.9,
+        "beta2": 0.95,
+        "grad_clip": 1.0,
+        "schedule": "cosine",
     },
-}  # fmt: skip
+}
 """`lmtrain`: no keys, the defaults. `nanogpt`: nanoGPT's train.py recipe (AdamW, betas 0.9/0.95, weight decay 0.1
 on 2-D tensors, gradient clip 1.0, linear warmup then cosine to lr/10) at the LR that did best for AdamW on the
 sample (1e-3: 6e-4, nanoGPT's own for GPT-2 124M, and 2e-3 did no better); warmup and dropout as the run gives them."""
@@ -57,6 +64,7 @@ def _argv(keys: Mapping[str, Any]) -> list[str]:
 
 def race(
     recipes: Sequence[str],
+    *,
     seeds: Sequence[int],
     base: Mapping[str, Any],
     out: Path,
@@ -80,9 +88,9 @@ def race(
                 raise ConfigError(f"recipe {name} with seed {seed} did not train (exit code {code}); see {folder}")
             score = io.StringIO()
             data = ["--data-dir", str(base["data_dir"])] if base.get("data_dir") else []
+            device = ["--device", str(base.get("device", "auto"))]
             with contextlib.redirect_stdout(score):
-                run(["eval", str(folder), "--split", "valid", "--device", str(base.get("device", "auto")), *data,
-                     "--json"])  # fmt: skip
+                run(["eval", str(folder), "--split", "valid", *device, *data, "--json"])
             loss = json.loads(score.getvalue())["nll_per_token"]
             rows.append({"recipe": name, "seed": seed, "val_loss": loss, "keys": keys})
             log(f"{name:<12} seed {seed:<6} validation loss {loss:.4f}")

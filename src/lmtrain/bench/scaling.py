@@ -1,8 +1,8 @@
 """Scaling under torchrun: the trainer's step on one rank alone, then on every rank together (DDP or FSDP2).
 
-Each rank trains on its own micro-batch of `b.batch_size` sequences, so N ranks train on N times the tokens per
-step. First rank 0 trains alone while the others wait (the one-rank baseline, on the same kind of device), then
-every rank trains together. The scaling efficiency is the total tokens/s over N times the one-rank tokens/s: 1.0
+`--batch-size` is the global batch, as for `lmtrain train`: under N ranks each trains on its share. First rank 0 trains
+alone on one share while the others wait (the one-rank baseline, on the same kind of device), then every rank trains
+together on its own share of the global batch. The scaling efficiency is the total tokens/s over N times the one-rank tokens/s: 1.0
 is perfect scaling; the rest is communication the step could not hide and waiting for the slowest rank.
 """
 
@@ -14,21 +14,20 @@ from typing import Any
 
 import torch
 
-from lmtrain.bench.train import TrainBench, _Side, _summary, _train_step, random_tokens
+from lmtrain.bench.train import TrainBench, _summary, random_tokens, train_side
 from lmtrain.model.gpt import GPT
 from lmtrain.train.distributed import World
 
 
-def _timed(b: TrainBench, world: World | None, parallel: str) -> dict[str, Any]:
-    """Median step time and tokens/s of this rank's steps (the world's, or alone without one)."""
-    ranks = world.world_size if world is not None else 1
-    tokens = random_tokens(dataclasses.replace(b, batch_size=b.batch_size * ranks))
+def _timed(b: TrainBench, world: World) -> dict[str, Any]:
+    """Median step time and tokens/s of this rank's steps, as a rank of `world` (a world of one: alone)."""
+    tokens = random_tokens(b)
     torch.manual_seed(0)
     model = GPT(b.model, loss_impl=b.loss).to(b.device)
-    side = _Side(_train_step(model, b, tokens, 0, world, parallel), [])
+    side = train_side(model, b, tokens, world)
     side.run(b.warmup, b.device, timed=False)
     side.run(b.steps, b.device)
-    summary = _summary(side.seconds, b.tokens_per_step)
+    summary = _summary(side.seconds, b.layout(world.world_size).per_rank * b.seq_len)
     del side, model
     gc.collect()
     if b.device.type == "cuda":
@@ -36,25 +35,31 @@ def _timed(b: TrainBench, world: World | None, parallel: str) -> dict[str, Any]:
     return summary
 
 
-def bench_scaling(b: TrainBench, world: World, parallel: str) -> dict[str, Any] | None:
+def bench_scaling(b: TrainBench, world: World) -> dict[str, Any] | None:
     """Per-rank and total tokens/s of `world` training together, and the efficiency against one rank alone; the
     result on rank 0, None on the others. Every rank must call it."""
-    alone = _timed(b, None, parallel) if world.is_main else None
+    share = b.layout(world.world_size)
+    alone = None
+    if world.is_main:
+        one = dataclasses.replace(b, batch_size=share.per_rank)
+        alone = _timed(one, World(device=b.device, timeout_s=world.timeout_s))
     world.barrier()
-    together = world.gather_objects(_timed(b, world, parallel))
+    together = world.gather_objects(_timed(b, world))
     if not world.is_main:
         return None
     assert alone is not None
     total = sum(r["tokens_per_s"] for r in together)
     return {
         "bench": "train_scaling",
-        "parallel": parallel,
+        "parallel": b.parallel,
         "backend": world.backend,
         "world_size": world.world_size,
         "batch_size": b.batch_size,
-        "grad_accum": b.grad_accum,
+        "per_rank_batch": share.per_rank,
+        "micro_batch_size": share.micro,
+        "accumulation": share.accumulation,
         "seq_len": b.seq_len,
-        "tokens_per_step_per_rank": b.tokens_per_step,
+        "tokens_per_step_per_rank": share.per_rank * b.seq_len,
         "dtype": b.dtype,
         "compile": b.compile,
         "one_rank": alone,

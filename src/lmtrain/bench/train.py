@@ -16,39 +16,53 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from lmtrain.data.loader import TrainSampler, make_batch
+from lmtrain.config import DataConfig, RunConfig
+from lmtrain.data.loader import make_batch
+from lmtrain.defaults import BENCH_LR
 from lmtrain.errors import ConfigError
 from lmtrain.eval.loss import evaluate
-from lmtrain.hardware import Peak
+from lmtrain.hardware import Peak, peak_flops, stale_note
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.gpt import GPT
 from lmtrain.model.head import LossImpl
 from lmtrain.model.sizing import flops_per_token, mfu, param_counts
 from lmtrain.runtime import autocast, synchronize
-from lmtrain.train.distributed import World, wrap_model
+from lmtrain.train.distributed import World
 from lmtrain.train.failures import is_out_of_memory
-from lmtrain.train.optim import build_optimizer
-from lmtrain.train.schedule import ScheduleConfig
+from lmtrain.train.parts import build_training
 from lmtrain.train.step import TrainStep
+from lmtrain.train_config import (
+    BatchLayout,
+    DistributedConfig,
+    LRScheduleConfig,
+    OptimizerConfig,
+    TrainConfig,
+    batch_layout,
+)
+
+BENCH_STEPS = 1_000_000
+"""The length of the run a benchmark's steps belong to (only the sampler's epochs depend on it)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainBench:
-    """What `lmtrain bench train` times."""
+    """What `lmtrain bench train` times; the batch flags mean what `lmtrain train`'s mean."""
 
     model: GPTConfig
     device: torch.device
     dtype: str
     batch_size: int
-    """Micro-batch (sequences per forward pass)."""
+    """The global batch: sequences per optimizer step, over every rank."""
+    micro_batch_size: int | None = None
+    """Sequences per forward/backward (default: a rank's whole share of the batch, no accumulation)."""
     seq_len: int
-    grad_accum: int = 1
     steps: int = 10
     """Timed steps per model (at least 10 for the median)."""
     warmup: int = 3
@@ -56,10 +70,12 @@ class TrainBench:
     loss: LossImpl = "fused"
     optimizer: str = "adamw"
     """adamw, or muon (Muon for the block matrices at 3x the LR, AdamW for the rest), as `--optimizer`."""
+    parallel: str = "ddp"
+    """Under torchrun: ddp or fsdp."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.grad_accum < 1 or self.warmup < 1:
-            raise ConfigError("--batch-size, --grad-accum and --warmup-steps must be at least 1")
+        if self.batch_size < 1 or (self.micro_batch_size is not None and self.micro_batch_size < 1) or self.warmup < 1:
+            raise ConfigError("--batch-size, --micro-batch-size and --warmup-steps must be at least 1")
         if self.steps < 2:
             raise ConfigError("--steps must be at least 2")
         if not 1 <= self.seq_len <= self.model.max_seq_len:
@@ -67,9 +83,27 @@ class TrainBench:
                 f"--seq-len {self.seq_len} must be between 1 and the model's max_seq_len={self.model.max_seq_len}"
             )
 
+    def layout(self, world_size: int = 1) -> BatchLayout:
+        """The batch over `world_size` ranks and their micro-batches (a ConfigError if it does not split)."""
+        return batch_layout(self.batch_size, self.micro_batch_size, world_size)
+
     @property
     def tokens_per_step(self) -> int:
-        return self.batch_size * self.grad_accum * self.seq_len
+        """Tokens of one optimizer step over every rank."""
+        return self.batch_size * self.seq_len
+
+    def run_config(self) -> RunConfig:
+        """The run whose steps are timed: this batch, a constant LR of BENCH_LR, the chosen optimizer."""
+        train = TrainConfig(
+            batch_size=self.batch_size,
+            micro_batch_size=self.micro_batch_size,
+            max_steps=BENCH_STEPS,
+            compile=self.compile,
+            optimizer=OptimizerConfig(name=self.optimizer, lr=BENCH_LR),  # type: ignore[arg-type]
+            schedule=LRScheduleConfig(kind="constant", warmup=0),
+            distributed=DistributedConfig(parallel=self.parallel),  # type: ignore[arg-type]
+        )
+        return RunConfig(preset="bench", model=self.model, data=DataConfig(seq_len=self.seq_len), train=train)
 
 
 class HFCausalLM(nn.Module):
@@ -95,11 +129,19 @@ def build_hf(cfg: GPTConfig, like: GPT) -> HFCausalLM:
     transformers.logging.set_verbosity_error()  # its notes about the loss type are noise in a benchmark's output
 
     hf_cfg = GPT2Config(
-        vocab_size=cfg.vocab_size, n_positions=cfg.max_seq_len, n_embd=cfg.d_model, n_layer=cfg.n_layer,
-        n_head=cfg.n_head, n_inner=cfg.d_ff, activation_function="gelu_new", resid_pdrop=cfg.dropout,
-        embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, layer_norm_epsilon=cfg.layer_norm_eps,
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.max_seq_len,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_inner=cfg.d_ff,
+        activation_function="gelu_new",
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        layer_norm_epsilon=cfg.layer_norm_eps,
         attn_implementation="sdpa",
-    )  # fmt: skip
+    )
     model = GPT2LMHeadModel(hf_cfg)
     model.load_state_dict(to_hf_state_dict(like.state_dict(), include_head=True), strict=False)
     return HFCausalLM(model)
@@ -124,20 +166,18 @@ class _Side:
             self.taken += 1
 
 
-def _train_step(
-    model: nn.Module, b: TrainBench, tokens: np.ndarray, seed: int, world: World | None = None, parallel: str = "ddp"
-) -> TrainStep:
-    """The trainer's step for `model`: on one device, or as this rank of `world` (micro-batch b.batch_size each)."""
-    world = world or World(device=b.device)
-    runner = wrap_model(model, world, parallel, b.compile, b.dtype)  # type: ignore[arg-type]
-    optimizer = build_optimizer(model, 1e-4, 0.1, (0.9, 0.95), b.device, b.optimizer)
-    scaler = torch.amp.GradScaler(b.device.type, enabled=b.dtype == "fp16")
-    schedule = ScheduleConfig(1e-4, 1e-4, 0, 1_000_000, "constant")
-    sampler = TrainSampler(len(tokens), b.seq_len, b.batch_size * b.grad_accum * world.world_size, seed)
-    return TrainStep(
-        model, runner, optimizer, scaler, schedule, sampler, tokens, b.seq_len, b.grad_accum, 1.0, b.device, b.dtype,
-        world=world,
-    )  # fmt: skip
+def train_side(model: nn.Module, b: TrainBench, tokens: np.ndarray, world: World | None = None) -> _Side:
+    """The trainer's own step for `model` (built by `build_training`, as every run is), on one device or as this
+    rank of `world`."""
+    parts = build_training(
+        b.run_config(),
+        tokens=tokens,
+        device=b.device,
+        dtype=b.dtype,
+        world=world or World(device=b.device),
+        model=model,
+    )
+    return _Side(parts.step, [])
 
 
 EVAL_BATCHES = 5
@@ -146,7 +186,7 @@ EVAL_BATCHES = 5
 def random_tokens(b: TrainBench, seed: int = 0) -> np.ndarray:
     """Random tokens for four optimizer steps' distinct windows (the sampler reshuffles after that) and for the
     evaluation batches of `eval_throughput`."""
-    n = (max(b.batch_size * b.grad_accum * 4, b.batch_size * EVAL_BATCHES) + 2) * b.seq_len
+    n = (max(b.batch_size * 4, b.layout().micro * EVAL_BATCHES) + 2) * b.seq_len
     return np.random.default_rng(seed).integers(0, b.model.vocab_size, n, dtype=np.int64).astype(np.uint16)
 
 
@@ -173,14 +213,15 @@ def _summary(seconds: list[float], tokens_per_step: int) -> dict[str, Any]:
 
 def eval_throughput(model: nn.Module, b: TrainBench, tokens: np.ndarray, batches: int = EVAL_BATCHES) -> float:
     """Tokens/s of the trainer's validation loss (`evaluate`, forward only) on batches of the micro-batch size."""
-    starts = np.arange(b.batch_size * batches) * b.seq_len
+    micro = b.layout().micro
+    starts = np.arange(micro * batches) * b.seq_len
     data = [make_batch(tokens, s, b.seq_len, b.device) for s in np.split(starts, batches)]
     evaluate(model, data[:1], lambda: autocast(b.device, b.dtype))  # warm-up
     synchronize(b.device)
     t0 = time.perf_counter()
     evaluate(model, data, lambda: autocast(b.device, b.dtype))
     synchronize(b.device)
-    return b.batch_size * batches * b.seq_len / (time.perf_counter() - t0)
+    return micro * batches * b.seq_len / (time.perf_counter() - t0)
 
 
 def profile_steps(side: _Side, device: torch.device, steps: int = 3, top: int = 15) -> list[dict[str, Any]]:
@@ -203,8 +244,31 @@ def profile_steps(side: _Side, device: torch.device, steps: int = 3, top: int = 
     ]
 
 
+def mfu_fields(tokens_per_s: float, flops_per_token: int, peak: Peak) -> dict[str, Any]:
+    """The peak (measured and datasheet) and the MFU against each."""
+    datasheet = peak.datasheet_flops
+    return {
+        "peak_tflops_measured": round(peak.measured_flops / 1e12, 4),
+        "peak_measured_at": peak.measured_at,
+        "peak_tflops_datasheet": round(datasheet / 1e12, 1) if datasheet else None,
+        "mfu": round(peak.mfu(tokens_per_s, flops_per_token), 4),
+        "mfu_datasheet": round(mfu(tokens_per_s, flops_per_token, datasheet), 4) if datasheet else None,
+    }
+
+
+def checked_peak(result: dict[str, Any], *, device: torch.device, dtype: str, cache_dir: Path | None) -> dict[str, Any]:
+    """`result` with its MFU checked: above 100%, the peak is measured again (keeping the higher) and the MFU
+    recomputed; still above, `peak_stale` is true and `peak_note` says how to refresh the peak."""
+    if result["mfu"] > 1.0:
+        peak = peak_flops(device, dtype, cache_dir, remeasure=True)
+        result = result | mfu_fields(result["tokens_per_s"], result["flops_per_token"], peak)
+        result["peak_remeasured"] = True
+    note = stale_note(result["mfu"], cache_dir)
+    return result | {"peak_stale": note is not None} | ({"peak_note": note} if note else {})
+
+
 def bench_train(
-    b: TrainBench, peak: Peak, against_hf: bool = False, rounds: int = 2, profile: bool = False
+    b: TrainBench, peak: Peak, *, against_hf: bool = False, rounds: int = 2, profile: bool = False
 ) -> dict[str, Any]:
     """Time `b.steps` optimizer steps of lmtrain's GPT (and of transformers' model with `against_hf`)."""
     torch.manual_seed(0)
@@ -212,7 +276,7 @@ def bench_train(
     if b.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(b.device)
     model = GPT(b.model, loss_impl=b.loss).to(b.device)
-    sides = [_Side(_train_step(model, b, tokens, 0), [])]
+    sides = [train_side(model, b, tokens)]
     sides[0].run(b.warmup, b.device, timed=False)
     memory, memory_kind = peak_memory(b.device)
     hf_memory = None
@@ -222,7 +286,7 @@ def bench_train(
             torch.cuda.reset_peak_memory_stats(b.device)
         torch.manual_seed(0)
         hf = build_hf(b.model, GPT(b.model)).to(b.device)
-        sides.append(_Side(_train_step(hf, dataclasses.replace(b, optimizer="adamw"), tokens, 0), []))
+        sides.append(train_side(hf, dataclasses.replace(b, optimizer="adamw"), tokens))
         sides[1].run(b.warmup, b.device, timed=False)
         hf_memory = peak_memory(b.device)[0] - before if b.device.type == "cuda" else None
     per_round = [b.steps // rounds + (1 if i < b.steps % rounds else 0) for i in range(rounds)]
@@ -231,11 +295,13 @@ def bench_train(
             side.run(n, b.device)
     fpt = flops_per_token(b.model, b.seq_len)
     ours = _summary(sides[0].seconds, b.tokens_per_step)
+    layout = b.layout()
     result: dict[str, Any] = {
         "bench": "train",
         "parameters": param_counts(b.model)["total"],
         "batch_size": b.batch_size,
-        "grad_accum": b.grad_accum,
+        "micro_batch_size": layout.micro,
+        "accumulation": layout.accumulation,
         "seq_len": b.seq_len,
         "tokens_per_step": b.tokens_per_step,
         "dtype": b.dtype,
@@ -245,12 +311,7 @@ def bench_train(
         **ours,
         "flops_per_token": fpt,
         "tflops": round(ours["tokens_per_s"] * fpt / 1e12, 4),
-        "peak_tflops_measured": round(peak.measured_flops / 1e12, 4),
-        "peak_tflops_datasheet": round(peak.datasheet_flops / 1e12, 1) if peak.datasheet_flops else None,
-        "mfu": round(peak.mfu(ours["tokens_per_s"], fpt), 4),
-        "mfu_datasheet": round(mfu(ours["tokens_per_s"], fpt, peak.datasheet_flops), 4)
-        if peak.datasheet_flops
-        else None,
+        **mfu_fields(ours["tokens_per_s"], fpt, peak),
         "peak_memory_bytes": memory,
         "peak_memory_kind": memory_kind,
         "eval_tokens_per_s": round(eval_throughput(model, b, tokens), 1),
@@ -268,13 +329,12 @@ def bench_train(
 
 def _fits(b: TrainBench, batch: int, model: GPT) -> int | None:
     """Peak memory of one optimizer step at micro-batch `batch`, or None when it runs out of memory."""
-    trial = dataclasses.replace(b, batch_size=batch, grad_accum=1, compile=False)
+    trial = dataclasses.replace(b, batch_size=batch, micro_batch_size=None, compile=False)
     if b.device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(b.device)
     try:
-        step = _train_step(model, trial, random_tokens(trial), 0)
-        step(0)
+        train_side(model, trial, random_tokens(trial)).step(0)
         synchronize(b.device)
         return peak_memory(b.device)[0]
     except Exception as exc:

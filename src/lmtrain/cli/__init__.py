@@ -21,6 +21,7 @@ def build_parser() -> Parser:
     sub.required = True
     for command in COMMANDS:
         command.register(sub)
+    parser.set_defaults(lmtrain_main=main)  # for commands that run other commands (bench recipe)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -61,36 +62,70 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="training throughput, tokens/s and MFU, optionally against transformers",
         description="Time whole optimizer steps (forward, backward, clip, AdamW) on random tokens with the trainer's "
-        "own step, after warm-up; report tokens/s, step time, TFLOP/s, MFU against the measured peak and peak memory.",
+        "own step, after warm-up; report tokens/s, step time, TFLOP/s, MFU against the measured peak and peak memory. "
+        "--batch-size and --micro-batch-size mean what they mean for lmtrain train.",
     )
     train.add_argument("--preset", default="tiny", help="model preset (default tiny)")
     add_model_options(train)
     add_device_option(train)
-    train.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="autocast precision "
-                       "(default auto: bf16 on a GPU that has it, else fp32)")  # fmt: skip
-    train.add_argument("--batch-size", type=int, default=8, help="micro-batch in sequences (default 8)")
+    train.add_argument(
+        "--dtype",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="autocast precision (default auto: bf16 on a GPU that has it, else fp32)",
+    )
+    train.add_argument(
+        "--batch-size", type=int, default=8, help="sequences per optimizer step, the global batch (default 8)"
+    )
+    train.add_argument(
+        "--micro-batch-size",
+        type=int,
+        help="sequences per forward/backward; gradients accumulate over the rest (default: a rank's whole share)",
+    )
     train.add_argument("--seq-len", type=int, help="tokens per sequence (default: the model's max_seq_len)")
-    train.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     train.add_argument("--steps", type=int, default=10, help="timed optimizer steps per model (default 10)")
     train.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (default 3)")
     train.add_argument("--compile", action="store_true", help="torch.compile both models")
-    train.add_argument("--loss", choices=("fused", "plain"), default="fused",
-                       help="lmtrain's LM head + loss: fused (default) or plain full logits")  # fmt: skip
-    train.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
-                       help="lmtrain's optimizer: adamw (default) or muon; transformers always gets AdamW")  # fmt: skip
+    train.add_argument(
+        "--loss",
+        choices=("fused", "plain"),
+        default="fused",
+        help="lmtrain's LM head + loss: fused (default) or plain full logits",
+    )
+    train.add_argument(
+        "--optimizer",
+        choices=("adamw", "muon"),
+        default="adamw",
+        help="lmtrain's optimizer: adamw (default) or muon; transformers always gets AdamW",
+    )
     train.add_argument("--against", choices=("hf",), help="also time transformers' GPT2LMHeadModel (hf)")
     train.add_argument(
         "--profile", action="store_true", help="add the top operators of 3 profiled steps (torch.profiler)"
     )
-    train.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
-                       help="under torchrun: ddp (default) or fsdp; reports per-rank and total tokens/s and the "
-                       "scaling efficiency against one rank alone")  # fmt: skip
-    train.add_argument("--dist-timeout", type=float, default=600.0, help="under torchrun: seconds a rank waits for "
-                       "the others (default 600)")  # fmt: skip
-    train.add_argument("--max-batch", type=int, metavar="LIMIT",
-                       help="instead: find the largest micro-batch up to LIMIT whose step fits in memory")  # fmt: skip
-    train.add_argument("--cache-dir", type=Path, help="where the measured peak is cached (default $LMTRAIN_CACHE_DIR "
-                       "or ~/.cache/lmtrain)")  # fmt: skip
+    train.add_argument(
+        "--parallel",
+        choices=("ddp", "fsdp"),
+        default="ddp",
+        help="under torchrun: ddp (default) or fsdp; reports per-rank and total tokens/s and the scaling efficiency "
+        "against one rank alone",
+    )
+    train.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        help="under torchrun: seconds a rank waits for the others (default 600)",
+    )
+    train.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="LIMIT",
+        help="instead: find the largest micro-batch up to LIMIT whose step fits in memory",
+    )
+    train.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where the measured peak is cached (default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain)",
+    )
     train.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     train.set_defaults(handler=run_train_bench)
     recipe = benches.add_parser(
@@ -99,8 +134,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train each recipe with each seed on the same data for the same steps, score every run with "
         "`lmtrain eval RUN --split valid`, and print the table (mean and spread per recipe).",
     )
-    recipe.add_argument("recipes", nargs="+", metavar="RECIPE",
-                        help="lmtrain (the defaults), nanogpt (nanoGPT's AdamW recipe) or a .toml file of train keys")  # fmt: skip
+    recipe.add_argument(
+        "recipes",
+        nargs="+",
+        metavar="RECIPE",
+        help="lmtrain (the defaults), nanogpt (nanoGPT's AdamW recipe) or a .toml file of train keys",
+    )
     recipe.add_argument("--seeds", type=int, nargs="+", default=[1337, 1], help="seeds (default 1337 1)")
     recipe.add_argument("--preset", default="tiny", help="model preset (default tiny)")
     add_data_options(recipe)
@@ -108,10 +147,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     recipe.add_argument("--seq-len", type=int, default=128, help="tokens per window (default 128)")
     recipe.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
     recipe.add_argument("--max-steps", type=int, default=120, help="optimizer steps of every run (default 120)")
-    recipe.add_argument("--workdir", type=Path, default=Path("runs/recipe-race"),
-                        help="where the runs go (default runs/recipe-race; must be new or empty)")  # fmt: skip
+    recipe.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("runs/recipe-race"),
+        help="where the runs go (default runs/recipe-race; must be new or empty)",
+    )
     recipe.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     recipe.set_defaults(handler=run_recipe_bench)
+    peak = benches.add_parser(
+        "peak",
+        help="the device's peak matmul FLOP/s behind every MFU figure: show it, or --refresh it",
+        description="Show the cached peak matmul throughput that MFU is measured against (measuring it if there is "
+        "none). The peak is the best square matmul in the dtype, the size doubling until the throughput stops growing; "
+        "a later measurement only ever raises it. --refresh measures it again and replaces it: run it on a quiet "
+        "machine when an MFU above 100% says the cached peak was measured under load.",
+    )
+    add_device_option(peak)
+    peak.add_argument(
+        "--dtype",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="the dtype to measure (default auto: bf16 on a GPU that has it, else fp32)",
+    )
+    peak.add_argument("--refresh", action="store_true", help="measure again and replace the cached figure")
+    peak.add_argument(
+        "--cache-dir", type=Path, help="where the peak is cached (default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain)"
+    )
+    peak.add_argument("--out", type=Path, help="also write the result as JSON to this file")
+    peak.set_defaults(handler=run_peak_bench)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -168,7 +232,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
 
 def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
     from lmtrain.bench.scaling import bench_scaling
-    from lmtrain.bench.train import TrainBench, bench_train, max_batch
+    from lmtrain.bench.train import TrainBench, bench_train, checked_peak, max_batch
     from lmtrain.hardware import peak_flops
     from lmtrain.runtime import configure_device, select_dtype
 
@@ -177,53 +241,92 @@ def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
     configure_device(device)
     seq_len = args.seq_len or cfg.max_seq_len
     bench = TrainBench(
-        cfg, device, dtype, args.batch_size, seq_len, args.grad_accum, args.steps, args.warmup_steps, args.compile,
-        args.loss, args.optimizer,
-    )  # fmt: skip
+        model=cfg,
+        device=device,
+        dtype=dtype,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        seq_len=seq_len,
+        steps=args.steps,
+        warmup=args.warmup_steps,
+        compile=args.compile,
+        loss=args.loss,
+        optimizer=args.optimizer,
+        parallel=args.parallel,
+    )
+    split = bench.layout(world.world_size)
     what = (
-        f"{args.preset}, micro-batch {args.batch_size} x {seq_len}, accumulation {args.grad_accum}, {dtype} on {device}"
+        f"{args.preset}, batch {args.batch_size} x {seq_len} ({split.per_rank} per rank, micro-batch {split.micro}, "
+        f"accumulation {split.accumulation}), {dtype} on {device}"
     )
     base = {"preset": args.preset, "device": str(device)}
     if world.distributed:
         if args.max_batch is not None or args.against or args.profile:
-            raise ConfigError("under torchrun, bench train measures scaling; run --max-batch, --against and --profile "
-                              "in one process")  # fmt: skip
+            raise ConfigError(
+                "under torchrun, bench train measures scaling; run --max-batch, --against and --profile in one process"
+            )
         if world.is_main:
-            log(f"bench train: {what} per rank; one rank alone, then {world.world_size} ranks ({args.parallel})")
-        result = bench_scaling(bench, world, args.parallel)
+            log(f"bench train: {what}; one rank alone, then {world.world_size} ranks ({args.parallel})")
+        result = bench_scaling(bench, world)
         return _emit(base | result, args.out) if result is not None else 0
     if args.max_batch is not None:
         if args.max_batch < 1:
             raise ConfigError("--max-batch must be at least 1")
         log(f"bench train: largest micro-batch up to {args.max_batch} for {what}")
         return _emit(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
-    peak = peak_flops(device, dtype, args.cache_dir or default_cache_dir(os.environ))
+    cache = args.cache_dir or default_cache_dir(os.environ)
+    peak = peak_flops(device, dtype, cache)
     log(f"bench train: {what}; peak {peak.measured_flops / 1e12:.3g} TFLOP/s measured ({peak.device_name})")
-    result = (
-        base
-        | {"device_name": peak.device_name}
-        | bench_train(bench, peak, against_hf=args.against == "hf", profile=args.profile)
+    result = bench_train(bench, peak, against_hf=args.against == "hf", profile=args.profile)
+    result = checked_peak(result, device=device, dtype=dtype, cache_dir=cache)
+    if result["peak_stale"]:
+        log(f"note: {result['peak_note']}")
+    return _emit(base | {"device_name": peak.device_name} | result, args.out)
+
+
+def run_peak_bench(args: argparse.Namespace) -> int:
+    from lmtrain.hardware import peak_flops
+    from lmtrain.runtime import configure_device, select_device, select_dtype
+
+    device = select_device(args.device)
+    configure_device(device)
+    dtype = select_dtype(args.dtype, device)
+    cache = args.cache_dir or default_cache_dir(os.environ)
+    peak = peak_flops(device, dtype, cache, replace=args.refresh)
+    log(
+        f"bench peak: {peak.measured_flops / 1e12:.4g} TFLOP/s ({dtype}) on {peak.device_name}, n={peak.matmul_size}, "
+        f"measured {peak.measured_at or 'by an earlier lmtrain'}; cached in {cache / 'peak_flops.json'}"
     )
-    return _emit(result, args.out)
+    return _emit({"bench": "peak", "refreshed": args.refresh} | dataclasses.asdict(peak), args.out)
 
 
 def run_recipe_bench(args: argparse.Namespace) -> int:
     from lmtrain.bench.recipe import race, table
-    from lmtrain.cli import main
 
     if args.workdir.exists() and any(args.workdir.iterdir()):
         raise ConfigError(f"--workdir {args.workdir} is not empty; choose a new folder")
     base = {
-        "preset": args.preset, "dataset": args.dataset, "device": args.device, "seq_len": args.seq_len,
-        "batch_size": args.batch_size, "max_steps": args.max_steps, "eval_every": 0, "save_every": 0,
-        "sample_tokens": 0, "log": "jsonl", "progress": "plain", "doctor": "off",
-    }  # fmt: skip
+        "preset": args.preset,
+        "dataset": args.dataset,
+        "device": args.device,
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "max_steps": args.max_steps,
+        "eval_every": 0,
+        "save_every": 0,
+        "sample_tokens": 0,
+        "log": "jsonl",
+        "progress": "plain",
+        "doctor": "off",
+    }
     base |= {k: str(v) for k in ("data_dir", "cache_dir") if (v := getattr(args, k))}
     if args.no_download:
         base["no_download"] = True
-    log(f"bench recipe: {', '.join(args.recipes)} x seeds {args.seeds}, {args.preset}, {args.max_steps} steps of "
-        f"{args.batch_size} x {args.seq_len}")  # fmt: skip
-    result = race(args.recipes, args.seeds, base, args.workdir, main, log=log)
+    log(
+        f"bench recipe: {', '.join(args.recipes)} x seeds {args.seeds}, {args.preset}, {args.max_steps} steps of "
+        f"{args.batch_size} x {args.seq_len}"
+    )
+    result = race(args.recipes, seeds=args.seeds, base=base, out=args.workdir, run=args.lmtrain_main, log=log)
     for line in table(result):
         log(line)
     return _emit(result, args.out)

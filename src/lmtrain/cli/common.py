@@ -1,9 +1,11 @@
-"""Options shared by subcommands: data locations, model overrides, output helpers."""
+"""What subcommands share: the parser class, data and device options, a run's flags, model overrides, output helpers.
+
+The one module of `cli/` that other `cli/` modules import.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -12,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lmtrain.config import DEVICES
+from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, read_toml
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
-from lmtrain.fields import field_docs, field_types
+from lmtrain.fields import field_types, leaves
 from lmtrain.model.config import GPTConfig
+from lmtrain.train_config import DEVICES, TrainConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -98,29 +101,29 @@ MODEL_DEST = "model__"
 def add_dataclass_options(
     parser: argparse.ArgumentParser, cls: type, title: str, prefix: str = "", exclude: tuple[str, ...] = ()
 ) -> None:
-    """One --field-name option per field of dataclass `cls`, help from its field docs; only given ones are set."""
-    group = parser.add_argument_group(title)
-    docs = field_docs(cls)
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    for name, tp in field_types(cls).items():
-        if name in exclude:
+    """One --key option per flat key of dataclass `cls` (a group per section), help from its field docs; only the
+    options given are set."""
+    groups: dict[str, Any] = {}
+    for key, leaf in leaves(cls).items():
+        if key in exclude:
             continue
-        flag = "--" + name.replace("_", "-")
-        default = defaults[name]
-        note = f" (default {default})" if prefix == "" and default is not None and not isinstance(default, bool) else ""
-        kwargs: dict[str, Any] = {"dest": prefix + name, "help": help_text((docs.get(name) or "") + note)}
+        heading = f"{title}: {leaf.section}" if leaf.section else title
+        group = groups.get(heading) or groups.setdefault(heading, parser.add_argument_group(heading))
+        flag = "--" + key.replace("_", "-")
+        shown = prefix == "" and leaf.default is not None and not isinstance(leaf.default, bool)
+        note = f" (default {leaf.default})" if shown else ""
+        kwargs: dict[str, Any] = {"dest": prefix + key, "help": help_text(leaf.doc + note)}
         if prefix == "":
             kwargs["default"] = argparse.SUPPRESS
-        if tp is bool:
+        if leaf.type is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
-        if typing.get_origin(tp) is typing.Literal:
-            kwargs["choices"] = typing.get_args(tp)
+        if typing.get_origin(leaf.type) is typing.Literal:
+            kwargs["choices"] = typing.get_args(leaf.type)
         else:
-            base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
-            kwargs["metavar"] = (
-                "DIR" if name.endswith("_dir") else {int: "INT", float: "FLOAT", str: "TEXT"}.get(base, "X")
-            )
+            base = next((a for a in typing.get_args(leaf.type) if a is not type(None)), leaf.type)
+            names = {int: "INT", float: "FLOAT", str: "TEXT"}
+            kwargs["metavar"] = "DIR" if key.endswith("_dir") else names.get(base, "X")
         group.add_argument(flag, **kwargs)
 
 
@@ -136,6 +139,70 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
         for key, value in vars(args).items()
         if key.startswith(MODEL_DEST) and value is not None
     }
+
+
+RUN_KEYS = ("preset", *field_types(DataConfig), *field_types(TrainConfig))
+"""The flat keys of a run (besides the model's)."""
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The flags of a run, shared by `lmtrain train` and `lmtrain doctor`; only the flags given are set."""
+    run = p.add_argument_group("run")
+    run.add_argument("--config", type=Path, help="TOML file with the same keys as the flags (flags override it)")
+    run.add_argument("--out", type=Path, help="run folder (default runs/PRESET-DATASET-TIME); must be new or empty")
+    run.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue the run in this folder from its latest checkpoint"
+    )
+    run.add_argument("--preset", default=argparse.SUPPRESS, help="model preset: micro, tiny, small (default), base")
+    add_data_options(p.add_argument_group("data"), keep_unset=True)
+    add_dataclass_options(p, DataConfig, "data window", exclude=("dataset", *LOCATION_KEYS))
+    add_dataclass_options(p, TrainConfig, "training")
+    add_model_options(p)
+
+
+def _resolve(value: Any, base: Path) -> str:
+    """A path option: `~` expanded, then a relative path taken from `base`."""
+    return str((base / Path(str(value)).expanduser()).resolve())
+
+
+def gather_flags(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
+    """Flat keys from --config (paths relative to the file's folder) with the flags given on top, and --out."""
+    flat: dict[str, Any] = {}
+    if args.config:
+        for key, value in read_toml(args.config).items():
+            name = key.replace("-", "_")
+            flat[name] = _resolve(value, args.config.parent) if name in PATH_KEYS else value
+    given = {k: v for k, v in vars(args).items() if k in RUN_KEYS}
+    given.update(model_overrides(args))
+    for key in PATH_KEYS:
+        if given.get(key) is not None:
+            given[key] = _resolve(given[key], Path.cwd())
+    flat.update(given)
+    toml_out = flat.pop("out", None)
+    out = args.out.expanduser() if args.out else Path(toml_out) if toml_out else None
+    return flat, out
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """--device, --dtype and --weights for commands that run a trained model."""
+    add_device_option(parser)
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="autocast precision (default fp32, the exact figure)",
+    )
+    add_weights_option(parser)
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """--weights: which weights of a checkpoint to use."""
+    parser.add_argument(
+        "--weights",
+        choices=("auto", "ema", "raw"),
+        default="auto",
+        help="auto (the EMA weights where the run kept them with --ema, else the raw weights), ema or raw",
+    )
 
 
 def print_json(obj: Any) -> None:

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lmtrain.cli.common import log, print_json
-from lmtrain.cli.train import add_run_options, gather_flags
+from lmtrain.cli.common import add_run_options, data_paths, gather_flags, log, print_json
 from lmtrain.errors import EXIT_DOCTOR_ERROR, ConfigError
+from lmtrain.findings import Finding
 
 if TYPE_CHECKING:  # the doctor's modules import torch; the CLI imports them only when it runs
-    from lmtrain.doctor.rules import Finding
+    from lmtrain.config import RunConfig
+    from lmtrain.doctor.lr_find import LRFind
     from lmtrain.train.data import TrainingData
-    from lmtrain.train.resume import Launch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.add_argument("--json", action="store_true", help='print {"findings": [{"level", "code", "message"}], ...}')
     lr = p.add_argument_group("LR range test")
-    lr.add_argument("--lr-find", action="store_true",
-                    help="also run a short range test (the LR rising geometrically) and suggest a peak --lr")  # fmt: skip
+    lr.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="also run a short range test (the LR rising geometrically) and suggest a peak --lr",
+    )
     lr.add_argument("--lr-find-steps", type=int, default=100, help="steps of the range test (default 100)")
     lr.add_argument("--lr-min", type=float, default=1e-6, help="the range test's first LR (default 1e-6)")
     lr.add_argument("--lr-max", type=float, default=1.0, help="the range test's last LR (default 1)")
@@ -47,26 +50,7 @@ def format_findings(findings: Sequence[Finding]) -> list[str]:
     return [f"{f.level:<5}  {f.code:<{width}}  {f.message}" for f in findings]
 
 
-def preflight(launch: Launch, data: TrainingData, world_size: int = 1) -> tuple[Finding, ...]:
-    """The doctor at the start of `lmtrain train` (of `world_size` processes): its findings, or a ConfigError under
-    --doctor strict."""
-    mode = launch.cfg.train.doctor
-    if mode == "off":
-        return ()
-    from lmtrain.doctor.examine import examine
-
-    report = examine(launch.cfg, data, start_step=launch.start_step, world_size=world_size)
-    if mode == "strict" and report.errors:
-        first = report.errors[0]
-        raise ConfigError(
-            f"the doctor found {len(report.errors)} ERROR(s), so --doctor strict does not start the run: "
-            f"[{first.code}] {first.message}"
-        )
-    return tuple(report.findings)
-
-
 def run(args: argparse.Namespace) -> int:
-    from lmtrain.cli.common import data_paths
     from lmtrain.config import build_run_config
     from lmtrain.doctor.examine import examine
     from lmtrain.train.data import load_training_data
@@ -85,12 +69,12 @@ def run(args: argparse.Namespace) -> int:
         for line in format_findings(report.findings):
             print(line)
         if found is not None:
-            for line in lr_find_lines(found, cfg.train.lr):
+            for line in lr_find_lines(found, cfg.train.optimizer.peak_lr):
                 print(line)
     return EXIT_DOCTOR_ERROR if report.errors else 0
 
 
-def _lr_find(args: argparse.Namespace, cfg, data):  # -> LRFind
+def _lr_find(args: argparse.Namespace, cfg: RunConfig, data: TrainingData) -> LRFind:
     """The range test on the run's device, with its plot when --plot is given."""
     from lmtrain.doctor.lr_find import lr_range_test, plot
     from lmtrain.runtime import configure_device, select_device, select_dtype
@@ -103,16 +87,22 @@ def _lr_find(args: argparse.Namespace, cfg, data):  # -> LRFind
     configure_device(device)
     log(f"LR range test: {args.lr_find_steps} steps from {args.lr_min:g} to {args.lr_max:g} on {device}")
     found = lr_range_test(
-        cfg, data, device, select_dtype(cfg.train.dtype, device), args.lr_find_steps, args.lr_min, args.lr_max
+        cfg,
+        data,
+        device=device,
+        dtype=select_dtype(cfg.train.dtype, device),
+        steps=args.lr_find_steps,
+        lr_min=args.lr_min,
+        lr_max=args.lr_max,
     )
     if args.plot is not None:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(found, args.plot, cfg.train.lr)
+        plot(found, args.plot, cfg.train.optimizer.peak_lr)
         log(f"LR range test plot: {args.plot}")
     return found
 
 
-def lr_find_lines(found, current: float) -> list[str]:
+def lr_find_lines(found: LRFind, current: float) -> list[str]:
     """The range test in a few lines: the loss at every tenth of the LRs tried, and the suggestion."""
     every = max(1, len(found.lrs) // 10)
     lines = ["lr-find  lr          loss (smoothed)"]

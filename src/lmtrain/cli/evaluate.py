@@ -6,33 +6,14 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
-from lmtrain.cli.common import add_data_options, add_device_option, data_paths, log, print_json
+from lmtrain.cli.common import add_data_options, add_inference_options, data_paths, log, print_json
 from lmtrain.data.datasets import DEFAULT_DATASET, get_dataset, locate_split
-from lmtrain.errors import CheckpointError, ConfigError, DataError
+from lmtrain.errors import ConfigError, DataError
 
 EVAL_BATCH_TOKENS = 4096
 """Tokens per forward pass of `lmtrain eval` by default: 32 windows of 128, 4 of 1,024 (logits are chunked, so memory
 holds only the hidden states). On the 2-core CPU 1,024 tokens per pass scored at 2.8x the training throughput."""
-
-
-def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """--device and --dtype for commands that run a trained model."""
-    add_device_option(parser)
-    parser.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="autocast precision (default fp32, the exact figure)",
-    )
-    add_weights_option(parser)
-
-
-def add_weights_option(parser: argparse.ArgumentParser) -> None:
-    """--weights: which weights of a checkpoint to use."""
-    parser.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
-                        help="auto (the EMA weights where the run kept them with --ema, else the raw weights), ema or raw")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,35 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def open_checkpoint(
-    path: Path, device_name: str, which: str = "best", weights: str = "auto"
-) -> tuple[Path, Any, dict[str, Any], Any]:
-    """(checkpoint folder, model on the device in eval mode with the chosen weights, its config.json, device)."""
-    from lmtrain.checkpoint import load_model, resolve_checkpoint
-    from lmtrain.runtime import select_device
-
-    device = select_device(device_name)
-    ckpt = resolve_checkpoint(path, which)
-    model, config = load_model(ckpt, device, weights)
-    return ckpt, model, config, device
-
-
-def check_tokenizer(config: dict[str, Any], ckpt: Path) -> None:
-    """The checkpoint must have been trained with the GPT-2 BPE lmtrain uses."""
-    from lmtrain.data.tokenizer import gpt2_fingerprint
-
-    if "tokenizer" in config and config["tokenizer"] != gpt2_fingerprint():
-        raise CheckpointError(f"{ckpt} was trained with another tokenizer ({config['tokenizer'].get('name')})")
-
-
 def run(args: argparse.Namespace) -> int:
+    from lmtrain.checkpoint import open_checkpoint
     from lmtrain.data.prepare import prepare_split
     from lmtrain.data.tokenizer import load_tokenizer
     from lmtrain.eval.perplexity import perplexity_report, score_tokens
     from lmtrain.runtime import autocast, select_dtype
 
     ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
-    check_tokenizer(config, ckpt)
     trained_on = config.get("data", {})
     dataset = args.dataset or trained_on.get("dataset") or DEFAULT_DATASET
     spec = get_dataset(dataset)
@@ -123,20 +83,20 @@ def run(args: argparse.Namespace) -> int:
     scores = score_tokens(
         model,
         prepared.tokens(),
-        context,
-        stride,
-        batch_size,
-        tokenizer.eot_id,
-        device,
-        lambda: autocast(device, dtype),
+        context=context,
+        stride=stride,
+        batch_size=batch_size,
+        eot_id=tokenizer.eot_id,
+        device=device,
+        autocast=lambda: autocast(device, dtype),
     )
     report = perplexity_report(
         scores,
-        int(prepared.meta["original_tokens"]),
-        int(prepared.meta["bytes"]),
-        context,
-        stride,
-        time.perf_counter() - t0,
+        original_tokens=int(prepared.meta["original_tokens"]),
+        n_bytes=int(prepared.meta["bytes"]),
+        context=context,
+        stride=stride,
+        seconds=time.perf_counter() - t0,
     )
     result = dataclasses.asdict(report) | {"dataset": spec.name, "split": args.split, "checkpoint": str(ckpt)}
     if args.json:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, data_paths, log, print_json
-from lmtrain.cli.evaluate import add_inference_options, check_tokenizer, open_checkpoint
+from lmtrain.cli.common import add_data_options, add_inference_options, data_paths, log, print_json
 from lmtrain.errors import ConfigError
 
 
@@ -52,13 +51,13 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from lmtrain.checkpoint import open_checkpoint
     from lmtrain.data.tokenizer import load_tokenizer
     from lmtrain.eval.generate import generate
     from lmtrain.runtime import autocast, select_dtype
 
     _check(args)
-    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
-    check_tokenizer(config, ckpt)
+    _, model, _, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
     tokenizer = load_tokenizer(data_paths(args).tokenizer_search())
     ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
     limit = model.config.max_seq_len
@@ -73,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
         out = generate(
             model,
             prompt,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_k,
-            args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
             eot_id=tokenizer.eot_id,
             generator=generator,
         )

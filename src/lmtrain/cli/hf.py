@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, data_paths, log
-from lmtrain.cli.evaluate import add_weights_option
+from lmtrain.cli.common import add_data_options, add_weights_option, data_paths, log
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from lmtrain.cli.common import add_model_options, log, model_overrides, print_json
+from lmtrain.defaults import PRESET_LR
 from lmtrain.errors import ConfigError
 from lmtrain.model.sizing import describe
-from lmtrain.presets import PRESET_LR, PRESET_NOTES, PRESETS, apply_overrides, ff_warning, get_preset
+from lmtrain.presets import PRESET_NOTES, PRESETS, apply_overrides, ff_warning, get_preset
 
 FLOPS_NOTE = (
     "FLOPs/token = 6N + 12·L·d·T (training: forward + backward), N = parameters less the position "

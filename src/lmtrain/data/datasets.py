@@ -58,7 +58,7 @@ class DatasetSpec:
     """Folder under ASSETS holding the split files: a corpus shipped with lmtrain, read from there alone."""
 
 
-def _wikitext(name: str, folder: str, ext: str, desc: str, zip_name: str, sha256: str, size: int) -> DatasetSpec:
+def _wikitext(name: str, *, folder: str, ext: str, desc: str, zip_name: str, sha256: str, size: int) -> DatasetSpec:
     urls = (
         f"https://wikitext.smerity.com/{zip_name}",
         f"https://s3.amazonaws.com/research.metamind.io/wikitext/{zip_name}",
@@ -78,39 +78,39 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
     {
         "wikitext-103": _wikitext(
             "wikitext-103",
-            "wikitext-103-raw",
-            "raw",
-            "WikiText-103, raw text (default)",
-            "wikitext-103-raw-v1.zip",
-            "91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
-            191984949,
+            folder="wikitext-103-raw",
+            ext="raw",
+            desc="WikiText-103, raw text (default)",
+            zip_name="wikitext-103-raw-v1.zip",
+            sha256="91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
+            size=191984949,
         ),
         "wikitext-2": _wikitext(
             "wikitext-2",
-            "wikitext-2-raw",
-            "raw",
-            "WikiText-2, raw text",
-            "wikitext-2-raw-v1.zip",
-            "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
-            4721645,
+            folder="wikitext-2-raw",
+            ext="raw",
+            desc="WikiText-2, raw text",
+            zip_name="wikitext-2-raw-v1.zip",
+            sha256="ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
+            size=4721645,
         ),
         "wikitext-103-v1": _wikitext(
             "wikitext-103-v1",
-            "wikitext-103",
-            "tokens",
-            "WikiText-103, tokenized with <unk>",
-            "wikitext-103-v1.zip",
-            "242ba0f20b329cfdf1ccc61e9e9e5b59becf189db7f7a81cd2a0e2fc31539590",
-            190229076,
+            folder="wikitext-103",
+            ext="tokens",
+            desc="WikiText-103, tokenized with <unk>",
+            zip_name="wikitext-103-v1.zip",
+            sha256="242ba0f20b329cfdf1ccc61e9e9e5b59becf189db7f7a81cd2a0e2fc31539590",
+            size=190229076,
         ),
         "wikitext-2-v1": _wikitext(
             "wikitext-2-v1",
-            "wikitext-2",
-            "tokens",
-            "WikiText-2, tokenized with <unk>",
-            "wikitext-2-v1.zip",
-            "92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c",
-            4475746,
+            folder="wikitext-2",
+            ext="tokens",
+            desc="WikiText-2, tokenized with <unk>",
+            zip_name="wikitext-2-v1.zip",
+            sha256="92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c",
+            size=4475746,
         ),
         "text": DatasetSpec(
             name="text",

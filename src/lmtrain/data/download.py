@@ -21,6 +21,7 @@ def download(
     url: str,
     dest: Path,
     sha256: str,
+    *,
     size: int | None = None,
     timeout: float = 60.0,
     log: Callable[[str], None] = lambda _msg: None,

@@ -173,6 +173,7 @@ def prepare_split(
     source: Path,
     tokenizer: Tokenizer,
     cache_dir: Path,
+    *,
     workers: int | None = None,
     chunk_bytes: int | None = None,
     force: bool = False,
@@ -243,6 +244,7 @@ def prepare_dataset(
     sources: Mapping[str, Path],
     paths: DataPaths,
     tokenizer: Tokenizer,
+    *,
     workers: int | None = None,
     force: bool = False,
 ) -> dict[str, PrepareResult]:

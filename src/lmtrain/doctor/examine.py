@@ -15,15 +15,13 @@ import numpy as np
 import torch
 
 from lmtrain.config import RunConfig
-from lmtrain.data.loader import TrainSampler
 from lmtrain.data.tokenizer import EOT_ID
-from lmtrain.doctor.rules import DocumentStats, Facts, Finding, Trial, diagnose, memory_estimate
-from lmtrain.model.gpt import GPT
+from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
+from lmtrain.errors import ConfigError
+from lmtrain.findings import Finding
 from lmtrain.runtime import autocast, device_memory, preserved_rng, seed_everything, select_device, select_dtype
 from lmtrain.train.data import TrainingData, eval_starts, run_length
-from lmtrain.train.optim import run_optimizer
-from lmtrain.train.schedule import ScheduleConfig
-from lmtrain.train.step import TrainStep
+from lmtrain.train.parts import build_training
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class DoctorReport:
         """The --json form."""
         trial = self.facts.trial
         return {
-            "findings": [{"level": f.level, "code": f.code, "message": f.message} for f in self.findings],
+            "findings": [f.to_dict() for f in self.findings],
             "plan": {
                 "total_steps": self.facts.total_steps,
                 "start_step": self.facts.start_step,
@@ -83,36 +81,28 @@ def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: 
 
 def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, world_size: int) -> Trial:
     tc = cfg.train
-    layout = tc.layout(world_size)
-    _, total = run_length(cfg, len(data.train))
-    sampler = TrainSampler(len(data.train), cfg.seq_len, layout.per_rank, tc.seed)
-    model = GPT(cfg.model).to(device)
-    optimizer = run_optimizer(model, tc, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
-    schedule = ScheduleConfig(tc.lr, tc.final_lr, 0, total)
-    step = TrainStep(
-        model, model, optimizer, scaler, schedule, sampler, data.train, cfg.seq_len, layout.accumulation,
-        tc.grad_clip, device, dtype,
-    )  # fmt: skip
+    one_rank = dataclasses.replace(tc, batch_size=tc.layout(world_size).per_rank, compile=False)
+    parts = build_training(dataclasses.replace(cfg, train=one_rank), tokens=data.train, device=device, dtype=dtype)
+    model = parts.model
     model.train()
-    start = int(sampler.batch_starts(0)[0])
+    start = int(parts.sampler.batch_starts(0)[0])
     x = torch.as_tensor(np.asarray(data.train[start : start + cfg.seq_len + 1], dtype=np.int64), device=device)
     with autocast(device, dtype):
         _, loss = model(x[None, :-1], x[None, 1:])  # warm-up on one window: kernels, allocator
     loss.backward()
-    optimizer.zero_grad(set_to_none=True)
+    parts.optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    initial = float(step(0).loss)  # waits for the device
+    initial = float(parts.step(0).loss)  # waits for the device
     seconds = time.perf_counter() - t0
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
     return Trial(seconds, initial, peak)
 
 
 def examine(
-    cfg: RunConfig, data: TrainingData, start_step: int = 0, measure: bool = True, world_size: int = 1
+    cfg: RunConfig, data: TrainingData, *, start_step: int = 0, measure: bool = True, world_size: int = 1
 ) -> DoctorReport:
     """The doctor's report for `cfg` on `data` (with a measured step unless `measure` is False), for a run of
     `world_size` processes."""
@@ -126,7 +116,7 @@ def examine(
         total_steps=total,
         start_step=start_step,
         train_tokens=len(data.train),
-        eval_windows=len(eval_starts(len(data.valid), cfg.seq_len, cfg.train.eval_windows)),
+        eval_windows=len(eval_starts(len(data.valid), cfg.seq_len, cfg.train.evaluation.windows)),
         documents=document_stats(data.train, cfg.seq_len),
         device=str(device),
         dtype=dtype,
@@ -137,3 +127,19 @@ def examine(
     if measure and (memory is None or memory_estimate(facts) <= memory):  # never try a step that cannot fit
         facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype, world_size))
     return DoctorReport(diagnose(facts), facts)
+
+
+def preflight(cfg: RunConfig, data: TrainingData, *, start_step: int = 0, world_size: int = 1) -> tuple[Finding, ...]:
+    """The doctor at the start of `lmtrain train` (of `world_size` processes), as --doctor asks: no findings (off),
+    its findings (warn), or a ConfigError naming the first ERROR (strict)."""
+    mode = cfg.train.health.doctor
+    if mode == "off":
+        return ()
+    report = examine(cfg, data, start_step=start_step, world_size=world_size)
+    if mode == "strict" and report.errors:
+        first = report.errors[0]
+        raise ConfigError(
+            f"the doctor found {len(report.errors)} ERROR(s), so --doctor strict does not start the run: "
+            f"[{first.code}] {first.message}"
+        )
+    return tuple(report.findings)

@@ -9,6 +9,7 @@ of where training becomes unstable (Smith, 2017; fastai's `lr_find`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,9 @@ from pathlib import Path
 import torch
 
 from lmtrain.config import RunConfig
-from lmtrain.model.gpt import GPT
 from lmtrain.runtime import preserved_rng, seed_everything
-from lmtrain.train.data import TrainingData, run_length
-from lmtrain.train.optim import run_optimizer
-from lmtrain.train.schedule import run_schedule
-from lmtrain.train.step import TrainStep
+from lmtrain.train.data import TrainingData
+from lmtrain.train.parts import build_training
 
 SMOOTHING = 0.9
 DIVERGED = 4.0
@@ -41,9 +39,12 @@ class LRFind:
 
     def to_dict(self) -> dict:
         return {
-            "lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed, "suggested_lr": self.suggestion,
+            "lrs": self.lrs,
+            "losses": self.losses,
+            "smoothed": self.smoothed,
+            "suggested_lr": self.suggestion,
             "stopped_early": self.stopped_early,
-        }  # fmt: skip
+        }
 
 
 def ramp(step: int, steps: int, lr_min: float, lr_max: float) -> float:
@@ -67,21 +68,28 @@ def suggest(lrs: list[float], smoothed: list[float]) -> float:
 
 
 def lr_range_test(
-    cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, steps: int, lr_min: float, lr_max: float
+    cfg: RunConfig,
+    data: TrainingData,
+    *,
+    device: torch.device,
+    dtype: str,
+    steps: int,
+    lr_min: float,
+    lr_max: float,
 ) -> LRFind:
-    """Run the range test on a fresh model with the run's settings; RNG states are left as they were."""
-    tc = cfg.train
+    """Run the range test on a fresh model with the run's settings (uncompiled); RNG states are left as they were."""
+    uncompiled = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=False))
     with preserved_rng():
-        seed_everything(tc.seed)
-        model = GPT(cfg.model).to(device)
-        optimizer = run_optimizer(model, tc, device)
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
-        sampler, total = run_length(cfg, len(data.train))
-        step = TrainStep(
-            model, model, optimizer, scaler, run_schedule(tc, total), sampler, data.train, cfg.seq_len,
-            tc.accumulation, tc.grad_clip, device, dtype, lr_of=lambda i: ramp(i, steps, lr_min, lr_max),
-        )  # fmt: skip
-        model.train()
+        seed_everything(cfg.train.seed)
+        parts = build_training(
+            uncompiled,
+            tokens=data.train,
+            device=device,
+            dtype=dtype,
+            lr_of=lambda i: ramp(i, steps, lr_min, lr_max),
+        )
+        step = parts.step
+        parts.model.train()
         lrs: list[float] = []
         losses: list[float] = []
         smoothed: list[float] = []

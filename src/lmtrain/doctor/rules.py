@@ -8,26 +8,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from lmtrain.config import WARMUP_SHARE, BatchLayout, RunConfig
+from lmtrain.config import RunConfig
+from lmtrain.defaults import WARMUP_SHARE
+from lmtrain.findings import Finding, Level
 from lmtrain.model.sizing import param_counts, step_memory
 from lmtrain.presets import ff_warning
 from lmtrain.train.schedule import LONG_WARMUP_SHARE, lr_at, run_schedule
+from lmtrain.train_config import BatchLayout
 
-Level = Literal["OK", "WARN", "ERROR"]
 COMPUTE_OPTIMAL_TOKENS_PER_PARAM = 20.0
 """Hoffmann et al. (2022): a compute-optimal run sees about 20 tokens per parameter."""
 GIB = 1 << 30
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One line of the doctor's report."""
-
-    level: Level
-    code: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -52,7 +44,7 @@ class DocumentStats:
     """Share of documents longer than the training window."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Facts:
     """Everything the rules look at."""
 
@@ -136,33 +128,34 @@ def steps(f: Facts) -> Finding:
 
 def warmup(f: Facts) -> Finding:
     tc, total = f.cfg.train, f.total_steps
-    warm = tc.warmup_steps(total)
+    warm = tc.schedule.warmup_steps(total)
+    lr = tc.optimizer.peak_lr
     suggestion = max(1, round(WARMUP_SHARE * total))
     points = _lr_points(f)
     if warm >= total:
-        level: Level = "WARN" if tc.allow_long_warmup else "ERROR"
+        level: Level = "WARN" if tc.schedule.allow_long_warmup else "ERROR"
         return Finding(
             level,
             "warmup",
-            f"warmup {warm} of {total} steps: the LR never reaches its peak {tc.lr:g} ({points}); "
+            f"warmup {warm} of {total} steps: the LR never reaches its peak {lr:g} ({points}); "
             f"use --warmup {suggestion}",
         )
     share = warm / total
     if warm and share >= LONG_WARMUP_SHARE:
         probe = min(100, warm // 10)
-        lr = lr_at(probe, run_schedule(f.cfg.train, f.total_steps))
+        at_probe = lr_at(probe, run_schedule(f.cfg.train, f.total_steps))
         return Finding(
             "WARN",
             "warmup",
-            f"warmup {warm} of {total} steps ({share:.0%}): the LR at step {probe} is {lr:.1e}, "
-            f"{lr / tc.lr:.2g} of the peak, and much of the run learns slowly ({points}); use --warmup {suggestion}",
+            f"warmup {warm} of {total} steps ({share:.0%}): the LR at step {probe} is {at_probe:.1e}, "
+            f"{at_probe / lr:.2g} of the peak, and much of the run learns slowly ({points}); use --warmup {suggestion}",
         )
-    auto = " (5% of the run, the default)" if tc.warmup is None else ""
+    auto = " (5% of the run, the default)" if tc.schedule.warmup is None else ""
     return Finding("OK", "warmup", f"warmup {warm} of {total} steps ({share:.0%}){auto}; {points}")
 
 
 def learning_rate(f: Facts) -> Finding:
-    lr = f.cfg.train.lr
+    lr = f.cfg.train.optimizer.peak_lr
     if lr > 1e-2:
         return Finding(
             "WARN",
@@ -173,8 +166,8 @@ def learning_rate(f: Facts) -> Finding:
     if lr < 1e-5:
         return Finding("WARN", "lr", f"--lr {lr:g} is so low that the model will barely move; try 3e-4 to 1e-3")
     tc = f.cfg.train
-    muon = f"; Muon matrices at {tc.peak_muon_lr:g}" if tc.optimizer == "muon" else ""
-    return Finding("OK", "lr", f"peak LR {lr:g}, decaying to {tc.final_lr:g} ({tc.schedule}){muon}")
+    muon = f"; Muon matrices at {tc.optimizer.peak_muon_lr:g}" if tc.optimizer.name == "muon" else ""
+    return Finding("OK", "lr", f"peak LR {lr:g}, decaying to {tc.final_lr:g} ({tc.schedule.kind}){muon}")
 
 
 def context(f: Facts) -> Finding:

@@ -6,6 +6,8 @@ learned), so generation stops there: prompt + new tokens never exceed max_seq_le
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from lmtrain.model.gpt import GPT
@@ -44,6 +46,7 @@ def generate(
     model: GPT,
     prompt: torch.Tensor,
     max_new_tokens: int,
+    *,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -60,20 +63,35 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        return _generate(model, prompt, max_new_tokens, temperature, top_k, top_p, eot_id, generator, use_cache)
+        sample = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        return _generate(
+            model, prompt, max_new_tokens=max_new_tokens, sample=sample, eot_id=eot_id, use_cache=use_cache
+        )
     finally:
         model.train(was_training)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How the next token is chosen from the logits."""
+
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    generator: torch.Generator | None
+
+    def next_token(self, logits: torch.Tensor) -> torch.Tensor:
+        """Next token ids (B, 1) from last-position logits (B, V)."""
+        return next_token(logits, self.temperature, self.top_k, self.top_p, self.generator)
 
 
 def _generate(
     model: GPT,
     prompt: torch.Tensor,
+    *,
     max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
+    sample: Sampling,
     eot_id: int | None,
-    generator: torch.Generator | None,
     use_cache: bool,
 ) -> torch.Tensor:
     cfg = model.config
@@ -85,7 +103,15 @@ def _generate(
     steps = min(max_new_tokens, cfg.max_seq_len - T)
     param = next(model.parameters())
     cache = (
-        KVCache(cfg.n_layer, B, cfg.n_head, cfg.head_dim, cfg.max_seq_len, param.device, param.dtype)
+        KVCache(
+            n_layer=cfg.n_layer,
+            batch_size=B,
+            n_head=cfg.n_head,
+            head_dim=cfg.head_dim,
+            max_len=cfg.max_seq_len,
+            device=param.device,
+            dtype=param.dtype,
+        )
         if use_cache
         else None
     )
@@ -94,7 +120,7 @@ def _generate(
     feed = prompt
     for _ in range(steps):
         logits, _ = model(feed if use_cache else out, cache=cache)
-        tok = next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+        tok = sample.next_token(logits[:, -1, :])  # (B, 1)
         if eot_id is not None:
             tok = torch.where(done[:, None], torch.full_like(tok, eot_id), tok)
             done |= tok[:, 0] == eot_id

@@ -44,9 +44,10 @@ def plan_windows(n_tokens: int, context: int, stride: int) -> Iterator[tuple[int
 
 
 def window_arrays(
-    stream: np.ndarray, begin: int, end: int, first: int, context: int, pad_id: int
+    stream: np.ndarray, window: tuple[int, int, int], *, context: int, pad_id: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Input ids and targets (-100 where not scored) of one window, padded to `context`."""
+    """Input ids and targets (-100 where not scored) of one window (begin, end, first), padded to `context`."""
+    begin, end, first = window
     n_tokens = len(stream) - 1
     inputs = np.full(context, pad_id, dtype=np.int64)
     targets = np.full(context, -100, dtype=np.int64)
@@ -69,6 +70,7 @@ class Scores:
 def score_tokens(
     model: nn.Module,
     tokens: np.ndarray,
+    *,
     context: int,
     stride: int,
     batch_size: int,
@@ -87,7 +89,7 @@ def score_tokens(
     try:
         with torch.inference_mode():
             for i in range(0, len(windows), batch_size):
-                pairs = [window_arrays(stream, b, e, f, context, eot_id) for b, e, f in windows[i : i + batch_size]]
+                pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
                 x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
                 y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
                 scored = y != -100
@@ -120,7 +122,7 @@ class PerplexityReport:
 
 
 def perplexity_report(
-    scores: Scores, original_tokens: int, n_bytes: int, context: int, stride: int, seconds: float
+    scores: Scores, *, original_tokens: int, n_bytes: int, context: int, stride: int, seconds: float
 ) -> PerplexityReport:
     """Token perplexity, word perplexity (per original token: words + lines) and bits per UTF-8 byte."""
     return PerplexityReport(

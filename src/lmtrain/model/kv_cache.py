@@ -13,6 +13,7 @@ class KVCache:
 
     def __init__(
         self,
+        *,
         n_layer: int,
         batch_size: int,
         n_head: int,

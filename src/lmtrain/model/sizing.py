@@ -1,6 +1,6 @@
 """Parameter and FLOP counts of a GPTConfig, computed from the config alone (no model is built).
 
-Definitions (documented in the README):
+Definitions (documented in docs/training.md, Presets):
 - params: every trainable parameter, the tied token embedding counted once.
 - non_embedding_params: params minus the token and position embeddings (Kaplan et al., 2020).
 - flops_per_token: training FLOPs per token, 6*N + 12*L*d*T (the PaLM / nanoGPT estimate), where

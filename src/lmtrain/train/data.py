@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from lmtrain.config import RunConfig
 from lmtrain.data.datasets import DataPaths, get_dataset, locate_splits
-from lmtrain.data.loader import TrainSampler, window_starts
+from lmtrain.data.loader import TrainSampler, make_batch, window_starts
 from lmtrain.data.prepare import prepare_dataset
 from lmtrain.data.tokenizer import Tokenizer, load_tokenizer
 from lmtrain.errors import ConfigError, DataError
+from lmtrain.train.distributed import World
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,21 @@ def eval_starts(n_tokens: int, seq_len: int, windows: int) -> np.ndarray:
     """Start positions of the validation windows: the first `windows` of the split (0: all), independent of batching."""
     starts = window_starts(n_tokens, seq_len)
     return starts[:windows] if windows else starts
+
+
+def rank_batches(
+    tokens: np.ndarray, starts: np.ndarray, *, seq_len: int, micro: int, world: World, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's share of the windows at `starts` (every world_size-th), in micro-batches; every rank yields as
+    many batches (sharded models gather weights in every forward), the ranks that run out with targets of -100 that
+    count for nothing."""
+    ranks = world.world_size
+    mine = starts[world.rank :: ranks]
+    batches = math.ceil(math.ceil(len(starts) / ranks) / micro)
+    for i in range(batches):
+        chosen = mine[i * micro : (i + 1) * micro]
+        if len(chosen):
+            yield make_batch(tokens, chosen, seq_len, device)
+        else:
+            x, y = make_batch(tokens, starts[:1], seq_len, device)
+            yield x, torch.full_like(y, -100)

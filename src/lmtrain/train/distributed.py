@@ -215,7 +215,15 @@ def init_world(device: str, parallel: Parallel, timeout_s: float, env: Mapping[s
     timeout = timedelta(seconds=timeout_s)
     dist.init_process_group(backend, timeout=timeout, **({"device_id": chosen} if backend == "nccl" else {}))
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
-    return World(rank, local_rank, world_size, chosen, backend, timeout_s, control)
+    return World(
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        device=chosen,
+        backend=backend,
+        timeout_s=timeout_s,
+        control=control,
+    )
 
 
 def rank_seed(seed: int, rank: int) -> int:

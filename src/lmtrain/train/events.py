@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lmtrain.config import RunConfig
-from lmtrain.doctor.rules import Finding
+from lmtrain.findings import Finding
 from lmtrain.model.sizing import mfu
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """The run as planned at its start."""
 
@@ -68,7 +68,7 @@ class Plan:
         return mfu(tokens_per_s, self.flops_per_token, self.peak_flops * self.world_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunStarted:
     """Training is about to take its first step (of a new or resumed run)."""
 
@@ -82,7 +82,7 @@ class RunStarted:
     """The doctor's findings (empty with --doctor off)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepEnded:
     """One optimizer step, announced in order at the next log, evaluation or checkpoint point."""
 
@@ -139,7 +139,7 @@ class Warned:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunEnded:
     """The run stopped normally: finished, at --stop-at, or on a signal."""
 

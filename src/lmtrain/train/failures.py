@@ -27,12 +27,13 @@ def failure_message(reason: str, what: str, cfg: RunConfig, out: Path, last: Pat
     if reason == "rank_failed":
         advice = (
             f"fix what stopped that rank (its own error is in its output) and continue; a rank waits at most "
-            f"--dist-timeout {tc.dist_timeout:g} s for the others"
+            f"--dist-timeout {tc.distributed.timeout:g} s for the others"
         )
     elif reason == "non_finite":
+        warmup = tc.schedule.warmup if tc.schedule.warmup is not None else "5% of the run"
         advice = (
-            f"try a lower --lr (now {tc.lr:g}) or a longer --warmup (now {tc.warmup if tc.warmup is not None else '5% of the run'}), keep --grad-clip on, "
-            f"prefer --dtype bf16 or fp32 to fp16, or pass --on-nan skip to skip such steps"
+            f"try a lower --lr (now {tc.optimizer.peak_lr:g}) or a longer --warmup (now {warmup}), keep --grad-clip "
+            f"on, prefer --dtype bf16 or fp32 to fp16, or pass --on-nan skip to skip such steps"
         )
     else:
         advice = (

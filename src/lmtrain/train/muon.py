@@ -54,6 +54,7 @@ class MuonAdamW(torch.optim.Optimizer):
     def __init__(
         self,
         groups: list[dict],
+        *,
         lr: float,
         weight_decay: float,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -125,8 +126,18 @@ class MuonAdamW(torch.optim.Optimizer):
             return
         beta1, beta2 = group["betas"]
         adamw(
-            params, [p.grad for p in params], avgs, sqs, [], steps,
+            params=params,
+            grads=[p.grad for p in params],
+            exp_avgs=avgs,
+            exp_avg_sqs=sqs,
+            max_exp_avg_sqs=[],  # amsgrad is off
+            state_steps=steps,
             fused=True if params[0].device.type in FUSED_ADAMW_DEVICES else None,
-            amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-            eps=group["eps"], maximize=False,
-        )  # fmt: skip
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )

@@ -8,9 +8,10 @@ import inspect
 import torch
 import torch.nn as nn
 
-from lmtrain.config import MUON_LR_FACTOR, TrainConfig
+from lmtrain.defaults import MUON_LR_FACTOR
 from lmtrain.runtime import FUSED_ADAMW_DEVICES
 from lmtrain.train.muon import MuonAdamW
+from lmtrain.train_config import OptimizerConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -40,6 +41,7 @@ def muon_groups(model: nn.Module, weight_decay: float, muon_scale: float) -> lis
 
 def build_optimizer(
     model: nn.Module,
+    *,
     lr: float,
     weight_decay: float,
     betas: tuple[float, float],
@@ -58,6 +60,14 @@ def build_optimizer(
     )
 
 
-def run_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer a run's TrainConfig asks for."""
-    return build_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), device, tc.optimizer, tc.peak_muon_lr)
+def run_optimizer(model: nn.Module, oc: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer a run's optimizer section asks for."""
+    return build_optimizer(
+        model,
+        lr=oc.peak_lr,
+        weight_decay=oc.weight_decay,
+        betas=(oc.beta1, oc.beta2),
+        device=device,
+        kind=oc.name,
+        muon_lr=oc.peak_muon_lr,
+    )

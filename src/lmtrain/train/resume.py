@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -13,18 +12,17 @@ from typing import Any
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import (
     RUN_CONFIG,
-    SECTIONS,
     DataConfig,
     RunConfig,
-    TrainConfig,
-    _section_of,
     build_run_config,
     normalise_keys,
     run_config_from_dict,
+    section_of,
 )
 from lmtrain.errors import CheckpointError, ConfigError
-from lmtrain.fields import coerce, field_types
+from lmtrain.fields import coerce, field_types, from_flat
 from lmtrain.presets import apply_overrides
+from lmtrain.train_config import TrainConfig
 
 DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
 """Keys that fix which tokens each step sees; a resumed run must keep them."""
@@ -42,18 +40,18 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
     """
     flat = normalise_keys(flat, "the resumed run's flags")
     changes, model_changes = [], {}
-    sections = {name: dataclasses.asdict(getattr(saved, name)) for name in SECTIONS}
+    sections = saved.flat()
     for key, value in flat.items():
         if key == "preset":
             if value != saved.preset:
                 raise ConfigError(f"resuming with --preset {value}, but the run was trained as {saved.preset}")
             continue
-        section = _section_of(key)
+        section = section_of(key)
         if section == "model":
             model_changes[key] = value
             continue
         old = sections[section][key]
-        new = coerce(value, field_types(SECTIONS[section])[key], key)
+        new = coerce(value, field_types(type(getattr(saved, section)))[key], key)
         if new == old:
             continue
         if key in DATA_STREAM_KEYS:
@@ -95,8 +93,8 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
     resumed = RunConfig(
         preset=saved.preset,
         model=saved.model,
-        data=DataConfig(**sections["data"]),
-        train=TrainConfig(**sections["train"]),
+        data=from_flat(DataConfig, sections["data"], "the resumed run's data config"),
+        train=from_flat(TrainConfig, sections["train"], "the resumed run's training config"),
     )
     return resumed, changes
 

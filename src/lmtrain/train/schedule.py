@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from lmtrain.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lmtrain.config import TrainConfig
+    from lmtrain.train_config import TrainConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
     """Everything `lr_at` depends on."""
 
@@ -47,7 +47,15 @@ class ScheduleConfig:
 
 def run_schedule(tc: TrainConfig, total_steps: int) -> ScheduleConfig:
     """The schedule a run's TrainConfig asks for over `total_steps` optimizer steps."""
-    return ScheduleConfig(tc.lr, tc.final_lr, tc.warmup_steps(total_steps), total_steps, tc.schedule, tc.decay_fraction)
+    sc = tc.schedule
+    return ScheduleConfig(
+        lr=tc.optimizer.peak_lr,
+        min_lr=tc.final_lr,
+        warmup=sc.warmup_steps(total_steps),
+        total_steps=total_steps,
+        kind=sc.kind,
+        decay_fraction=sc.decay_fraction,
+    )
 
 
 def lr_at(step: int, cfg: ScheduleConfig) -> float:

@@ -1,76 +1,140 @@
-"""What a training checkpoint holds besides the weights: its config.json and trainer state, and restoring them."""
+"""A training checkpoint: what it holds besides the weights (config.json, trainer state), gathering and writing it
+from every rank, and restoring it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
+from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
 from lmtrain.data.tokenizer import Tokenizer
-from lmtrain.runtime import set_rng_state
-from lmtrain.train.distributed import World, load_optimizer_state, rank_seed
+from lmtrain.runtime import rng_state, set_rng_state
+from lmtrain.train.distributed import World, full_model_state, full_optimizer_state, load_optimizer_state, rank_seed
+from lmtrain.train.ema import EMA
 from lmtrain.train.resume import Restore
 
 
-def checkpoint_config(
-    cfg: RunConfig,
-    step: int,
-    epoch: float,
-    total_steps: int,
-    val_loss: float | None,
-    eval_windows: int,
-    sources: Mapping[str, Mapping[str, Any]],
-    tokenizer: Tokenizer,
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class Position:
+    """Where a run is when it writes a checkpoint, and what it is trained and scored on."""
+
+    step: int
+    epoch: float
+    total_steps: int
+    eval_windows: int
+    """Validation windows each evaluation scores (the same ones every time)."""
+    sources: Mapping[str, Mapping[str, Any]]
+    """Per split: sha256 of the source file, tokens, documents."""
+
+
+def checkpoint_config(cfg: RunConfig, at: Position, *, val_loss: float | None, tokenizer: Tokenizer) -> dict[str, Any]:
     """config.json of a checkpoint: the run config, the step, its validation loss and on which windows, the data."""
     return {
         **cfg.to_dict(),
         "checkpoint": {
-            "step": step,
-            "epoch": epoch,
+            "step": at.step,
+            "epoch": at.epoch,
             "val_loss": val_loss,
-            "total_steps": total_steps,
-            "val_weights": "ema" if cfg.train.ema else "raw",
-        },  # fmt: skip
-        "evaluation": {"windows": eval_windows, "seq_len": cfg.seq_len, "valid_sha256": sources["valid"]["sha256"]},
+            "total_steps": at.total_steps,
+            "val_weights": "ema" if cfg.train.optimizer.ema else "raw",
+        },
+        "evaluation": {
+            "windows": at.eval_windows,
+            "seq_len": cfg.seq_len,
+            "valid_sha256": at.sources["valid"]["sha256"],
+        },
         "tokenizer": tokenizer.fingerprint(),
-        "data_sources": {s: {"sha256": v["sha256"], "tokens": v["tokens"]} for s, v in sources.items()},
+        "data_sources": {s: {"sha256": v["sha256"], "tokens": v["tokens"]} for s, v in at.sources.items()},
     }
 
 
 def trainer_state(
     cfg: RunConfig,
-    step: int,
-    epoch: float,
+    at: Position,
+    *,
     optimizer_state: dict[str, Any],
     scaler: torch.amp.GradScaler,
     best_val_loss: float,
-    eval_windows: int,
-    sources: Mapping[str, Mapping[str, Any]],
     rng_ranks: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """trainer_state.pt: optimizer (keyed by parameter name), loss scaler, every rank's RNG states, data position and
     identity, best validation loss."""
     return {
-        "step": step,
-        "epoch": epoch,
+        "step": at.step,
+        "epoch": at.epoch,
         "optimizer": optimizer_state,
         "scaler": scaler.state_dict(),
         "rng": rng_ranks[0],
         "rng_ranks": rng_ranks,
         "data": {
-            "position": step,
+            "position": at.step,
             "seed": cfg.train.seed,
             "seq_len": cfg.seq_len,
             "batch_size": cfg.train.batch_size,
-            "train_sha256": sources["train"]["sha256"],
-            "valid_sha256": sources["valid"]["sha256"],
-            "eval_windows": eval_windows,
+            "train_sha256": at.sources["train"]["sha256"],
+            "valid_sha256": at.sources["valid"]["sha256"],
+            "eval_windows": at.eval_windows,
         },
         "best_val_loss": best_val_loss,
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trained:
+    """What a checkpoint saves the state of."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: EMA | None = None
+
+
+def save_snapshot(
+    cfg: RunConfig,
+    at: Position,
+    *,
+    out: Path,
+    parts: Trained,
+    world: World,
+    val_loss: float | None,
+    best_val_loss: float,
+    is_best: bool,
+    tokenizer: Tokenizer,
+) -> Path | None:
+    """Write the checkpoint of `at.step` into run folder `out` (`best` names it when `is_best`); its folder
+    on rank 0, None elsewhere. Every rank takes part (whole weights and optimizer state are gathered from the shards)
+    and waits until the checkpoint is complete."""
+    config = checkpoint_config(cfg, at, val_loss=val_loss, tokenizer=tokenizer)
+    weights = full_model_state(parts.model, world)
+    ema = None
+    if parts.ema is not None:
+        with parts.ema.swapped():
+            ema = full_model_state(parts.model, world)
+    optimizer = full_optimizer_state(parts.model, parts.optimizer, world)
+    rngs = world.gather_objects(rng_state())
+    path = None
+    if world.is_main:
+        state = trainer_state(
+            cfg, at, optimizer_state=optimizer, scaler=parts.scaler, best_val_loss=best_val_loss, rng_ranks=rngs
+        )
+        path = ckpt.save_checkpoint(
+            out,
+            at.step,
+            weights=weights,
+            config=config,
+            trainer_state=state,
+            keep_last=cfg.train.checkpoints.keep_last,
+            is_best=is_best,
+            ema=ema,
+        )
+    world.barrier()  # no rank goes on (or exits) before the checkpoint is complete
+    return path
 
 
 def restore_state(

@@ -34,7 +34,7 @@ class StepResult:
     skipped: bool = False
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainStep:
     """Runs optimizer step `step` (0-based) of the run on the batch the sampler assigns to it."""
 

@@ -7,6 +7,7 @@ are observers on its event bus. It receives prepared token arrays and, on resume
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -18,25 +19,16 @@ import torch
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RUN_CONFIG, RunConfig
-from lmtrain.data.loader import make_batch
-from lmtrain.doctor.rules import Finding
 from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import generate
 from lmtrain.eval.loss import loss_sums
 from lmtrain.files import write_text_atomic
-from lmtrain.hardware import peak_flops
-from lmtrain.model.gpt import GPT
+from lmtrain.findings import Finding
+from lmtrain.hardware import peak_flops, stale_note
 from lmtrain.model.sizing import flops_per_token, param_counts
-from lmtrain.runtime import autocast, configure_device, rng_state, seed_everything, select_device, select_dtype
-from lmtrain.train.data import TrainingData, eval_starts, run_length
-from lmtrain.train.distributed import (
-    World,
-    full_model_state,
-    full_optimizer_state,
-    lost_peer,
-    rank_seed,
-    wrap_model,
-)
+from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
+from lmtrain.train.data import TrainingData, eval_starts, rank_batches
+from lmtrain.train.distributed import World, lost_peer, rank_seed
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
     CheckpointSaved,
@@ -50,13 +42,13 @@ from lmtrain.train.events import (
     Warned,
 )
 from lmtrain.train.failures import failure_message, is_out_of_memory
-from lmtrain.train.optim import run_optimizer
+from lmtrain.train.parts import build_training
 from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
-from lmtrain.train.schedule import check_warmup, run_schedule
+from lmtrain.train.schedule import check_warmup
 from lmtrain.train.signals import StopSignals
-from lmtrain.train.snapshot import checkpoint_config, restore_state, trainer_state
-from lmtrain.train.step import StepClock, StepResult, TrainStep
+from lmtrain.train.snapshot import Position, Trained, restore_state, save_snapshot
+from lmtrain.train.step import StepClock, StepResult
 
 
 class Trainer:
@@ -64,6 +56,7 @@ class Trainer:
 
     def __init__(
         self,
+        *,
         cfg: RunConfig,
         data: TrainingData,
         out: Path,
@@ -79,38 +72,40 @@ class Trainer:
         self.cfg, self.data, self.out, self.bus, self.restore = cfg, data, out, bus, restore
         self.changes, self.findings = changes, findings
         tc = cfg.train
-        self.world = world or World(device=select_device(tc.device), timeout_s=tc.dist_timeout)
+        self.world = world or World(device=select_device(tc.device), timeout_s=tc.distributed.timeout)
         self.layout = tc.layout(self.world.world_size)
         self.device = self.world.device
         self.dtype = select_dtype(tc.dtype, self.device)
         configure_device(self.device)
+        self.cache_dir = cache_dir
         self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
-        self.sampler, self.total_steps = run_length(cfg, len(data.train))
-        self.stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
-        self.schedule = run_schedule(tc, self.total_steps)
-        check_warmup(self.schedule, tc.allow_long_warmup)
-        self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.eval_windows)
-        seed_everything(tc.seed)  # the same initial weights on every rank
-        self.model = GPT(cfg.model).to(self.device)
+        self.peak_checked = False
+        self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.evaluation.windows)
         if restore is not None:
             check_restore(restore, self.data.sources, len(self.val_starts))
-            ckpt.load_state_into(self.model, restore.weights, restore.checkpoint)
-        self.runner = wrap_model(self.model, self.world, tc.parallel, tc.compile, self.dtype)
-        self.optimizer = run_optimizer(self.model, tc, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == "fp16")
+        seed_everything(tc.seed)  # the same initial weights on every rank
+        parts = build_training(
+            cfg,
+            tokens=data.train,
+            device=self.device,
+            dtype=self.dtype,
+            world=self.world,
+            weights=restore.weights if restore is not None else None,
+            weights_from=restore.checkpoint if restore is not None else None,
+        )
+        self.model, self.runner, self.optimizer, self.scaler = parts.model, parts.runner, parts.optimizer, parts.scaler
+        self.sampler, self.schedule, self.train_step = parts.sampler, parts.schedule, parts.step
+        self.total_steps = self.schedule.total_steps
+        self.stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
+        check_warmup(self.schedule, tc.schedule.allow_long_warmup)
         self.step, self.best_val = 0, math.inf
         if restore is not None:
             self.step, self.best_val = restore_state(restore, self.model, self.optimizer, self.scaler, self.world)
         elif self.world.rank > 0:  # dropout differs per rank
             torch.manual_seed(rank_seed(tc.seed, self.world.rank))
-        self.ema = EMA(self.model, tc.ema) if tc.ema else None
+        self.ema = EMA(self.model, tc.optimizer.ema) if tc.optimizer.ema else None
         if self.ema is not None and restore is not None and restore.ema is not None:
             self.ema.load(self.model, restore.ema)  # a run that turns --ema on starts it from the current weights
-        self.train_step = TrainStep(
-            self.model, self.runner, self.optimizer, self.scaler, self.schedule, self.sampler, data.train,
-            cfg.seq_len, self.layout.accumulation, tc.grad_clip, self.device, self.dtype, tc.on_nan == "skip",
-            self.world,
-        )  # fmt: skip
         self.outbox = Outbox(self.world, bus)
         self.first_step = self.step + 1
         self.pending: list[tuple[int, StepResult]] = []
@@ -128,28 +123,42 @@ class Trainer:
         """The run as planned: steps, tokens, parameters, data, device."""
         counts = param_counts(self.cfg.model)
         return Plan(
-            self.total_steps, self.stop_at, self.step, self.tokens_per_step, counts["total"],
-            counts["non_embedding"], len(self.data.train), len(self.data.valid), self.sampler.steps_per_epoch,
-            len(self.val_starts), str(self.device), self.dtype, flops_per_token(self.cfg.model, self.cfg.seq_len),
-            self.peak.measured_flops if self.peak else None, self.world.world_size, self.parallelism,
-        )  # fmt: skip
+            total_steps=self.total_steps,
+            stop_at=self.stop_at,
+            start_step=self.step,
+            tokens_per_step=self.tokens_per_step,
+            parameters=counts["total"],
+            non_embedding_parameters=counts["non_embedding"],
+            train_tokens=len(self.data.train),
+            valid_tokens=len(self.data.valid),
+            steps_per_epoch=self.sampler.steps_per_epoch,
+            eval_windows=len(self.val_starts),
+            device=str(self.device),
+            dtype=self.dtype,
+            flops_per_token=flops_per_token(self.cfg.model, self.cfg.seq_len),
+            peak_flops=self.peak.measured_flops if self.peak else None,
+            world_size=self.world.world_size,
+            parallel=self.parallelism,
+        )
 
     @property
     def parallelism(self) -> str:
         """single (one process), ddp or fsdp."""
-        return self.cfg.train.parallel if self.world.distributed else "single"
+        return self.cfg.train.distributed.parallel if self.world.distributed else "single"
 
     def run_record(self) -> dict:
         """config.json of the run folder: the config, and how it is spread over processes."""
         layout = self.layout
-        return {
-            **self.cfg.to_dict(),
-            "distributed": {
-                "world_size": layout.world_size, "parallel": self.parallelism, "backend": self.world.backend,
-                "global_batch": layout.global_batch, "per_rank_batch": layout.per_rank, "micro_batch": layout.micro,
-                "accumulation": layout.accumulation,
-            },
-        }  # fmt: skip
+        spread = {
+            "world_size": layout.world_size,
+            "parallel": self.parallelism,
+            "backend": self.world.backend,
+            "global_batch": layout.global_batch,
+            "per_rank_batch": layout.per_rank,
+            "micro_batch": layout.micro,
+            "accumulation": layout.accumulation,
+        }
+        return {**self.cfg.to_dict(), "distributed": spread}
 
     def run(self) -> int:
         """Train to the end, to --stop-at or to a signal and return the exit code; a failure raises TrainingFailed.
@@ -159,7 +168,16 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out / RUN_CONFIG, json.dumps(self.run_record(), indent=2) + "\n")
         resumed_from = self.restore.checkpoint if self.restore is not None else None
-        self.bus.publish(RunStarted(self.out, self.cfg, self._plan, resumed_from, self.changes, self.findings))
+        self.bus.publish(
+            RunStarted(
+                out=self.out,
+                config=self.cfg,
+                plan=self._plan,
+                resumed_from=resumed_from,
+                changes=self.changes,
+                findings=self.findings,
+            )
+        )
         if self.step >= self.stop_at:
             return self._end("already_done", 0)
         stop = 0
@@ -200,8 +218,9 @@ class Trainer:
             self._note_skip()
         else:
             self.skipped_in_row = 0
-        eval_due = bool(tc.eval_every) and self.step % tc.eval_every == 0
-        save_due = bool(tc.save_every) and self.step % tc.save_every == 0
+        eval_every, save_every = tc.evaluation.every, tc.checkpoints.every
+        eval_due = bool(eval_every) and self.step % eval_every == 0
+        save_due = bool(save_every) and self.step % save_every == 0
         if self._is_log_point(self.step) or eval_due or save_due:
             self._flush()
         if eval_due or save_due:  # every checkpoint carries its validation loss
@@ -210,7 +229,7 @@ class Trainer:
                 self._save(val)
 
     def _is_log_point(self, step: int) -> bool:
-        return step % self.cfg.train.log_every == 0 or step in (self.first_step, self.stop_at)
+        return step % self.cfg.train.logging.every == 0 or step in (self.first_step, self.stop_at)
 
     def _flush(self) -> None:
         """Read the pending steps' values in one transfer, check them, and announce them."""
@@ -221,6 +240,9 @@ class Trainer:
         self.outbox.deliver()
         seconds = self.clock.lap(len(self.pending))
         per_step, pending, self.pending = seconds / len(rows), self.pending, []
+        tokens_per_s = self.tokens_per_step / per_step
+        if not self.peak_checked and (self._plan.mfu(tokens_per_s) or 0.0) > 1.0:
+            self._check_peak(pending[-1][0], tokens_per_s)
         for (step, result), (loss, grad_norm, bad) in zip(pending, values):
             if bad and not result.skipped:
                 raise self._fail(
@@ -230,16 +252,37 @@ class Trainer:
                 )
             self.bus.publish(
                 StepEnded(
-                    step, self.sampler.epoch_of(step), loss, result.lr, grad_norm, step * self.tokens_per_step,
-                    per_step, self.tokens_per_step / per_step, self._is_log_point(step), result.skipped,
-                    self._plan.mfu(self.tokens_per_step / per_step),
+                    step=step,
+                    epoch=self.sampler.epoch_of(step),
+                    loss=loss,
+                    lr=result.lr,
+                    grad_norm=grad_norm,
+                    tokens=step * self.tokens_per_step,
+                    step_time=per_step,
+                    tokens_per_s=tokens_per_s,
+                    log_point=self._is_log_point(step),
+                    skipped=result.skipped,
+                    mfu=self._plan.mfu(tokens_per_s),
                 )
-            )  # fmt: skip
+            )
+
+    def _check_peak(self, step: int, tokens_per_s: float) -> None:
+        """The run outpaced the cached peak: rank 0 measures it again (the higher figure is kept); if the run still
+        outpaces it, a warning says how to refresh it. Once per run."""
+        self.peak_checked = True
+        if not self.world.is_main or self.peak is None:
+            return
+        self.peak = peak_flops(self.device, self.dtype, self.cache_dir, remeasure=True)
+        self._plan = dataclasses.replace(self._plan, peak_flops=self.peak.measured_flops)
+        self.clock.mark()  # the measurement is not training time
+        note = stale_note(self._plan.mfu(tokens_per_s), self.cache_dir)
+        if note is not None:
+            self.bus.publish(Warned(step, "mfu.stale_peak", note))
 
     def _note_skip(self) -> None:
         self._flush()
         self.skipped_in_row += 1
-        limit = self.cfg.train.max_skipped_steps
+        limit = self.cfg.train.health.max_skipped_steps
         self.bus.publish(
             Warned(
                 self.step,
@@ -257,18 +300,15 @@ class Trainer:
             )
 
     def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's share of the validation windows (every world_size-th), in micro-batches; every rank yields
-        as many batches, the ranks that run out with targets of -100 that count for nothing."""
-        micro, ranks = self.layout.micro, self.world.world_size
-        mine = self.val_starts[self.world.rank :: ranks]
-        batches = math.ceil(math.ceil(len(self.val_starts) / ranks) / micro)
-        for i in range(batches):
-            starts = mine[i * micro : (i + 1) * micro]
-            if len(starts):
-                yield make_batch(self.data.valid, starts, self.cfg.seq_len, self.device)
-            else:
-                x, y = make_batch(self.data.valid, self.val_starts[:1], self.cfg.seq_len, self.device)
-                yield x, torch.full_like(y, -100)
+        """This rank's share of the validation windows, in micro-batches (every rank runs as many)."""
+        return rank_batches(
+            self.data.valid,
+            self.val_starts,
+            seq_len=self.cfg.seq_len,
+            micro=self.layout.micro,
+            world=self.world,
+            device=self.device,
+        )
 
     def evaluate(self) -> float:
         """Mean validation loss over the run's fixed validation windows (eval mode, no grad; train mode restored):
@@ -296,26 +336,26 @@ class Trainer:
         is_best = val_loss is not None and math.isfinite(val_loss) and val_loss < self.best_val
         if is_best:
             self.best_val = val_loss
-        epoch, windows, sources = self.sampler.epoch_of(self.step), len(self.val_starts), self.data.sources
-        config = checkpoint_config(
-            self.cfg, self.step, epoch, self.total_steps, val_loss, windows, sources, self.data.tokenizer
+        at = Position(
+            step=self.step,
+            epoch=self.sampler.epoch_of(self.step),
+            total_steps=self.total_steps,
+            eval_windows=len(self.val_starts),
+            sources=self.data.sources,
         )
-        weights = full_model_state(self.model, self.world)  # every rank takes part; rank 0 gets the whole
-        ema = None
-        if self.ema is not None:
-            with self.ema.swapped():
-                ema = full_model_state(self.model, self.world)
-        optimizer = full_optimizer_state(self.model, self.optimizer, self.world)
-        rngs = self.world.gather_objects(rng_state())
-        if self.world.is_main:
-            state = trainer_state(
-                self.cfg, self.step, epoch, optimizer, self.scaler, self.best_val, windows, sources, rngs
-            )
-            keep = self.cfg.train.keep_last
-            path = ckpt.save_checkpoint(self.out, self.step, weights, config, state, keep, is_best, ema)
-        self.world.barrier()  # no rank goes on (or exits) before the checkpoint is complete
+        path = save_snapshot(
+            self.cfg,
+            at,
+            out=self.out,
+            parts=Trained(model=self.model, optimizer=self.optimizer, scaler=self.scaler, ema=self.ema),
+            world=self.world,
+            val_loss=val_loss,
+            best_val_loss=self.best_val,
+            is_best=is_best,
+            tokenizer=self.data.tokenizer,
+        )
         self.last_save = self.step
-        if self.world.is_main:
+        if path is not None:  # rank 0
             self.bus.publish(CheckpointSaved(self.step, path, val_loss, is_best, time.perf_counter() - t0))
         self.clock.mark()
 
@@ -338,12 +378,23 @@ class Trainer:
 
     def _end(self, reason: str, code: int) -> int:
         tc = self.cfg.train
-        sample = self.sample(tc.sample_tokens) if reason == "finished" and tc.sample_tokens else None
+        tokens = tc.logging.sample_tokens
+        sample = self.sample(tokens) if reason == "finished" and tokens else None
         best = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "best")
         tps = self.clock.steps * self.tokens_per_step / self.clock.seconds if self.clock.steps else None
         best_val = self.best_val if math.isfinite(self.best_val) else None
         self.bus.publish(
-            RunEnded(self.step, reason, code, best_val, best, self.clock.seconds, tps, sample, self._plan.mfu(tps))
+            RunEnded(
+                step=self.step,
+                reason=reason,
+                exit_code=code,
+                best_val_loss=best_val,
+                best_checkpoint=best,
+                train_seconds=self.clock.seconds,
+                tokens_per_s=tps,
+                sample=sample,
+                mfu=self._plan.mfu(tps),
+            )
         )
         return code
 
@@ -353,5 +404,7 @@ class Trainer:
         ids = torch.as_tensor(prompt, device=self.device)[None]  # (1, T)
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
         with autocast(self.device, self.dtype):
-            out = generate(self.model, ids, new_tokens, 0.8, 50, eot_id=self.data.tokenizer.eot_id, generator=gen)
+            out = generate(
+                self.model, ids, new_tokens, temperature=0.8, top_k=50, eot_id=self.data.tokenizer.eot_id, generator=gen
+            )
         return self.data.tokenizer.decode(out[0].tolist())

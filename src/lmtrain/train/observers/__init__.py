@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from lmtrain.config import TrainConfig
 from lmtrain.train.events import EventBus
 from lmtrain.train.observers.console import PlainConsole, ProgressConsole
 from lmtrain.train.observers.health import HealthMonitor
 from lmtrain.train.observers.jsonl import JsonlObserver
+from lmtrain.train_config import TrainConfig
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -30,12 +30,13 @@ def build_bus(
     """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    logging = cfg.logging
     bus = EventBus()
-    if "wandb" in cfg.sinks:
+    if "wandb" in logging.sinks:
         from lmtrain.train.observers.wandb import WandbObserver, import_wandb
 
         wandb_observer = WandbObserver(out, wandb_project, import_wandb())
-    bar = cfg.progress == "bar" or (cfg.progress == "auto" and _is_terminal(stderr))
+    bar = logging.progress == "bar" or (logging.progress == "auto" and _is_terminal(stderr))
     if bar:
         from rich.console import Console
 
@@ -45,13 +46,13 @@ def build_bus(
             bus.add(PlainConsole(lambda line: print(line, file=stdout, flush=True)))
     else:
         bus.add(PlainConsole(lambda line: print(line, file=stdout, flush=True)))
-    if "jsonl" in cfg.sinks:
+    if "jsonl" in logging.sinks:
         bus.add(JsonlObserver(out))
-    if "tensorboard" in cfg.sinks:
+    if "tensorboard" in logging.sinks:
         from lmtrain.train.observers.tensorboard import TensorBoardObserver
 
         bus.add(TensorBoardObserver(out))
-    if "wandb" in cfg.sinks:
+    if "wandb" in logging.sinks:
         bus.add(wandb_observer)
     bus.add(HealthMonitor(bus.publish))
     return bus

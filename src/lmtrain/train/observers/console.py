@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lmtrain.hardware import REFRESH
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
     Event,
+    Plan,
     RunEnded,
     RunStarted,
     StepEnded,
@@ -15,11 +17,13 @@ from lmtrain.train.events import (
     perplexity,
 )
 from lmtrain.train.schedule import lr_at, run_schedule
+from lmtrain.train_config import TrainConfig
 
 
 def describe(event: RunStarted) -> list[str]:
     """The resolved run, printed at its start."""
     cfg, plan, tc, m = event.config, event.plan, event.config.train, event.config.model
+    oc = tc.optimizer
     schedule = run_schedule(tc, plan.total_steps)
     lines = [
         f"run      {event.out}  (config: {event.out / 'config.json'})",
@@ -31,13 +35,14 @@ def describe(event: RunStarted) -> list[str]:
         f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
         f"{plan.total_tokens:,} tokens), batch {tc.batch_size} x {cfg.seq_len} = {plan.tokens_per_step:,} "
         f"tokens/step, {_split_text(tc, plan)}",
-        f"optim    {_optimizer_text(tc)} lr={tc.lr:g} -> {tc.final_lr:g} {tc.schedule}, warmup {schedule.warmup} "
-        f"(LR at step 0: {lr_at(0, schedule):.3g}), weight decay {tc.weight_decay}, "
-        f"betas ({tc.beta1}, {tc.beta2}), grad clip {tc.grad_clip}",
+        f"optim    {_optimizer_text(tc)} lr={oc.peak_lr:g} -> {tc.final_lr:g} {tc.schedule.kind}, warmup "
+        f"{schedule.warmup} (LR at step 0: {lr_at(0, schedule):.3g}), weight decay {oc.weight_decay}, "
+        f"betas ({oc.beta1}, {oc.beta2}), grad clip {oc.grad_clip}",
         f"runtime  device {plan.device}, dtype {plan.dtype}{_peak_text(plan.peak_flops)}, compile {tc.compile}, "
         f"seed {tc.seed}; "
-        f"eval every {tc.eval_every} ({plan.eval_windows} windows), save every {tc.save_every}, "
-        f"keep {tc.keep_last}; on NaN: {tc.on_nan}; logs: {', '.join(tc.sinks) or 'console only'}",
+        f"eval every {tc.evaluation.every} ({plan.eval_windows} windows), save every {tc.checkpoints.every}, "
+        f"keep {tc.checkpoints.keep_last}; on NaN: {tc.health.on_nan}; "
+        f"logs: {', '.join(tc.logging.sinks) or 'console only'}",
     ]
     width = max((len(f.code) for f in event.findings), default=0)
     lines += [f"doctor   {f.level:<5} {f.code:<{width}}  {f.message}" for f in event.findings]
@@ -47,7 +52,7 @@ def describe(event: RunStarted) -> list[str]:
     return lines
 
 
-def _split_text(tc, plan) -> str:
+def _split_text(tc: TrainConfig, plan: Plan) -> str:
     """How the global batch is split: over ranks (under torchrun), then into micro-batches."""
     layout = tc.layout(plan.world_size)
     micro = f"micro-batch {layout.micro} ({layout.accumulation} accumulation steps)"
@@ -56,9 +61,9 @@ def _split_text(tc, plan) -> str:
     return f"{layout.per_rank} per rank on {plan.world_size} ranks ({plan.parallel}), {micro}"
 
 
-def _optimizer_text(tc) -> str:
-    if tc.optimizer == "muon":
-        return f"Muon (block matrices, peak lr={tc.peak_muon_lr:g}) + AdamW (embeddings, biases, norms)"
+def _optimizer_text(tc: TrainConfig) -> str:
+    if tc.optimizer.name == "muon":
+        return f"Muon (block matrices, peak lr={tc.optimizer.peak_muon_lr:g}) + AdamW (embeddings, biases, norms)"
     return "AdamW"
 
 
@@ -67,7 +72,10 @@ def _peak_text(peak: float | None) -> str:
 
 
 def _mfu_text(mfu: float | None) -> str:
-    return f" | MFU {mfu:.1%}" if mfu is not None else ""
+    if mfu is None:
+        return ""
+    stale = f" (above the measured peak: {REFRESH})" if mfu > 1.0 else ""
+    return f" | MFU {mfu:.1%}{stale}"
 
 
 def ppl_text(loss: float) -> str:
@@ -96,7 +104,7 @@ def end_lines(event: RunEnded, out: str, total_steps: int) -> list[str]:
     if event.reason == "stop_at":
         return [f"stopped at step {event.step} of {total_steps}; {resume}"]
     speed = f"; {event.tokens_per_s:,.0f} tok/s in training steps" if event.tokens_per_s else ""
-    speed += f" (MFU {event.mfu:.1%})" if event.mfu is not None else ""
+    speed += f" ({_mfu_text(event.mfu).removeprefix(' | ')})" if event.mfu is not None else ""
     best = (
         f"best val loss {event.best_val_loss:.4f} (ppl {ppl_text(event.best_val_loss)})"
         if event.best_val_loss is not None

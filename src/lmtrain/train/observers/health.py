@@ -20,7 +20,7 @@ from lmtrain.train.events import CheckpointSaved, Evaluated, Event, RunStarted, 
 
 
 @dataclass(frozen=True)
-class HealthConfig:
+class HealthThresholds:
     """Thresholds of the checks."""
 
     init_tolerance: float = 1.0
@@ -46,9 +46,9 @@ class HealthConfig:
 class HealthMonitor:
     """Announces `Warned` events through `emit` when a check fires; each kind of spike at most once per window."""
 
-    def __init__(self, emit: Callable[[Event], None], config: HealthConfig | None = None) -> None:
+    def __init__(self, emit: Callable[[Event], None], thresholds: HealthThresholds | None = None) -> None:
         self.emit = emit
-        self.cfg = config or HealthConfig()
+        self.cfg = thresholds or HealthThresholds()
         self.ln_v = math.nan
         self.start_step = 0
         self.progress_step = 0

@@ -58,7 +58,7 @@ def record(event: Event) -> dict[str, Any] | None:
                 "parallel": plan.parallel,
                 "resumed_from": str(resumed) if resumed else None,
                 "changes": list(event.changes),
-                "findings": [{"level": f.level, "code": f.code, "message": f.message} for f in event.findings],
+                "findings": [f.to_dict() for f in event.findings],
             }
         case StepEnded(log_point=False):
             return None

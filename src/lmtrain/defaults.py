@@ -1,0 +1,29 @@
+"""Every learning-rate and warmup default of lmtrain, in one place.
+
+A run without --lr takes its preset's `PRESET_LR` for the AdamW groups; with the default --optimizer muon the blocks'
+matrices run at `MUON_LR_FACTOR` times it. `tiny`'s LR won the recipe race on the sample (docs/learning-per-token.md);
+the others scale it about as 1/d_model, as starting points (`lmtrain doctor --lr-find` checks yours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+PRESET_LR: Mapping[str, float] = MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3})
+"""Peak LR of the AdamW groups of each preset when --lr is not given."""
+MUON_LR_FACTOR = 3.0
+"""--muon-lr when not given: this times --lr."""
+MIN_LR_DIVISOR = 10
+"""--min-lr when not given: --lr divided by this (the decay ends at a tenth of the peak)."""
+FALLBACK_LR = 3e-4
+"""The AdamW LR of a TrainConfig built in code without one (runs and recipes take their preset's)."""
+WARMUP_SHARE = 0.05
+"""Without --warmup: this share of the run's steps warm up ..."""
+MAX_AUTO_WARMUP = 1000
+"""... at most this many."""
+BENCH_LR = 1e-4
+"""The constant LR of `lmtrain bench train` (a step's speed does not depend on it)."""
+NANOGPT_LR = 1e-3
+"""The AdamW LR of the `nanogpt` recipe of `lmtrain bench recipe`: the best AdamW LR of the sweep on the sample
+(nanoGPT's own 6e-4 for GPT-2 124M did worse there)."""

@@ -1,0 +1,295 @@
+"""How a model is trained: `TrainConfig`, in sections (optimizer, schedule, evaluation, checkpoints, logging, health,
+distributed), each validated on construction.
+
+Users never type the sections: every field has one flat key, the flag and TOML key (`--eval-every`, `eval-every = 500`),
+which `fields.from_flat` routes to its section. A field whose name inside its section differs from its key says so
+in its metadata (`every` in `EvalConfig` is `eval_every`).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lmtrain.defaults import FALLBACK_LR, MAX_AUTO_WARMUP, MIN_LR_DIVISOR, MUON_LR_FACTOR, WARMUP_SHARE
+from lmtrain.errors import ConfigError
+from lmtrain.fields import key
+
+Schedule = Literal["cosine", "linear", "constant", "wsd"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DEVICES: tuple[str, ...] = typing.get_args(Device)
+"""The --device choices of every command."""
+DType = Literal["auto", "fp32", "bf16", "fp16"]
+SINKS = ("jsonl", "tensorboard", "wandb")
+"""What --log may name."""
+
+
+def positive(name: str, value: float | None) -> None:
+    """A ConfigError unless `value` is None or > 0."""
+    if value is not None and not value > 0:
+        raise ConfigError(f"{name}={value} must be > 0")
+
+
+def non_negative(name: str, value: float | None) -> None:
+    """A ConfigError unless `value` is None or >= 0."""
+    if value is not None and not value >= 0:
+        raise ConfigError(f"{name}={value} must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    """The optimizer and what it clips and averages."""
+
+    name: Literal["adamw", "muon"] = field(default="muon", metadata=key("optimizer"))
+    """muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms; or adamw."""
+    lr: float | None = None
+    """Peak learning rate of the AdamW groups (default: the preset's, as `lmtrain presets` lists it)."""
+    muon_lr: float | None = None
+    """With --optimizer muon: peak LR of the Muon matrices (default 3 x --lr; --lr stays the AdamW groups')."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay (AdamW and Muon), applied only to tensors with two or more dimensions."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.99); evaluation and `best` use it,
+    checkpoints save it beside the raw weights (model_ema.safetensors)."""
+
+    def __post_init__(self) -> None:
+        if self.lr is None:  # a config built in code; runs get their preset's LR from build_run_config
+            object.__setattr__(self, "lr", FALLBACK_LR)
+        positive("lr", self.lr)
+        positive("muon_lr", self.muon_lr)
+        non_negative("weight_decay", self.weight_decay)
+        non_negative("grad_clip", self.grad_clip)
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema={self.ema} must be between 0 and 1 (e.g. 0.99; omit --ema for none)")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+
+    @property
+    def peak_lr(self) -> float:
+        """The AdamW groups' peak LR (--lr, resolved)."""
+        assert self.lr is not None  # resolved in __post_init__
+        return self.lr
+
+    @property
+    def peak_muon_lr(self) -> float:
+        """With --optimizer muon: the Muon matrices' peak LR."""
+        return MUON_LR_FACTOR * self.peak_lr if self.muon_lr is None else self.muon_lr
+
+
+@dataclass(frozen=True, kw_only=True)
+class LRScheduleConfig:
+    """The learning rate over the run (`train/schedule.py` computes it)."""
+
+    kind: Schedule = field(default="cosine", metadata=key("schedule"))
+    """Decay after warmup: cosine, linear, constant or wsd (warmup-stable-decay)."""
+    warmup: int | None = None
+    """Optimizer steps of linear warmup; step s < warmup runs at lr*(s+1)/warmup; 0 starts at lr (default: 5% of
+    the run, at most 1000)."""
+    min_lr: float | None = None
+    """Learning rate at the end of the decay (default: lr/10)."""
+    decay_fraction: float = 0.2
+    """wsd only: share of all steps spent decaying linearly to min_lr at the end."""
+    allow_long_warmup: bool = False
+    """Allow a warmup as long as the whole run."""
+
+    def __post_init__(self) -> None:
+        non_negative("warmup", self.warmup)
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(f"decay_fraction={self.decay_fraction} must be in (0, 1]")
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """--warmup, or without it 5% of the run's `total_steps` (at least 1, at most 1000)."""
+        if self.warmup is not None:
+            return self.warmup
+        return min(MAX_AUTO_WARMUP, max(1, round(WARMUP_SHARE * total_steps)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """When the validation loss is measured, and on which windows."""
+
+    every: int = field(default=500, metadata=key("eval_every"))
+    """Evaluate on the validation split every N optimizer steps (and at the end); 0: only at the end."""
+    windows: int = field(default=1000, metadata=key("eval_windows"))
+    """Validation windows of seq_len tokens per evaluation, always the first ones of the split; 0: all of them."""
+
+    def __post_init__(self) -> None:
+        non_negative("eval_every", self.every)
+        non_negative("eval_windows", self.windows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+    """When checkpoints are written and how many are kept."""
+
+    every: int = field(default=1000, metadata=key("save_every"))
+    """Write a checkpoint every N optimizer steps (and at the end); 0: only at the end."""
+    keep_last: int = 3
+    """Checkpoints to keep (the best one is always kept as well)."""
+
+    def __post_init__(self) -> None:
+        non_negative("save_every", self.every)
+        positive("keep_last", self.keep_last)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    """What the run prints and records."""
+
+    every: int = field(default=10, metadata=key("log_every"))
+    """Print and record a training line every N optimizer steps."""
+    log: str = "jsonl,tensorboard"
+    """Comma list of metric sinks: jsonl (metrics.jsonl), tensorboard, wandb (needs the wandb package)."""
+    progress: Literal["auto", "bar", "plain"] = "auto"
+    """Console output: a progress bar (auto: when stderr is a terminal) or plain log lines."""
+    sample_tokens: int = 40
+    """Tokens of text to sample at the end of training (0: none)."""
+
+    def __post_init__(self) -> None:
+        positive("log_every", self.every)
+        non_negative("sample_tokens", self.sample_tokens)
+        unknown = [s for s in self.sinks if s not in SINKS]
+        if unknown or len(set(self.sinks)) != len(self.sinks):
+            what = f"unknown sink {unknown[0]!r}" if unknown else "a sink named twice"
+            raise ConfigError(f"log={self.log!r}: {what}; give a comma list of {', '.join(SINKS)}")
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """The metric sinks --log names."""
+        return tuple(s.strip() for s in self.log.split(",") if s.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthConfig:
+    """The checks before and during the run, and what a non-finite step does."""
+
+    doctor: Literal["off", "warn", "strict"] = "warn"
+    """Preflight checks at the start: off, warn (report and go on) or strict (refuse to start on an ERROR)."""
+    on_nan: Literal["stop", "skip"] = "stop"
+    """A non-finite loss or gradient norm: stop (keeping the last good checkpoint) or skip that optimizer step."""
+    max_skipped_steps: int = 10
+    """With --on-nan skip: stop once this many optimizer steps in a row were skipped."""
+
+    def __post_init__(self) -> None:
+        positive("max_skipped_steps", self.max_skipped_steps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributedConfig:
+    """Several processes under torchrun."""
+
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ddp (a full copy per rank) or fsdp (parameters, gradients and optimizer state sharded)."""
+    timeout: float = field(default=600.0, metadata=key("dist_timeout"))
+    """Under torchrun: seconds a rank waits for the others before the run stops with the error of the rank that failed."""
+
+    def __post_init__(self) -> None:
+        positive("dist_timeout", self.timeout)
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """The global batch = micro-batch x accumulation steps x world size, in sequences."""
+
+    global_batch: int
+    world_size: int
+    per_rank: int
+    """Sequences each rank trains on per optimizer step."""
+    micro: int
+    """Sequences per forward/backward."""
+    accumulation: int
+    """Forward/backward passes per rank per optimizer step."""
+
+
+def batch_layout(global_batch: int, micro_batch: int | None, world_size: int) -> BatchLayout:
+    """How `global_batch` splits over `world_size` ranks and micro-batches of `micro_batch` (default: a rank's whole
+    share); a ConfigError if it does not."""
+    if global_batch % world_size:
+        raise ConfigError(
+            f"batch_size={global_batch} (the global batch) is not divisible by the {world_size} ranks; choose a "
+            f"multiple of {world_size} so every rank trains on the same number of sequences"
+        )
+    per_rank = global_batch // world_size
+    micro = micro_batch or per_rank
+    if per_rank % micro:
+        raise ConfigError(
+            f"micro_batch_size={micro} does not divide the {per_rank} sequences per rank (batch_size="
+            f"{global_batch} over {world_size} ranks); choose a divisor of {per_rank}"
+        )
+    return BatchLayout(global_batch, world_size, per_rank, micro, per_rank // micro)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How the model is trained: length, batch, seed and hardware, then one section per concern."""
+
+    epochs: float | None = None
+    """Passes over the training tokens (one epoch = every window once at the global batch size)."""
+    max_steps: int | None = None
+    """Optimizer steps in all (instead of --epochs); the LR schedule spans them."""
+    stop_at: int | None = None
+    """Stop after this optimizer step with a checkpoint, keeping the schedule of the full run (resume later)."""
+    batch_size: int = 32
+    """Sequences per optimizer step (the global batch)."""
+    micro_batch_size: int | None = None
+    """Sequences per forward/backward; gradients accumulate over batch_size/micro_batch_size (default: batch_size)."""
+    seed: int = 1337
+    """Seed for initialisation, data order and dropout."""
+    device: Device = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda or mps."""
+    dtype: DType = "auto"
+    """Autocast precision: auto (bf16 on CUDA that has it, else fp32), fp32, bf16 or fp16."""
+    compile: bool = False
+    """Compile the model with torch.compile."""
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.max_steps is not None:
+            raise ConfigError("give --epochs or --max-steps, not both")
+        positive("epochs", self.epochs)
+        for name in ("max_steps", "stop_at", "batch_size", "micro_batch_size"):
+            positive(name, getattr(self, name))
+        lr, min_lr = self.optimizer.peak_lr, self.schedule.min_lr
+        if min_lr is not None and not 0 <= min_lr <= lr:
+            raise ConfigError(f"min_lr={min_lr} must be between 0 and lr={lr}")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"micro_batch_size={self.micro_batch_size} does not divide batch_size={self.batch_size}; "
+                f"choose a divisor so every optimizer step sees the same number of sequences"
+            )
+        if self.distributed.parallel == "fsdp" and self.dtype == "fp16":
+            raise ConfigError("--parallel fsdp trains in fp32 or bf16; use --dtype bf16 (fp16 loss scaling is DDP's)")
+
+    @property
+    def micro(self) -> int:
+        """Sequences per forward/backward (in one process)."""
+        return self.layout(1).micro
+
+    @property
+    def accumulation(self) -> int:
+        """Forward/backward passes per optimizer step (in one process)."""
+        return self.layout(1).accumulation
+
+    def layout(self, world_size: int) -> BatchLayout:
+        """How the global batch splits over `world_size` ranks and their micro-batches; a ConfigError if it does not."""
+        return batch_layout(self.batch_size, self.micro_batch_size, world_size)
+
+    @property
+    def final_lr(self) -> float:
+        """Learning rate the decay ends at."""
+        min_lr = self.schedule.min_lr
+        return self.optimizer.peak_lr / MIN_LR_DIVISOR if min_lr is None else min_lr

@@ -1,0 +1,146 @@
+"""The shape of the code, checked: keyword arguments for long calls, layers that point down, one place for the training
+parts and for every LR default, no formatter escapes."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+SRC = REPO / "src" / "lmtrain"
+MAX_POSITIONAL = 5
+"""More arguments than this are passed by keyword (`*` in the signature, `kw_only` dataclasses)."""
+FIXED_SIGNATURES = {"src/lmtrain/train/relay.py show"}
+"""Functions whose signature another API dictates (`warnings.showwarning` is called positionally)."""
+
+
+def modules(folder: Path = SRC) -> Iterator[Path]:
+    yield from sorted(folder.rglob("*.py"))
+
+
+def tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def name(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def imported(path: Path) -> set[str]:
+    """Every lmtrain module `path` imports, at the top or inside functions (relative imports resolved)."""
+    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return {m for m in found if m.startswith("lmtrain")}
+
+
+def test_no_formatter_escapes() -> None:
+    offenders = [name(p) for p in [*modules(), *modules(REPO / "tests")] if "fmt: " + "skip" in p.read_text()]
+    assert offenders == []
+
+
+def test_no_call_passes_more_than_five_positional_arguments() -> None:
+    offenders = [
+        f"{name(p)}:{node.lineno}"
+        for p in modules()
+        for node in ast.walk(tree(p))
+        if isinstance(node, ast.Call) and len(node.args) > MAX_POSITIONAL
+    ]
+    assert offenders == []
+
+
+def test_no_function_takes_more_than_five_positional_parameters() -> None:
+    offenders = []
+    for p in modules():
+        for node in ast.walk(tree(p)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args]
+                if positional[:1] in (["self"], ["cls"]):
+                    positional = positional[1:]
+                if len(positional) > MAX_POSITIONAL and f"{name(p)} {node.name}" not in FIXED_SIGNATURES:
+                    offenders.append(f"{name(p)}:{node.lineno} {node.name}")
+    assert offenders == []
+
+
+def test_the_training_layer_never_imports_the_doctor() -> None:
+    offenders = {
+        name(p): sorted(m for m in imported(p) if m.startswith("lmtrain.doctor")) for p in modules(SRC / "train")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_cli_modules_import_no_other_cli_module_but_common() -> None:
+    """`cli/__init__.py` registers the subcommands; `cli/legacy.py` (the familiar entry points) runs `lmtrain` itself
+    and no cli module imports it, so neither makes a cycle."""
+    offenders = {}
+    for p in modules(SRC / "cli"):
+        if p.name == "legacy.py":
+            assert imported(p) & {m for m in imported(p) if m.startswith("lmtrain.cli")} <= {
+                "lmtrain.cli",
+                "lmtrain.cli.main",
+            }
+            continue
+        assert "lmtrain.cli.legacy" not in imported(p)
+        if p.name == "__init__.py":
+            continue
+        others = {m for m in imported(p) if m.startswith("lmtrain.cli") and not m.startswith("lmtrain.cli.common")}
+        if others:
+            offenders[name(p)] = sorted(others)
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("layer", ["model", "data"])
+def test_lower_layers_import_no_higher_one(layer: str) -> None:
+    higher = ("lmtrain.train", "lmtrain.cli", "lmtrain.doctor", "lmtrain.bench", "lmtrain.report", "lmtrain.eval")
+    offenders = {name(p): sorted(m for m in imported(p) if m.startswith(higher)) for p in modules(SRC / layer)}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_training_parts_are_assembled_in_one_place() -> None:
+    """Model + optimizer + scaler + schedule + step: only `train/parts.py` builds a TrainStep, and the trainer, the
+    doctor's trial step, the LR range test and the benchmark all call its `build_training`."""
+    builders = [
+        f"{name(p)}:{node.lineno}"
+        for p in modules()
+        for node in ast.walk(tree(p))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "TrainStep"
+    ]
+    assert builders == ["src/lmtrain/train/parts.py:" + builders[0].split(":")[1]] and len(builders) == 1
+    for caller in ("train/trainer.py", "doctor/examine.py", "doctor/lr_find.py", "bench/train.py"):
+        assert "lmtrain.train.parts.build_training" in imported(SRC / caller), caller
+
+
+def test_every_lr_default_is_in_defaults_py() -> None:
+    """Constants named *_LR, *_LR_FACTOR or *_LR_DIVISOR are assigned in `defaults.py` alone."""
+    found = []
+    for p in modules():
+        for node in ast.walk(tree(p)):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id.isupper() and "_LR" in target.id + "_":
+                    found.append((name(p), target.id))
+    assert {module for module, _ in found} == {"src/lmtrain/defaults.py"}
+    assert {"PRESET_LR", "MUON_LR_FACTOR", "FALLBACK_LR", "BENCH_LR", "NANOGPT_LR"} <= {n for _, n in found}
+
+
+def test_no_module_is_longer_than_about_400_lines() -> None:
+    long = {name(p): n for p in modules() if (n := len(p.read_text().splitlines())) > 420}
+    assert long == {}
