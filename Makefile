@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export LMTRAIN_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test test-fast lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# The inner loop: everything but the tests marked slow (training runs, subprocesses, torchrun).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

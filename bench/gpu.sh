@@ -95,8 +95,8 @@ PY
     echo "== torchrun x$nproc bench train --parallel $par" >&2
     # shellcheck disable=SC2086
     $torchrun -m lmtrain bench train --preset "$base" --device "$device" --dtype "$dtype" --parallel "$par" \
-      --batch-size "$(batch_for "$base")" --steps "$steps" --warmup-steps "$warmup" \
-      --out "$parts/scaling-$base-$par.json" >/dev/null
+      --batch-size "$(( $(batch_for "$base") * nproc ))" --steps "$steps" --warmup-steps "$warmup" \
+      --out "$parts/scaling-$base-$par.json" >/dev/null  # the global batch: one micro-batch per process
   done
   rm -rf "$runs"
 fi

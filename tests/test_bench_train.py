@@ -22,6 +22,7 @@ MICRO = get_preset("micro")
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_bench_train_cli_reports_throughput_mfu_and_speedup(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     cmd = [LMTRAIN, "bench", "train", "--preset", "micro", "--device", "cpu", "--batch-size", "2", "--steps", "3"]
@@ -40,6 +41,7 @@ def test_bench_train_cli_reports_throughput_mfu_and_speedup(tmp_path: Path) -> N
     assert (tmp_path / "c" / "peak_flops.json").is_file()  # measured once, cached per device
 
 
+@pytest.mark.slow
 def test_bench_train_times_the_trainers_own_step(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     original = TrainStep.__call__
@@ -58,6 +60,7 @@ def test_bench_train_times_the_trainers_own_step(monkeypatch: pytest.MonkeyPatch
     assert result["tokens_per_step"] == 2 * 2 * 16 and result["timed_steps"] == 4
 
 
+@pytest.mark.slow
 def test_bad_bench_settings_are_one_line_errors() -> None:
     proc = subprocess.run(
         [LMTRAIN, "bench", "train", "--preset", "micro", "--device", "cpu", "--seq-len", "65"],
@@ -82,6 +85,7 @@ def test_max_batch_bisects_between_the_last_fit_and_the_first_failure(monkeypatc
     assert tried == [1, 2, 4, 8, 6, 5]
 
 
+@pytest.mark.slow
 def test_max_batch_really_steps_at_each_size() -> None:
     b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
     result = bench.max_batch(b, limit=3)
@@ -106,6 +110,7 @@ def test_datasheet_figures_match_device_names() -> None:
     assert datasheet_flops("AMD EPYC (2 threads)", "fp32") is None
 
 
+@pytest.mark.slow
 def test_training_logs_carry_mfu_by_the_same_definition(trained_run: Path) -> None:
     records = read_jsonl(trained_run / "metrics.jsonl")
     start = next(r for r in records if r["event"] == "start")
@@ -117,6 +122,7 @@ def test_training_logs_carry_mfu_by_the_same_definition(trained_run: Path) -> No
     assert end["mfu"] == pytest.approx(end["tokens_per_s"] * start["flops_per_token"] / start["peak_flops"], rel=1e-2)
 
 
+@pytest.mark.slow
 def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     env = os.environ | {"LMTRAIN": LMTRAIN, "LMTRAIN_CACHE_DIR": str(tmp_path / "cache"), "PYTHON": sys.executable}
@@ -144,6 +150,7 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert run["distributed"]["world_size"] == 2 and run["distributed"]["parallel"] == "ddp"
     scaling = merged["results"]["scaling-micro-fsdp"]
     assert len(scaling["per_rank"]) == 2 and scaling["scaling_efficiency"] > 0 and scaling["parallel"] == "fsdp"
+    assert (scaling["batch_size"], scaling["per_rank_batch"]) == (4, 2)  # the global batch, one micro-batch a rank
     train = merged["results"]["train-micro-eager"]
     assert train["timed_steps"] == 2 and train["speedup"] > 0 and train["preset"] == "micro"
     assert merged["results"]["profile-micro"]["profile"][0]["self_ms_per_step"] > 0
@@ -174,6 +181,7 @@ def _cached_flops(path: Path) -> float:
     return next(iter(json.loads(path.read_text()).values()))["measured_flops"]
 
 
+@pytest.mark.slow
 def test_a_peak_cached_under_load_is_measured_again_and_raised(tmp_path: Path, capsys) -> None:
     path = _cache_peak(tmp_path / "c", 1e6)  # far below what any step reaches: the MFU would be thousands of %
     result, err = _bench_micro(capsys, tmp_path / "c")
@@ -185,6 +193,7 @@ def test_a_peak_cached_under_load_is_measured_again_and_raised(tmp_path: Path, c
     assert "bench peak --refresh" not in err
 
 
+@pytest.mark.slow
 def test_an_mfu_above_the_peak_says_the_peak_is_stale_and_how_to_refresh_it(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,6 +203,7 @@ def test_an_mfu_above_the_peak_says_the_peak_is_stale_and_how_to_refresh_it(
     assert "lmtrain bench peak --refresh" in result["peak_note"] and "note: MFU" in err
 
 
+@pytest.mark.slow
 def test_training_measures_a_low_peak_again_and_warns_when_it_stays_low(
     sample_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lmtrain.model.gpt import GPT, GPTConfig
@@ -28,6 +29,7 @@ def _losses(compile: bool, steps: int = 4) -> list[float]:
     return losses
 
 
+@pytest.mark.slow
 def test_compiled_and_eager_training_give_the_same_losses() -> None:
     eager, compiled = _losses(False), _losses(True)
     assert eager[-1] < eager[0]  # it trains

@@ -145,6 +145,7 @@ def sample_dir_module() -> Path:
     return SAMPLE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel,optimizer", [("ddp", "adamw"), ("fsdp", "muon")])
 def test_two_ranks_train_like_one_process(
     parallel: str, optimizer: str, one_process: Path, sample_dir: Path, tmp_path: Path
@@ -185,6 +186,7 @@ def test_two_ranks_train_like_one_process(
     assert len(steps) == 4  # one record per step, not one per rank
 
 
+@pytest.mark.slow
 def test_a_run_of_two_ranks_resumes_on_one(one_process: Path, sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = finish(launch(2, train_args(sample_dir, out, *RUN, "--stop-at", "2")))
@@ -201,6 +203,7 @@ def test_a_run_of_two_ranks_resumes_on_one(one_process: Path, sample_dir: Path, 
         torch.testing.assert_close(_weights(out)[name], tensor, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_shell_entry_point_launches_torchrun(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = train_args(sample_dir, out, *RUN, "--max-steps", "3", "--save-every", "0", "--eval-every", "0")[1:]
@@ -216,6 +219,7 @@ def test_the_shell_entry_point_launches_torchrun(sample_dir: Path, tmp_path: Pat
     assert sorted(_losses(out)) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_two_nodes_over_the_c10d_rendezvous_train_like_one_process(
     one_process: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
@@ -241,6 +245,7 @@ def test_two_nodes_over_the_c10d_rendezvous_train_like_one_process(
     np.testing.assert_allclose(list(_val_losses(out).values()), list(_val_losses(one_process).values()), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--eval-every", "0")
@@ -256,6 +261,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(sample_dir: Path
     assert f"continue with: lmtrain train --resume {out}" in results[0][1]
 
 
+@pytest.mark.slow
 def test_a_rank_that_raises_stops_every_rank_with_its_error(sample_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "faults.py"
     script.write_text(FAULTS)
@@ -280,6 +286,7 @@ def test_a_rank_that_raises_stops_every_rank_with_its_error(sample_dir: Path, tm
     assert "rank one saw something odd" in out0  # rank 0's console shows it too
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_stops_every_rank(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--dist-timeout", "30")
@@ -292,6 +299,7 @@ def test_a_rank_that_dies_stops_every_rank(sample_dir: Path, tmp_path: Path) -> 
     procs[1].wait()
 
 
+@pytest.mark.slow
 def test_bad_distributed_input_is_one_line_exit_2_and_writes_nothing(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     plain = subprocess.run(
@@ -307,6 +315,7 @@ def test_bad_distributed_input_is_one_line_exit_2_and_writes_nothing(sample_dir:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_bench_train_under_torchrun_reports_scaling(tmp_path: Path) -> None:
     result = tmp_path / "scaling.json"
     argv = [
@@ -337,6 +346,7 @@ def test_bench_train_under_torchrun_reports_scaling(tmp_path: Path) -> None:
     assert [code for code, _, _ in results] == [0, 0], results[0][2]
     r = json.loads(result.read_text())
     assert r["world_size"] == 2 and len(r["per_rank"]) == 2
+    assert (r["batch_size"], r["per_rank_batch"], r["tokens_per_step_per_rank"]) == (2, 1, 32)  # as for train
     assert r["total_tokens_per_s"] == pytest.approx(sum(p["tokens_per_s"] for p in r["per_rank"]), abs=0.2)
     expected = r["total_tokens_per_s"] / (2 * r["one_rank"]["tokens_per_s"])
     assert r["scaling_efficiency"] == pytest.approx(expected, abs=1e-3)

@@ -45,6 +45,7 @@ def _eval(run: Path, capsys, *extra: str) -> float:
     return json.loads(capsys.readouterr().out)["nll_per_token"]
 
 
+@pytest.mark.slow
 def test_a_run_with_ema_evaluates_saves_and_resumes_its_average(sample_dir: Path, tmp_path: Path, capsys) -> None:
     run = ("--ema", "0.8", "--max-steps", "6", "--save-every", "3", "--eval-every", "3")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

@@ -12,6 +12,8 @@ import pytest
 from conftest import LMTRAIN
 from lmtrain.checkpoint import resolve_checkpoint
 
+pytestmark = pytest.mark.slow  # every test here trains a model or runs the CLI in a subprocess
+
 
 def _fails(args: list[str], *fragments: str) -> None:
     proc = subprocess.run([LMTRAIN, *args], capture_output=True, text=True, timeout=300)

@@ -119,6 +119,7 @@ def _generate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LMTRAIN, "generate", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_same_seed_same_text_and_stop_reasons(trained_run: Path) -> None:
     common = [
         "--prompt",

@@ -13,6 +13,8 @@ from conftest import LMTRAIN
 from lmtrain.checkpoint import load_model, load_weights, resolve_checkpoint
 from lmtrain.eval.generate import generate
 
+pytestmark = pytest.mark.slow  # every test here trains a model or runs the CLI in a subprocess
+
 transformers = pytest.importorskip("transformers")
 
 

@@ -21,6 +21,7 @@ def test_the_ramp_rises_geometrically_and_the_suggestion_is_a_tenth_of_the_best(
     assert suggest([1e-3, 1e-2, 1e-1], [5.0, 3.0, 9.0]) == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_doctor_lr_find_runs_the_test_plots_it_and_suggests(sample_dir: Path, tmp_path: Path, capsys) -> None:
     plot = tmp_path / "lr.png"
     args = [

@@ -119,6 +119,7 @@ def test_report_formulas() -> None:
     assert report.bits_per_byte == pytest.approx(1000 / math.log(2) / 2000)
 
 
+@pytest.mark.slow
 def test_sliding_window_perplexity_is_at_most_non_overlapping_for_a_trained_model(trained_run: Path, tokenizer) -> None:
     from lmtrain.checkpoint import load_model, resolve_checkpoint
 
@@ -138,6 +139,7 @@ def _eval_json(*args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_eval_counts_on_the_sample(trained_run: Path, sample_dir: Path) -> None:
     result = _eval_json(str(trained_run), "--data-dir", str(sample_dir), "--split", "test", "--batch-size", "32")
     assert (result["tokens"], result["original_tokens"], result["bytes"]) == (27_674, 23_630, 125_729)
@@ -147,6 +149,7 @@ def test_eval_counts_on_the_sample(trained_run: Path, sample_dir: Path) -> None:
     assert result["token_ppl"] == pytest.approx(math.exp(result["nll_per_token"]))
 
 
+@pytest.mark.slow
 def test_eval_counts_on_the_wikitext103_test_split(tmp_path: Path, wikitext103_test_raw: Path) -> None:
     from lmtrain.checkpoint import write_checkpoint
 

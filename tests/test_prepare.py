@@ -117,6 +117,7 @@ def test_empty_split_is_an_error(tokenizer: Tokenizer, cache_dir: Path, tmp_path
         prepare_split(WIKI103, "test", source, tokenizer, cache_dir)
 
 
+@pytest.mark.slow
 def test_kill_9_during_prepare_leaves_nothing_trusted(tmp_path: Path) -> None:
     sample = (SAMPLE / "wiki.train.raw").read_bytes()
     data_dir = tmp_path / "big"

@@ -12,6 +12,7 @@ from lmtrain.bench.recipe import BUILTIN, load_recipe, summarise, table
 from lmtrain.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_a_race_trains_each_recipe_with_each_seed_and_scores_them_alike(sample_dir: Path, tmp_path: Path) -> None:
     import subprocess
 

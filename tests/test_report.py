@@ -13,6 +13,8 @@ import pytest
 from conftest import SAMPLE, train_args
 from lmtrain.cli import main
 
+pytestmark = pytest.mark.slow  # every test here trains a model or runs the CLI in a subprocess
+
 
 @pytest.fixture(scope="module")
 def run_with_evals(tmp_path_factory: pytest.TempPathFactory) -> Path:

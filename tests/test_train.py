@@ -266,6 +266,7 @@ def test_familiar_flags_translate_to_lmtrain_train() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["python", "shell"])
 def test_familiar_entry_points_train(entry: str, sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -154,6 +154,7 @@ def test_out_of_memory_is_a_training_failure_with_advice(sample_dir: Path, tmp_p
     assert recorder.of(RunFailed)[0].reason == "out_of_memory"
 
 
+@pytest.mark.slow
 def test_tokens_per_second_counts_training_steps_only(
     sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,8 @@ import pytest
 from conftest import read_jsonl, train_args
 from lmtrain import checkpoint as ckpt
 
+pytestmark = pytest.mark.slow  # every test here trains a model or runs the CLI in a subprocess
+
 
 def _start(sample_dir: Path, out: Path, *extra: str) -> subprocess.Popen:
     args = train_args(sample_dir, out, "--max-steps", "100000", "--eval-every", "0", *extra)
