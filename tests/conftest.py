@@ -129,6 +129,25 @@ def build_trainer(sample_dir: Path, out: Path, cache: Path, **keys):
     return Trainer(cfg=cfg, data=data, out=out, bus=EventBus())
 
 
+def make_plan(total_steps: int, start_step: int = 0, **fields):
+    """A Plan of `total_steps` steps of 256 tokens, 39 steps per epoch, 16 validation windows, on the CPU."""
+    from lmtrain.train.events import Plan
+
+    base = dict(total_steps=total_steps, stop_at=total_steps, start_step=start_step, tokens_per_step=256)
+    base |= dict(parameters=1, non_embedding_parameters=1, train_tokens=10_000, valid_tokens=1_000)
+    base |= dict(steps_per_epoch=39, eval_windows=16, device="cpu", dtype="fp32")
+    return Plan(**(base | fields))
+
+
+def make_step(step: int, loss: float = 5.0, *, grad_norm: float = 1.0, log_point: bool = True, **fields):
+    """A StepEnded of 256 tokens a step at 25,600 tokens/s."""
+    from lmtrain.train.events import StepEnded
+
+    base = dict(step=step, epoch=step / 39, loss=loss, lr=1e-3, grad_norm=grad_norm, tokens=step * 256)
+    base |= dict(step_time=0.01, tokens_per_s=25_600.0, log_point=log_point)
+    return StepEnded(**(base | fields))
+
+
 class Recorder:
     """An observer that keeps every event it sees."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Recorder
+from conftest import Recorder, make_plan, make_step
 from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
 from lmtrain.findings import Finding
@@ -19,7 +19,6 @@ from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
     EventBus,
-    Plan,
     RunEnded,
     RunFailed,
     RunStarted,
@@ -32,20 +31,7 @@ from lmtrain.train.observers.jsonl import JsonlObserver, record
 from lmtrain.train.observers.tensorboard import TensorBoardObserver
 
 CFG = build_run_config({"preset": "micro", "max_steps": 4, "warmup": 1})
-PLAN = Plan(
-    total_steps=4,
-    stop_at=4,
-    start_step=0,
-    tokens_per_step=256,
-    parameters=3_320_640,
-    non_embedding_parameters=100_096,
-    train_tokens=10_000,
-    valid_tokens=1_000,
-    steps_per_epoch=39,
-    eval_windows=16,
-    device="cpu",
-    dtype="fp32",
-)
+PLAN = make_plan(4, parameters=3_320_640, non_embedding_parameters=100_096)
 
 
 def _start(out: Path, **kw) -> RunStarted:
@@ -53,18 +39,7 @@ def _start(out: Path, **kw) -> RunStarted:
 
 
 def _step(step: int, loss: float = 5.0, log_point: bool = True, grad_norm: float = 1.0, **kw) -> StepEnded:
-    return StepEnded(
-        step=step,
-        epoch=step / 39,
-        loss=loss,
-        lr=1e-3,
-        grad_norm=grad_norm,
-        tokens=step * 256,
-        step_time=0.01,
-        tokens_per_s=25_600.0,
-        log_point=log_point,
-        **kw,
-    )
+    return make_step(step, loss, grad_norm=grad_norm, log_point=log_point, **kw)
 
 
 def _run_events(out: Path) -> list:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from conftest import make_plan, make_step
 from lmtrain.config import build_run_config
-from lmtrain.train.events import CheckpointSaved, Evaluated, Plan, RunStarted, StepEnded, Warned
+from lmtrain.train.events import CheckpointSaved, Evaluated, RunStarted, StepEnded, Warned
 from lmtrain.train.observers.health import HealthMonitor
 
 LN_V = math.log(50257)
@@ -16,36 +17,13 @@ def _monitor(total_steps: int = 1000, start_step: int = 0) -> tuple[HealthMonito
     warnings: list[Warned] = []
     monitor = HealthMonitor(warnings.append)
     cfg = build_run_config({"preset": "micro"})
-    plan = Plan(
-        total_steps=total_steps,
-        stop_at=total_steps,
-        start_step=start_step,
-        tokens_per_step=256,
-        parameters=1,
-        non_embedding_parameters=1,
-        train_tokens=10_000,
-        valid_tokens=1_000,
-        steps_per_epoch=39,
-        eval_windows=16,
-        device="cpu",
-        dtype="fp32",
-    )
+    plan = make_plan(total_steps, start_step)
     monitor.on_event(RunStarted(out=Path("run"), config=cfg, plan=plan))
     return monitor, warnings
 
 
 def _step(step: int, loss: float, grad_norm: float = 1.0) -> StepEnded:
-    return StepEnded(
-        step=step,
-        epoch=0.0,
-        loss=loss,
-        lr=1e-3,
-        grad_norm=grad_norm,
-        tokens=step * 256,
-        step_time=0.01,
-        tokens_per_s=1.0,
-        log_point=True,
-    )
+    return make_step(step, loss, grad_norm=grad_norm)
 
 
 def _codes(warnings: list[Warned]) -> list[str]:

@@ -169,7 +169,7 @@ class _Side:
 def train_side(model: nn.Module, b: TrainBench, tokens: np.ndarray, world: World | None = None) -> _Side:
     """The trainer's own step for `model` (built by `build_training`, as every run is), on one device or as this
     rank of `world`."""
-    parts = build_training(
+    step = build_training(
         b.run_config(),
         tokens=tokens,
         device=b.device,
@@ -177,7 +177,7 @@ def train_side(model: nn.Module, b: TrainBench, tokens: np.ndarray, world: World
         world=world or World(device=b.device),
         model=model,
     )
-    return _Side(parts.step, [])
+    return _Side(step, [])
 
 
 EVAL_BATCHES = 5

@@ -82,20 +82,20 @@ def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: 
 def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, world_size: int) -> Trial:
     tc = cfg.train
     one_rank = dataclasses.replace(tc, batch_size=tc.layout(world_size).per_rank, compile=False)
-    parts = build_training(dataclasses.replace(cfg, train=one_rank), tokens=data.train, device=device, dtype=dtype)
-    model = parts.model
+    step = build_training(dataclasses.replace(cfg, train=one_rank), tokens=data.train, device=device, dtype=dtype)
+    model = step.model
     model.train()
-    start = int(parts.sampler.batch_starts(0)[0])
+    start = int(step.sampler.batch_starts(0)[0])
     x = torch.as_tensor(np.asarray(data.train[start : start + cfg.seq_len + 1], dtype=np.int64), device=device)
     with autocast(device, dtype):
         _, loss = model(x[None, :-1], x[None, 1:])  # warm-up on one window: kernels, allocator
     loss.backward()
-    parts.optimizer.zero_grad(set_to_none=True)
+    step.optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    initial = float(parts.step(0).loss)  # waits for the device
+    initial = float(step(0).loss)  # waits for the device
     seconds = time.perf_counter() - t0
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
     return Trial(seconds, initial, peak)

@@ -81,15 +81,14 @@ def lr_range_test(
     uncompiled = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=False))
     with preserved_rng():
         seed_everything(cfg.train.seed)
-        parts = build_training(
+        step = build_training(
             uncompiled,
             tokens=data.train,
             device=device,
             dtype=dtype,
             lr_of=lambda i: ramp(i, steps, lr_min, lr_max),
         )
-        step = parts.step
-        parts.model.train()
+        step.model.train()
         lrs: list[float] = []
         losses: list[float] = []
         smoothed: list[float] = []

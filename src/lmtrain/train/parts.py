@@ -8,7 +8,6 @@ four of them train exactly alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,27 +16,12 @@ import torch.nn as nn
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
-from lmtrain.data.loader import TrainSampler
 from lmtrain.model.gpt import GPT
 from lmtrain.train.data import run_length
 from lmtrain.train.distributed import World, wrap_model
 from lmtrain.train.optim import run_optimizer
-from lmtrain.train.schedule import ScheduleConfig, run_schedule
+from lmtrain.train.schedule import run_schedule
 from lmtrain.train.step import TrainStep
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainingParts:
-    """What trains: the model (checkpoints come from it), the module the step calls, and the step's parts."""
-
-    model: nn.Module
-    runner: nn.Module
-    """The model as the step calls it: compiled, DDP-wrapped or FSDP2-sharded as the run asks."""
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    schedule: ScheduleConfig
-    sampler: TrainSampler
-    step: TrainStep
 
 
 def build_training(
@@ -51,8 +35,10 @@ def build_training(
     weights: Mapping[str, torch.Tensor] | None = None,
     weights_from: Path | None = None,
     lr_of: Callable[[int], float] | None = None,
-) -> TrainingParts:
-    """The parts of `cfg`'s training on `tokens`, as this rank of `world` (default: one process on `device`).
+) -> TrainStep:
+    """The optimizer step of `cfg`'s training on `tokens`, as this rank of `world` (default: one process on `device`),
+    holding every part: the model (checkpoints come from it), the module the step calls (compiled, DDP-wrapped or
+    FSDP2-sharded as the run asks), the optimizer, the loss scaler, the schedule and the sampler.
 
     `model`: train this module instead of a new GPT of `cfg.model` (the benchmark's transformers model). `weights`:
     loaded into the model before it is wrapped (a resumed run; `weights_from` names their checkpoint in errors).
@@ -69,7 +55,7 @@ def build_training(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
     sampler, total_steps = run_length(cfg, len(tokens))
     schedule = run_schedule(tc, total_steps)
-    step = TrainStep(
+    return TrainStep(
         model=model,
         runner=runner,
         optimizer=optimizer,
@@ -85,13 +71,4 @@ def build_training(
         skip_non_finite=tc.health.on_nan == "skip",
         world=world,
         lr_of=lr_of,
-    )
-    return TrainingParts(
-        model=model,
-        runner=runner,
-        optimizer=optimizer,
-        scaler=scaler,
-        schedule=schedule,
-        sampler=sampler,
-        step=step,
     )

@@ -84,7 +84,7 @@ class Trainer:
         if restore is not None:
             check_restore(restore, self.data.sources, len(self.val_starts))
         seed_everything(tc.seed)  # the same initial weights on every rank
-        parts = build_training(
+        step = build_training(
             cfg,
             tokens=data.train,
             device=self.device,
@@ -93,8 +93,8 @@ class Trainer:
             weights=restore.weights if restore is not None else None,
             weights_from=restore.checkpoint if restore is not None else None,
         )
-        self.model, self.runner, self.optimizer, self.scaler = parts.model, parts.runner, parts.optimizer, parts.scaler
-        self.sampler, self.schedule, self.train_step = parts.sampler, parts.schedule, parts.step
+        self.model, self.runner, self.optimizer, self.scaler = step.model, step.runner, step.optimizer, step.scaler
+        self.sampler, self.schedule, self.train_step = step.sampler, step.schedule, step
         self.total_steps = self.schedule.total_steps
         self.stop_at = min(self.total_steps, tc.stop_at or self.total_steps)
         check_warmup(self.schedule, tc.schedule.allow_long_warmup)
