@@ -279,11 +279,6 @@ class TrainConfig:
         """Sequences per forward/backward (in one process)."""
         return self.layout(1).micro
 
-    @property
-    def accumulation(self) -> int:
-        """Forward/backward passes per optimizer step (in one process)."""
-        return self.layout(1).accumulation
-
     def layout(self, world_size: int) -> BatchLayout:
         """How the global batch splits over `world_size` ranks and their micro-batches; a ConfigError if it does not."""
         return batch_layout(self.batch_size, self.micro_batch_size, world_size)

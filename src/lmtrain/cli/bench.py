@@ -255,8 +255,9 @@ def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
         parallel=args.parallel,
     )
     split = bench.layout(world.world_size)
+    ranks = f"{split.per_rank} per rank, " if world.world_size > 1 else ""
     what = (
-        f"{args.preset}, batch {args.batch_size} x {seq_len} ({split.per_rank} per rank, micro-batch {split.micro}, "
+        f"{args.preset}, batch {args.batch_size} x {seq_len} ({ranks}micro-batch {split.micro}, "
         f"accumulation {split.accumulation}), {dtype} on {device}"
     )
     base = {"preset": args.preset, "device": str(device)}
