@@ -243,6 +243,13 @@ def test_bench_peak_shows_the_cache_and_refresh_replaces_it(
     assert shown["measured_at"].endswith("Z")
 
 
+def test_an_mfu_above_100_percent_is_never_printed_without_the_refresh_command() -> None:
+    from lmtrain.model.sizing import mfu_text
+
+    assert mfu_text(0.5) == "50.0%" and mfu_text(1.0) == "100.0%"
+    assert mfu_text(1.036) == "103.6% (above the measured peak: lmtrain bench peak --refresh)"
+
+
 def test_the_peak_is_measured_up_to_the_plateau(monkeypatch: pytest.MonkeyPatch) -> None:
     curve = {512: 50e9, 1024: 100e9, 2048: 103e9, 4096: 300e9}  # 1024 -> 2048 gains 3%: the plateau
     timed: list[int] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lmtrain.files import write_text_atomic
-from lmtrain.model.sizing import mfu
+from lmtrain.model.sizing import PEAK_REFRESH, mfu
 from lmtrain.runtime import DTYPES, synchronize
 
 DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
@@ -44,8 +44,6 @@ DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
 }
 
 
-REFRESH = "lmtrain bench peak --refresh"
-"""The command that measures the peak again and replaces the cached one."""
 PLATEAU_GAIN = 1.05
 """Doubling the matmul size raised its throughput by less than this factor: the plateau is reached."""
 
@@ -194,5 +192,5 @@ def stale_note(utilisation: float | None, cache_dir: Path | None) -> str | None:
     where = f" ({cache_dir / 'peak_flops.json'})" if cache_dir else ""
     return (
         f"MFU {utilisation:.1%} is above the measured peak{where}, even after measuring it again: the peak was "
-        f"measured while the device was busy; refresh it on a quiet machine with `{REFRESH}`"
+        f"measured while the device was busy; refresh it on a quiet machine with `{PEAK_REFRESH}`"
     )

@@ -44,6 +44,16 @@ def mfu(tokens_per_s: float, flops_per_token: int, peak_flops: float) -> float:
     return tokens_per_s * flops_per_token / peak_flops
 
 
+PEAK_REFRESH = "lmtrain bench peak --refresh"
+"""The command that measures the peak FLOP/s again and replaces the cached one."""
+
+
+def mfu_text(utilisation: float) -> str:
+    """An MFU as people read it: a percentage, and above 100% the note that the peak is stale and how to refresh it."""
+    stale = f" (above the measured peak: {PEAK_REFRESH})" if utilisation > 1.0 else ""
+    return f"{utilisation:.1%}{stale}"
+
+
 def step_memory(cfg: GPTConfig, tokens: int, half: bool = False) -> int:
     """Bytes a training step needs for `tokens` tokens per micro-batch: fp32 weights, gradients and AdamW moments
     (16 bytes per parameter), activations (34·d bytes per token and layer in 16-bit, Korthikanti et al., 2022, with

@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from lmtrain.model.sizing import mfu_text
 from lmtrain.report.run_data import RunData, value
 from lmtrain.train.observers.console import ppl_text
 
@@ -52,7 +53,7 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
     if outcome.get("best_checkpoint"):
         rows.append(("best checkpoint", str(outcome["best_checkpoint"])))
     if outcome.get("tokens_per_s"):
-        mfu = f", MFU {outcome['mfu']:.1%} of the measured peak" if outcome.get("mfu") is not None else ""
+        mfu = f", MFU {mfu_text(outcome['mfu'])}" if outcome.get("mfu") is not None else ""
         rows.append(("training tokens/s", f"{outcome['tokens_per_s']:,.0f} (training steps only{mfu})"))
     if outcome.get("event") == "failed":
         rows.append(("failure", str(outcome.get("message"))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lmtrain.hardware import REFRESH
+from lmtrain.model.sizing import mfu_text
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
@@ -72,10 +72,7 @@ def _peak_text(peak: float | None) -> str:
 
 
 def _mfu_text(mfu: float | None) -> str:
-    if mfu is None:
-        return ""
-    stale = f" (above the measured peak: {REFRESH})" if mfu > 1.0 else ""
-    return f" | MFU {mfu:.1%}{stale}"
+    return f" | MFU {mfu_text(mfu)}" if mfu is not None else ""
 
 
 def ppl_text(loss: float) -> str:
@@ -104,7 +101,7 @@ def end_lines(event: RunEnded, out: str, total_steps: int) -> list[str]:
     if event.reason == "stop_at":
         return [f"stopped at step {event.step} of {total_steps}; {resume}"]
     speed = f"; {event.tokens_per_s:,.0f} tok/s in training steps" if event.tokens_per_s else ""
-    speed += f" ({_mfu_text(event.mfu).removeprefix(' | ')})" if event.mfu is not None else ""
+    speed += f" (MFU {mfu_text(event.mfu)})" if event.mfu is not None else ""
     best = (
         f"best val loss {event.best_val_loss:.4f} (ppl {ppl_text(event.best_val_loss)})"
         if event.best_val_loss is not None
