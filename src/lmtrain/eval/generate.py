@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from lmtrain.data.tokenizer import Tokenizer
 from lmtrain.model.gpt import GPT
 from lmtrain.model.kv_cache import KVCache
 
@@ -69,6 +71,15 @@ def generate(
         )
     finally:
         model.train(was_training)
+
+
+def continuation(model: GPT, prompt: np.ndarray, new_tokens: int, *, tokenizer: Tokenizer, seed: int) -> str:
+    """The text of a sampled continuation (temperature 0.8, top-k 50) of `prompt` (token ids), with the prompt."""
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(prompt, dtype=torch.long, device=device)[None]  # (1, T)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = generate(model, ids, new_tokens, temperature=0.8, top_k=50, eot_id=tokenizer.eot_id, generator=generator)
+    return tokenizer.decode(out[0].tolist())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from lmtrain.runtime import rng_state, set_rng_state
 from lmtrain.train.distributed import World, full_model_state, full_optimizer_state, load_optimizer_state, rank_seed
 from lmtrain.train.ema import EMA
 from lmtrain.train.resume import Restore
+from lmtrain.train_config import BatchLayout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +32,21 @@ class Position:
     """Validation windows each evaluation scores (the same ones every time)."""
     sources: Mapping[str, Mapping[str, Any]]
     """Per split: sha256 of the source file, tokens, documents."""
+
+
+def run_record(cfg: RunConfig, layout: BatchLayout, *, parallel: str, backend: str | None) -> dict[str, Any]:
+    """config.json of the run folder: the config, and how the run is spread over processes (`parallel`: single, ddp
+    or fsdp)."""
+    spread = {
+        "world_size": layout.world_size,
+        "parallel": parallel,
+        "backend": backend,
+        "global_batch": layout.global_batch,
+        "per_rank_batch": layout.per_rank,
+        "micro_batch": layout.micro,
+        "accumulation": layout.accumulation,
+    }
+    return {**cfg.to_dict(), "distributed": spread}
 
 
 def checkpoint_config(cfg: RunConfig, at: Position, *, val_loss: float | None, tokenizer: Tokenizer) -> dict[str, Any]:

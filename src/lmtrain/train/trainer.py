@@ -20,7 +20,7 @@ import torch
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RUN_CONFIG, RunConfig
 from lmtrain.errors import TrainingFailed
-from lmtrain.eval.generate import generate
+from lmtrain.eval.generate import continuation
 from lmtrain.eval.loss import loss_sums
 from lmtrain.files import write_text_atomic
 from lmtrain.findings import Finding
@@ -47,7 +47,7 @@ from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
 from lmtrain.train.schedule import check_warmup
 from lmtrain.train.signals import StopSignals
-from lmtrain.train.snapshot import Position, Trained, restore_state, save_snapshot
+from lmtrain.train.snapshot import Position, Trained, restore_state, run_record, save_snapshot
 from lmtrain.train.step import StepClock, StepResult
 
 
@@ -146,27 +146,14 @@ class Trainer:
         """single (one process), ddp or fsdp."""
         return self.cfg.train.distributed.parallel if self.world.distributed else "single"
 
-    def run_record(self) -> dict:
-        """config.json of the run folder: the config, and how it is spread over processes."""
-        layout = self.layout
-        spread = {
-            "world_size": layout.world_size,
-            "parallel": self.parallelism,
-            "backend": self.world.backend,
-            "global_batch": layout.global_batch,
-            "per_rank_batch": layout.per_rank,
-            "micro_batch": layout.micro,
-            "accumulation": layout.accumulation,
-        }
-        return {**self.cfg.to_dict(), "distributed": spread}
-
     def run(self) -> int:
         """Train to the end, to --stop-at or to a signal and return the exit code; a failure raises TrainingFailed.
 
         A signal to any rank stops every rank after the same step (the stop flag is reduced over ranks each step)."""
         if self.world.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.out / RUN_CONFIG, json.dumps(self.run_record(), indent=2) + "\n")
+            record = run_record(self.cfg, self.layout, parallel=self.parallelism, backend=self.world.backend)
+            write_text_atomic(self.out / RUN_CONFIG, json.dumps(record, indent=2) + "\n")
         resumed_from = self.restore.checkpoint if self.restore is not None else None
         self.bus.publish(
             RunStarted(
@@ -401,10 +388,5 @@ class Trainer:
     def sample(self, new_tokens: int, prompt_tokens: int = 16) -> str:
         """A short continuation of the first tokens of the validation split (temperature 0.8, top-k 50)."""
         prompt = np.asarray(self.data.valid[:prompt_tokens], dtype=np.int64)
-        ids = torch.as_tensor(prompt, device=self.device)[None]  # (1, T)
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
         with autocast(self.device, self.dtype):
-            out = generate(
-                self.model, ids, new_tokens, temperature=0.8, top_k=50, eot_id=self.data.tokenizer.eot_id, generator=gen
-            )
-        return self.data.tokenizer.decode(out[0].tolist())
+            return continuation(self.model, prompt, new_tokens, tokenizer=self.data.tokenizer, seed=self.cfg.train.seed)
