@@ -34,9 +34,10 @@ lint: setup
 # lmtrain: no download, no mirror), evaluate it, sample from it, and write its report (runs/demo/report.html).
 # Muon for the block matrices with a warmup-stable-decay schedule. `bench/demo.sh` times it.
 DEMO_DIR ?= runs/demo
+DEMO_DATASET ?= sample
 demo: setup
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/lmtrain train --preset tiny --dataset sample --device cpu --seq-len 128 --batch-size 16 \
+	$(VENV)/bin/lmtrain train --preset tiny --dataset $(DEMO_DATASET) --device cpu --seq-len 128 --batch-size 16 \
 		--max-steps 60 --warmup 6 --optimizer muon --lr 3e-3 --muon-lr 1e-2 --schedule wsd --decay-fraction 0.4 \
 		--eval-every 0 --eval-windows 128 \
 		--save-every 0 --log-every 10 --sample-tokens 0 --out $(DEMO_DIR)
