@@ -43,6 +43,11 @@ class Leaf:
     """The section it sits in ("" for the top level)."""
 
 
+def _flat_key(f: dataclasses.Field) -> str:
+    """The flat key of field `f`: its `key()` metadata, else its name."""
+    return f.metadata.get(KEY, f.name)
+
+
 def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
@@ -69,7 +74,7 @@ def leaves(cls: type) -> dict[str, Leaf]:
                 for k, v in leaves(tp).items()
             }
         else:
-            flat = f.metadata.get(KEY, f.name)
+            flat = _flat_key(f)
             doc, default = docs.get(f.name, ""), _default(f)
             found = {flat: Leaf(key=flat, path=(f.name,), type=tp, doc=doc, default=default, section="")}
         clash = set(found) & set(out)
@@ -132,7 +137,7 @@ def nested_to_flat(cls: type, data: Mapping[str, Any], what: str) -> dict[str, A
                 raise ConfigError(f"{what}: {name!r} must be a table of settings, not {value!r}")
             out |= nested_to_flat(hints[name], value, f"{what}.{name}")
         else:
-            out[fields[name].metadata.get(KEY, name)] = value
+            out[_flat_key(fields[name])] = value
     return out
 
 

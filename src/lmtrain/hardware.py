@@ -44,6 +44,8 @@ DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
 }
 
 
+PEAK_CACHE = "peak_flops.json"
+"""The file in the cache folder holding the measured peaks."""
 PLATEAU_GAIN = 1.05
 """Doubling the matmul size raised its throughput by less than this factor: the plateau is reached."""
 
@@ -159,7 +161,7 @@ def peak_flops(
     measure again and keep the new figure whatever it is (`lmtrain bench peak --refresh` on a quiet machine)."""
     name = device_name(device)
     key = _cache_key(name, dtype)
-    cache = cache_dir / "peak_flops.json" if cache_dir else None
+    cache = cache_dir / PEAK_CACHE if cache_dir else None
     stored = _read_cache(cache)
     old = _cached(stored.get(key))
     if old is not None and not remeasure and not replace:
@@ -189,7 +191,7 @@ def stale_note(utilisation: float | None, cache_dir: Path | None) -> str | None:
     """What to say about an MFU above 100%: the cached peak is stale, and how to refresh it; None otherwise."""
     if utilisation is None or utilisation <= 1.0:
         return None
-    where = f" ({cache_dir / 'peak_flops.json'})" if cache_dir else ""
+    where = f" ({cache_dir / PEAK_CACHE})" if cache_dir else ""
     return (
         f"MFU {utilisation:.1%} is above the measured peak{where}, even after measuring it again: the peak was "
         f"measured while the device was busy; refresh it on a quiet machine with `{PEAK_REFRESH}`"

@@ -1,9 +1,10 @@
 """Scaling under torchrun: the trainer's step on one rank alone, then on every rank together (DDP or FSDP2).
 
-`--batch-size` is the global batch, as for `lmtrain train`: under N ranks each trains on its share. First rank 0 trains
-alone on one share while the others wait (the one-rank baseline, on the same kind of device), then every rank trains
-together on its own share of the global batch. The scaling efficiency is the total tokens/s over N times the one-rank tokens/s: 1.0
-is perfect scaling; the rest is communication the step could not hide and waiting for the slowest rank.
+`--batch-size` is the global batch, as for `lmtrain train`: under N ranks each trains on its share. First rank 0
+trains alone on one share while the others wait (the one-rank baseline, on the same kind of device), then every rank
+trains together on its own share of the global batch. The scaling efficiency is the total tokens/s over N times the
+one-rank tokens/s: 1.0 is perfect scaling; the rest is communication the step could not hide and waiting for the
+slowest rank.
 """
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
 
 
 def run_peak_bench(args: argparse.Namespace) -> int:
-    from lmtrain.hardware import peak_flops
+    from lmtrain.hardware import PEAK_CACHE, peak_flops
     from lmtrain.runtime import configure_device, select_device, select_dtype
 
     device = select_device(args.device)
@@ -296,7 +296,7 @@ def run_peak_bench(args: argparse.Namespace) -> int:
     peak = peak_flops(device, dtype, cache, replace=args.refresh)
     log(
         f"bench peak: {peak.measured_flops / 1e12:.4g} TFLOP/s ({dtype}) on {peak.device_name}, n={peak.matmul_size}, "
-        f"measured {peak.measured_at or 'by an earlier lmtrain'}; cached in {cache / 'peak_flops.json'}"
+        f"measured {peak.measured_at or 'by an earlier lmtrain'}; cached in {cache / PEAK_CACHE}"
     )
     return _emit({"bench": "peak", "refreshed": args.refresh} | dataclasses.asdict(peak), args.out)
 

@@ -108,7 +108,9 @@ def add_dataclass_options(
         if key in exclude:
             continue
         heading = f"{title}: {leaf.section}" if leaf.section else title
-        group = groups.get(heading) or groups.setdefault(heading, parser.add_argument_group(heading))
+        if heading not in groups:
+            groups[heading] = parser.add_argument_group(heading)
+        group = groups[heading]
         flag = "--" + key.replace("_", "-")
         shown = prefix == "" and leaf.default is not None and not isinstance(leaf.default, bool)
         note = f" (default {leaf.default})" if shown else ""

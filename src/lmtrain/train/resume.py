@@ -12,6 +12,7 @@ from typing import Any
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import (
     RUN_CONFIG,
+    SECTIONS,
     DataConfig,
     RunConfig,
     build_run_config,
@@ -51,7 +52,7 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
             model_changes[key] = value
             continue
         old = sections[section][key]
-        new = coerce(value, field_types(type(getattr(saved, section)))[key], key)
+        new = coerce(value, field_types(SECTIONS[section])[key], key)
         if new == old:
             continue
         if key in DATA_STREAM_KEYS:

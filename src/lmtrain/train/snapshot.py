@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
@@ -18,6 +17,7 @@ from lmtrain.runtime import rng_state, set_rng_state
 from lmtrain.train.distributed import World, full_model_state, full_optimizer_state, load_optimizer_state, rank_seed
 from lmtrain.train.ema import EMA
 from lmtrain.train.resume import Restore
+from lmtrain.train.step import TrainStep
 from lmtrain.train_config import BatchLayout
 
 
@@ -101,43 +101,35 @@ def trainer_state(
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class Trained:
-    """What a checkpoint saves the state of."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    ema: EMA | None = None
-
-
 def save_snapshot(
     cfg: RunConfig,
     at: Position,
     *,
     out: Path,
-    parts: Trained,
+    step: TrainStep,
+    ema: EMA | None,
     world: World,
     val_loss: float | None,
     best_val_loss: float,
     is_best: bool,
     tokenizer: Tokenizer,
 ) -> Path | None:
-    """Write the checkpoint of `at.step` into run folder `out` (`best` names it when `is_best`); its folder
+    """Write the checkpoint of `at.step` of the run `step` trains (and `ema`, its averaged weights) into run folder
+    `out` (`best` names it when `is_best`); its folder
     on rank 0, None elsewhere. Every rank takes part (whole weights and optimizer state are gathered from the shards)
     and waits until the checkpoint is complete."""
     config = checkpoint_config(cfg, at, val_loss=val_loss, tokenizer=tokenizer)
-    weights = full_model_state(parts.model, world)
-    ema = None
-    if parts.ema is not None:
-        with parts.ema.swapped():
-            ema = full_model_state(parts.model, world)
-    optimizer = full_optimizer_state(parts.model, parts.optimizer, world)
+    weights = full_model_state(step.model, world)
+    averaged = None
+    if ema is not None:
+        with ema.swapped():
+            averaged = full_model_state(step.model, world)
+    optimizer = full_optimizer_state(step.model, step.optimizer, world)
     rngs = world.gather_objects(rng_state())
     path = None
     if world.is_main:
         state = trainer_state(
-            cfg, at, optimizer_state=optimizer, scaler=parts.scaler, best_val_loss=best_val_loss, rng_ranks=rngs
+            cfg, at, optimizer_state=optimizer, scaler=step.scaler, best_val_loss=best_val_loss, rng_ranks=rngs
         )
         path = ckpt.save_checkpoint(
             out,
@@ -147,7 +139,7 @@ def save_snapshot(
             trainer_state=state,
             keep_last=cfg.train.checkpoints.keep_last,
             is_best=is_best,
-            ema=ema,
+            ema=averaged,
         )
     world.barrier()  # no rank goes on (or exits) before the checkpoint is complete
     return path

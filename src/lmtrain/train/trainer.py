@@ -47,7 +47,7 @@ from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
 from lmtrain.train.schedule import check_warmup
 from lmtrain.train.signals import StopSignals
-from lmtrain.train.snapshot import Position, Trained, restore_state, run_record, save_snapshot
+from lmtrain.train.snapshot import Position, restore_state, run_record, save_snapshot
 from lmtrain.train.step import StepClock, StepResult
 
 
@@ -334,7 +334,8 @@ class Trainer:
             self.cfg,
             at,
             out=self.out,
-            parts=Trained(model=self.model, optimizer=self.optimizer, scaler=self.scaler, ema=self.ema),
+            step=self.train_step,
+            ema=self.ema,
             world=self.world,
             val_loss=val_loss,
             best_val_loss=self.best_val,
