@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lmtrain.data.datasets import ASSETS
+from lmtrain.model.config import GPTConfig, ModernConfig
 
 REPO = Path(__file__).resolve().parents[1]
 LMTRAIN = str(Path(sys.executable).with_name("lmtrain"))
@@ -177,17 +178,16 @@ def step_losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "step"]
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `micro` model trained for 60 steps on the sample (seconds on a CPU); its run folder."""
+def _trained(base: Path, *model: str) -> Path:
+    """A `micro` model of flags `model` trained for 60 steps on the sample (seconds on a CPU); its run folder."""
     from lmtrain.cli import main
 
-    base = tmp_path_factory.mktemp("trained")
     out = base / "run"
     args = [
         "train",
         "--preset",
         "micro",
+        *model,
         "--data-dir",
         str(SAMPLE),
         "--out",
@@ -215,3 +215,53 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     assert main(args) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GPT-2 `micro` model trained for 60 steps on the sample; its run folder."""
+    return _trained(tmp_path_factory.mktemp("trained"), "--arch", "gpt2")
+
+
+@pytest.fixture(scope="session")
+def trained_modern_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A modern `micro` model (untied head, grouped-query attention, the vocabulary padded to 64) trained for 60 steps
+    on the sample; its run folder."""
+    return _trained(
+        tmp_path_factory.mktemp("trained-modern"),
+        *("--arch", "modern", "--no-tie", "--n-kv-head", "1", "--pad-vocab-to", "64"),
+    )
+
+
+MODEL_VARIANTS = {
+    "gpt2": GPTConfig(vocab_size=97, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=16, dropout=0.0),
+    "modern": ModernConfig(vocab_size=97, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=16),
+    "modern-swiglu-gqa-untied-padded-capped": ModernConfig(
+        vocab_size=97,
+        n_layer=2,
+        n_head=4,
+        n_kv_head=2,
+        d_model=32,
+        d_ff=88,
+        max_seq_len=16,
+        mlp="swiglu",
+        tie=False,
+        pad_vocab_to=64,
+        logit_softcap=30.0,
+    ),
+    "modern-gelu-no-qk-norm": ModernConfig(
+        vocab_size=97, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=16, mlp="gelu", qk_norm=False
+    ),
+}
+"""Small configs covering each architecture and the modern block's options, for tests on the CPU."""
+
+
+def randomised(model, scale: float = 0.05, seed: int = 0):
+    """`model` with noise added to every parameter (zero-initialised projections and heads too); in eval mode."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator).to(p.dtype))
+    return model.eval()

@@ -54,7 +54,8 @@ def test_flags_and_toml_keys_reach_their_sections() -> None:
 
 def test_a_run_of_lmtrain_0_1_resumes_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, cache = tmp_path / "run", tmp_path / "cache"
-    assert main([*train_args(SAMPLE, out, *RUN, "--stop-at", "3", "--cache-dir", str(cache))]) == 0
+    old_run = ("--stop-at", "3", "--cache-dir", str(cache), "--arch", "gpt2")  # 0.1 built GPT-2 only
+    assert main([*train_args(SAMPLE, out, *RUN, *old_run)]) == 0
     checkpoint = out / "checkpoints" / "step_0000003"
     for target, fixture in ((out, "run-config.json"), (checkpoint, "checkpoint-config.json")):
         (target / "config.json").write_text(json.dumps(old_config(fixture, cache), indent=2))
@@ -65,3 +66,21 @@ def test_a_run_of_lmtrain_0_1_resumes_exactly(tmp_path: Path, capsys: pytest.Cap
     evals = {str(r["step"]): r["val_loss"] for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "eval"}
     assert evals == straight["val_losses"]
     assert json.loads((out / "config.json").read_text())["train"]["optimizer"]["name"] == "adamw"  # now nested
+
+
+def test_a_checkpoint_written_before_the_architecture_registry_loads_as_gpt2() -> None:
+    """A checkpoint lmtrain 0.2.0 wrote (commit a2421ed: config.json without `arch`) with the logits it gave then."""
+    import torch
+
+    from lmtrain.checkpoint import load_model
+
+    folder = REPO / "tests" / "fixtures" / "lmtrain-0.2.0-gpt2-checkpoint"
+    assert "arch" not in json.loads((folder / "config.json").read_text())["model"]
+    expected = json.loads((folder / "expected-logits.json").read_text())
+    model, config = load_model(folder)
+    assert model.config.arch == "gpt2" and type(model).__name__ == "GPT"
+    with torch.no_grad():
+        logits, _ = model(torch.tensor(expected["input"]))
+    torch.testing.assert_close(logits[0, 0], torch.tensor(expected["logits_first_last"][0]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits[0, -1], torch.tensor(expected["logits_first_last"][1]), rtol=0, atol=1e-6)
+    assert run_config_from_dict(config).model == model.config

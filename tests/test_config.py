@@ -8,49 +8,99 @@ import pytest
 
 from lmtrain.cli import main
 from lmtrain.config import build_run_config
-from lmtrain.defaults import PRESET_LR
+from lmtrain.defaults import MUON_LR_FACTOR, PRESET_LR
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.sizing import describe, flops_per_token, param_counts
 from lmtrain.presets import PRESETS, apply_overrides, ff_warning, get_preset
 
 EXPECTED_PARAMS = {"tiny": 16_090_880, "small": 44_909_056, "base": 124_439_808}
+"""GPT-2's presets."""
+MODERN_PARAMS = {"tiny": 16_014_336, "small": 44_613_376, "base": 123_552_768}
+"""The modern block's: no position table, no biases, RMSNorm weights, QK-norm weights per head dimension."""
+VARIANTS = [
+    ("gpt2", {}),
+    ("gpt2", {"bias": False, "pad_vocab_to": 64}),
+    ("modern", {}),
+    ("modern", {"mlp": "swiglu", "n_kv_head": 2, "tie": False, "pad_vocab_to": 128}),
+    ("modern", {"mlp": "gelu", "qk_norm": False, "logit_softcap": 30.0}),
+]
 
 
 @pytest.mark.parametrize("name,params", EXPECTED_PARAMS.items())
 def test_preset_parameter_counts_match_the_contract(name: str, params: int) -> None:
-    assert param_counts(get_preset(name))["total"] == params
+    assert param_counts(get_preset(name, "gpt2"))["total"] == params
+    assert get_preset(name).arch == "modern"  # the default architecture
+    assert param_counts(get_preset(name, "modern"))["total"] == MODERN_PARAMS[name]
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_every_preset_builds_with_the_counted_parameters(name: str) -> None:
+def test_the_modern_tiny_preset_by_hand() -> None:
+    d, v, layers = 256, 50257, 4
+    per_block = 2 * d + 3 * d * d + d * d + 2 * (d // 4) + 2 * d * 4 * d  # norms, qkv, proj, qk-norm, relu2 MLP
+    assert param_counts(get_preset("tiny", "modern"))["total"] == v * d + layers * per_block + d
+
+
+@pytest.mark.parametrize("arch", list(PRESETS))
+@pytest.mark.parametrize("name", ["micro", "tiny", "small", "base"])
+def test_every_preset_builds_with_the_counted_parameters(arch: str, name: str) -> None:
     import torch
 
-    from lmtrain.model.gpt import GPT
+    from lmtrain.model.registry import build_model
 
-    cfg = get_preset(name)
-    with torch.device("meta"):
-        model = GPT(cfg)
-    assert sum(p.numel() for p in model.parameters()) == param_counts(cfg)["total"]
-    assert cfg.d_ff == 4 * cfg.d_model
+    for _, overrides in (v for v in VARIANTS if v[0] == arch):
+        cfg = apply_overrides(get_preset(name, arch), overrides)
+        with torch.device("meta"):
+            model = build_model(cfg)
+        assert sum(p.numel() for p in model.parameters()) == param_counts(cfg)["total"], overrides
+        roles = model.parameter_roles()
+        assert len(roles.matrices) + len(roles.embeddings) + len(roles.vectors) == len(list(model.parameters()))
+        assert ff_warning(cfg) is None
 
 
 def test_preset_shapes_match_the_table() -> None:
-    shapes = {n: (c.d_model, c.n_head, c.n_layer, c.d_ff, c.max_seq_len, c.vocab_size) for n, c in PRESETS.items()}
-    assert shapes["tiny"] == (256, 4, 4, 1024, 256, 50257)
-    assert shapes["small"] == (512, 8, 6, 2048, 512, 50257)
-    assert shapes["base"] == (768, 12, 12, 3072, 1024, 50257)
+    for arch in PRESETS:
+        shapes = {n: (c.d_model, c.n_head, c.n_layer, c.d_ff, c.max_seq_len, c.vocab_size) for n, c in PRESETS[arch].items()}
+        assert shapes["tiny"] == (256, 4, 4, 1024, 256, 50257)
+        assert shapes["small"] == (512, 8, 6, 2048, 512, 50257)
+        assert shapes["base"] == (768, 12, 12, 3072, 1024, 50257)
 
 
 def test_flops_per_token_formula() -> None:
-    cfg = get_preset("tiny")
+    cfg = get_preset("tiny", "gpt2")
     n = 16_090_880 - 256 * 256  # less the position embedding
     assert flops_per_token(cfg) == 6 * n + 12 * 4 * 256 * 256
     assert flops_per_token(cfg, seq_len=128) == 6 * n + 12 * 4 * 256 * 128
+    modern = get_preset("tiny", "modern")
+    assert flops_per_token(modern) == 6 * 16_014_336 + 12 * 4 * 256 * 256  # the tied embedding is the head
+    untied = apply_overrides(modern, {"tie": False})
+    assert flops_per_token(untied) == flops_per_token(modern)  # the input embedding is only looked up
+
+
+def test_padding_the_vocabulary_rounds_the_rows_up() -> None:
+    cfg = apply_overrides(get_preset("tiny", "modern"), {"pad_vocab_to": 64})
+    assert (cfg.vocab_size, cfg.padded_vocab) == (50257, 50304)
+    assert param_counts(cfg)["total"] == MODERN_PARAMS["tiny"] + 47 * 256
+
+
+def test_swiglu_gets_a_parameter_matched_width_unless_d_ff_is_given() -> None:
+    tiny = get_preset("tiny", "modern")
+    swiglu = apply_overrides(tiny, {"mlp": "swiglu"})
+    assert swiglu.d_ff == 680 and abs(3 * 680 - 2 * 1024) <= 8  # three matrices of 680 ~ two of 1,024
+    assert apply_overrides(tiny, {"mlp": "swiglu", "d_ff": 700}).d_ff == 700
+    assert apply_overrides(tiny, {"d_model": 128}).d_ff == 512
+
+
+def test_a_setting_of_another_architecture_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--mlp is a setting of --arch modern; this model is --arch gpt2"):
+        apply_overrides(get_preset("tiny", "gpt2"), {"mlp": "swiglu"})
+    with pytest.raises(ConfigError, match="--layer-norm-eps is a setting of --arch gpt2"):
+        build_run_config({"arch": "modern", "layer_norm_eps": 1e-6})
+    with pytest.raises(ConfigError, match="n_head=4 must be a multiple of n_kv_head=3"):
+        apply_overrides(get_preset("tiny", "modern"), {"n_kv_head": 3})
 
 
 def test_non_embedding_params_exclude_both_embeddings() -> None:
-    cfg = get_preset("small")
+    cfg = get_preset("small", "gpt2")
     counts = param_counts(cfg)
     assert counts["non_embedding"] == counts["total"] - 50257 * 512 - 512 * 512
 
@@ -78,7 +128,7 @@ def test_invalid_config_is_a_one_line_error_naming_the_field(kwargs: dict, field
 
 
 def test_d_ff_follows_d_model_unless_given() -> None:
-    small = get_preset("small")
+    small = get_preset("small", "gpt2")
     assert apply_overrides(small, {"d_model": "384"}).d_ff == 4 * 384
     assert apply_overrides(small, {"d_model": "384", "d_ff": "1000"}).d_ff == 1000
     assert apply_overrides(small, {"n_layer": "3"}) == GPTConfig(
@@ -105,26 +155,31 @@ def test_unknown_preset_lists_known_ones() -> None:
 
 
 def test_presets_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["presets", "--json"]) == 0
+    assert main(["presets", "--json", "--arch", "gpt2"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(EXPECTED_PARAMS) <= set(data)
     for name, params in EXPECTED_PARAMS.items():
         assert data[name]["params"] == params
-        assert data[name]["non_embedding_params"] == param_counts(get_preset(name))["non_embedding"]
-        assert data[name]["flops_per_token"] == flops_per_token(get_preset(name))
-    assert data["tiny"] == describe(get_preset("tiny")) | {"lr": PRESET_LR["tiny"]}
+        assert data[name]["non_embedding_params"] == param_counts(get_preset(name, "gpt2"))["non_embedding"]
+        assert data[name]["flops_per_token"] == flops_per_token(get_preset(name, "gpt2"))
+    assert data["tiny"] == describe(get_preset("tiny", "gpt2")) | {"lr": PRESET_LR["gpt2"]["tiny"]}
+    assert main(["presets", "--json", "--arch", "modern"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {name: data[name]["params"] for name in MODERN_PARAMS} == MODERN_PARAMS
+    assert data["tiny"] == describe(get_preset("tiny", "modern")) | {"lr": PRESET_LR["modern"]["tiny"]}
 
 
 def test_presets_table_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["presets"]) == 0
-    out = capsys.readouterr().out
-    for name in PRESETS:
-        assert any(line.startswith(name + " ") for line in out.splitlines())
-    assert "16,090,880" in out and "124,439,808" in out
+    for arch, expected in (("gpt2", "16,090,880"), ("modern", "16,014,336")):
+        assert main(["presets", "--arch", arch]) == 0
+        out = capsys.readouterr().out
+        for name in PRESETS[arch]:
+            assert any(line.startswith(name + " ") for line in out.splitlines())
+        assert expected in out and f"--arch {arch}:" in out
 
 
 def test_presets_with_override(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["presets", "small", "--d-model", "384", "--json"]) == 0
+    assert main(["presets", "small", "--d-model", "384", "--json", "--arch", "gpt2"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert list(data) == ["small"] and data["small"]["d_ff"] == 1536
 
@@ -142,9 +197,37 @@ def test_a_run_without_lr_warmup_or_optimizer_flags_gets_defaults_that_suit_it()
     cfg = build_run_config({"preset": "tiny", "max_steps": 120})
     tc = cfg.train
     oc = tc.optimizer
-    assert (oc.name, oc.lr, oc.peak_muon_lr) == ("muon", PRESET_LR["tiny"], 3 * PRESET_LR["tiny"])
+    lr = PRESET_LR["modern"]["tiny"]
+    assert cfg.model.arch == "modern" and (oc.name, oc.lr, oc.peak_muon_lr) == ("muon", lr, MUON_LR_FACTOR * lr)
+    assert build_run_config({"preset": "tiny", "arch": "gpt2"}).train.optimizer.lr == PRESET_LR["gpt2"]["tiny"]
     assert tc.schedule.warmup is None and run_schedule(tc, 120).warmup == 6  # 5% of the run
     assert tc.schedule.warmup_steps(100_000) == 1000 and tc.schedule.warmup_steps(3) == 1  # at most 1000, at least 1
-    assert build_run_config({"preset": "base"}).train.optimizer.lr == PRESET_LR["base"]
+    assert build_run_config({"preset": "base"}).train.optimizer.lr == PRESET_LR["modern"]["base"]
     assert build_run_config({"preset": "tiny", "lr": 1e-3, "warmup": 0}).train.schedule.warmup_steps(120) == 0
-    assert set(PRESET_LR) == set(PRESETS)
+    assert set(PRESET_LR) == set(PRESETS) and all(set(PRESET_LR[a]) == set(PRESETS[a]) for a in PRESETS)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "modern"])
+def test_the_run_config_records_the_architecture_and_reads_it_back(arch: str) -> None:
+    from lmtrain.config import run_config_from_dict
+
+    cfg = build_run_config({"preset": "micro", "arch": arch})
+    saved = json.loads(json.dumps(cfg.to_dict()))
+    assert saved["model"]["arch"] == arch and run_config_from_dict(saved) == cfg
+    del saved["model"]["arch"]  # a config.json written before the registry
+    if arch == "gpt2":
+        assert run_config_from_dict(saved).model == cfg.model
+    else:
+        with pytest.raises(ConfigError, match="unknown key 'mlp'"):
+            run_config_from_dict(saved)
+
+
+def test_a_resumed_run_keeps_its_architecture() -> None:
+    from lmtrain.train.resume import resume_config
+
+    saved = build_run_config({"preset": "micro", "arch": "gpt2"})
+    assert resume_config(saved, {})[0].model.arch == "gpt2"  # the default changed; the run did not
+    with pytest.raises(ConfigError, match="resuming with --arch modern, but the run was trained as --arch gpt2"):
+        resume_config(saved, {"arch": "modern"})
+    with pytest.raises(ConfigError, match="--mlp is a setting of --arch modern"):
+        resume_config(saved, {"mlp": "swiglu"})

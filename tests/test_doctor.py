@@ -41,7 +41,7 @@ def _facts(total_steps: int = 2000, **keys) -> Facts:
 
 def test_parameters() -> None:
     finding = rules.parameters(_facts())
-    assert finding.level == "OK" and "16,090,880 parameters, 3,159,552 outside the embeddings" in finding.message
+    assert finding.level == "OK" and "16,014,336 parameters, 3,148,544 outside the embeddings" in finding.message
 
 
 def test_steps() -> None:
@@ -92,6 +92,11 @@ def test_architecture() -> None:
     assert rules.architecture(_facts()).level == "OK"
     halved = rules.architecture(_facts(d_ff=512))
     assert halved.level == "WARN" and "d_ff=512 is 2 x d_model=256" in halved.message
+    swiglu = rules.architecture(_facts(mlp="swiglu"))
+    assert swiglu.level == "OK" and "SwiGLU's parameter-matched 2/3 of 4 x d_model = 680" in swiglu.message
+    wide = rules.architecture(_facts(mlp="swiglu", d_ff=1024))  # the ReLU² width with three matrices: 50% more
+    assert wide.level == "WARN" and "every preset uses SwiGLU's parameter-matched 2/3 of 4 x d_model (680)" in wide.message
+    assert rules.architecture(_facts(arch="gpt2")).level == "OK"
 
 
 def test_precision() -> None:
@@ -134,6 +139,11 @@ def test_initial_loss() -> None:
     assert rules.initial_loss(_facts(trial=Trial(0.1, 10.9, None))).level == "OK"
     bad = rules.initial_loss(_facts(trial=Trial(0.1, 13.2, None)))
     assert bad.level == "WARN" and "expected near ln(V) = 10.825" in bad.message
+    # An untied head starts at zero: the first loss is ln(V) exactly, so 0.1 off is already a bug.
+    assert rules.initial_loss(_facts(tie=False, trial=Trial(0.1, 10.8249, None))).level == "OK"
+    off = rules.initial_loss(_facts(tie=False, trial=Trial(0.1, 10.9, None)))
+    assert off.level == "WARN" and "the untied head starts at zero, so it must be exactly ln(V)" in off.message
+    assert rules.initial_loss(_facts(arch="gpt2", trial=Trial(0.1, 10.9, None))).level == "OK"
 
 
 def test_every_rule_is_in_the_report_once() -> None:

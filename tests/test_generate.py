@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -9,27 +10,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import LMTRAIN
+from conftest import LMTRAIN, MODEL_VARIANTS, randomised
 from lmtrain.eval.generate import filter_logits, generate
-from lmtrain.model.config import GPTConfig
-from lmtrain.model.gpt import GPT
-from lmtrain.model.kv_cache import KVCache
+from lmtrain.model.base import CausalLM
+from lmtrain.model.registry import build_model
 
-CFG = GPTConfig(vocab_size=97, n_layer=3, n_head=2, d_model=32, d_ff=128, max_seq_len=64, dropout=0.0)
+CONFIGS = {name: dataclasses.replace(cfg, n_layer=3, max_seq_len=64) for name, cfg in MODEL_VARIANTS.items()}
+ARCHS = pytest.mark.parametrize("variant", list(CONFIGS))
 
 
-def _model() -> GPT:
+def _model(variant: str = "gpt2") -> CausalLM:
     torch.manual_seed(0)
-    model = GPT(CFG).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))  # sharper distributions than at initialisation
-    return model
+    return randomised(build_model(CONFIGS[variant]), scale=0.2)  # sharper distributions than at initialisation
 
 
+@ARCHS
 @pytest.mark.parametrize("prompt_len", [1, 5, 30])
-def test_cached_and_uncached_greedy_decoding_give_identical_tokens(prompt_len: int) -> None:
-    model = _model()
+def test_cached_and_uncached_greedy_decoding_give_identical_tokens(prompt_len: int, variant: str) -> None:
+    model = _model(variant)
     prompt = torch.randint(0, 97, (2, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
     cached = generate(model, prompt, 25, temperature=0, use_cache=True)
     uncached = generate(model, prompt, 25, temperature=0, use_cache=False)
@@ -45,8 +43,9 @@ def test_generate_restores_the_models_mode(training: bool) -> None:
     assert seen == [False, False, False] and model.training is training
 
 
-def test_cached_and_uncached_sampling_give_identical_tokens() -> None:
-    model, prompt = _model(), torch.randint(0, 97, (3, 4), generator=torch.Generator().manual_seed(3))
+@ARCHS
+def test_cached_and_uncached_sampling_give_identical_tokens(variant: str) -> None:
+    model, prompt = _model(variant), torch.randint(0, 97, (3, 4), generator=torch.Generator().manual_seed(3))
     runs = [
         generate(model, prompt, 40, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(5), use_cache=c)
         for c in (True, False)
@@ -54,20 +53,14 @@ def test_cached_and_uncached_sampling_give_identical_tokens() -> None:
     assert torch.equal(runs[0], runs[1])
 
 
-def test_cached_logits_match_a_full_forward() -> None:
-    model = _model()
+@ARCHS
+def test_cached_logits_match_a_full_forward(variant: str) -> None:
+    model = _model(variant)
     seq = torch.randint(0, 97, (2, 40))
     with torch.no_grad():
         full, _ = model(seq)
-        cache = KVCache(
-            n_layer=CFG.n_layer,
-            batch_size=2,
-            n_head=CFG.n_head,
-            head_dim=CFG.head_dim,
-            max_len=CFG.max_seq_len,
-            device="cpu",
-            dtype=torch.float32,
-        )
+        cache = model.new_cache(batch_size=2)
+        assert cache.k.shape == (3, 2, model.config.kv_heads, 64, model.config.head_dim)  # (L, B, nkv, T, hs)
         parts = [
             model(seq[:, :7], cache=cache)[0],
             model(seq[:, 7:8], cache=cache)[0],

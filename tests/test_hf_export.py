@@ -87,7 +87,7 @@ def test_import_and_export_errors(tmp_path: Path, trained_run: Path) -> None:
     (tmp_path / "bert").mkdir()
     (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     proc = _run("import-hf", str(tmp_path / "bert"), "--out", str(tmp_path / "y"))
-    assert proc.returncode == 2 and "only 'gpt2' can be imported" in proc.stderr
+    assert proc.returncode == 2 and "lmtrain imports gpt2, llama, qwen3" in proc.stderr
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
     proc = _run("export", str(trained_run), "--out", str(tmp_path / "taken"))
@@ -103,3 +103,56 @@ def test_export_into_an_empty_folder_and_a_failed_export_leaves_it(trained_run: 
     proc = _run("export", str(trained_run), "--out", str(empty))
     assert proc.returncode == 0, proc.stderr
     assert (empty / "model.safetensors").is_file()
+
+
+@pytest.fixture
+def exported_modern(trained_modern_run: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "hf-modern"
+    proc = _run("export", str(trained_modern_run), "--format", "hf", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_the_modern_block_exports_as_qwen3_and_loads_with_the_auto_classes(
+    trained_modern_run: Path, exported_modern: Path, tokenizer
+) -> None:
+    ours, _ = load_model(resolve_checkpoint(trained_modern_run, "best"))
+    config = json.loads((exported_modern / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["num_key_value_heads"] == 1
+    assert config["vocab_size"] == 50257 and ours.output_weight.shape[0] == 50304  # the padding is dropped
+    hf = transformers.AutoModelForCausalLM.from_pretrained(exported_modern).eval()
+    assert type(hf).__name__ == "Qwen3ForCausalLM"
+    idx = torch.randint(0, 50257, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=0, atol=1e-4)
+    prompt = idx[:1, :8]
+    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, eos_token_id=None, pad_token_id=50256)
+    assert torch.equal(generate(ours, prompt, 20, temperature=0), expected)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(exported_modern)
+    text = " = Valkyria Chronicles III = \n Senjō no Valkyria 3"
+    assert hf_tok(text)["input_ids"] == tokenizer.encode(text)
+
+
+def test_a_modern_export_imports_back_to_the_same_logits(exported_modern: Path, tmp_path: Path) -> None:
+    out = tmp_path / "imported"
+    proc = _run("import-hf", str(exported_modern), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    model, config = load_model(out)
+    assert config["model"]["arch"] == "modern" and model.config.n_kv_head == 1 and not model.config.tie
+    hf = transformers.AutoModelForCausalLM.from_pretrained(exported_modern).eval()
+    idx = torch.randint(0, 50257, (2, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=0, atol=1e-4)
+
+
+def test_a_model_no_transformers_class_computes_is_refused_with_exit_2(tmp_path: Path) -> None:
+    from lmtrain.checkpoint import write_checkpoint
+    from lmtrain.model.config import ModernConfig
+    from lmtrain.model.registry import build_model, model_to_dict
+
+    cfg = ModernConfig(vocab_size=300, n_layer=1, n_head=2, d_model=16, d_ff=64, max_seq_len=16, logit_softcap=15.0)
+    ckpt = write_checkpoint(tmp_path / "ckpt", build_model(cfg).state_dict(), {"model": model_to_dict(cfg)})
+    proc = _run("export", str(ckpt), "--format", "hf", "--out", str(tmp_path / "hf"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "--logit-softcap 15: no transformers class" in proc.stderr
+    assert not (tmp_path / "hf").exists()

@@ -33,7 +33,7 @@ def _hf_model(cfg: GPTConfig):
 def test_lmtrain_weights_in_transformers_give_the_same_logits() -> None:
     ours = _randomised(CFG)
     hf = _hf_model(CFG)
-    hf.load_state_dict(to_hf_state_dict(ours.state_dict(), include_head=True), strict=True)
+    hf.load_state_dict(to_hf_state_dict(ours.state_dict(), CFG, include_head=True), strict=True)
     idx = torch.randint(0, CFG.vocab_size, (2, CFG.max_seq_len))
     with torch.no_grad():
         expected = hf(idx).logits
@@ -60,7 +60,7 @@ def test_transformers_weights_in_lmtrain_give_the_same_logits() -> None:
 
 def test_conv1d_weights_are_transposed_and_others_are_not() -> None:
     state = _randomised(CFG).state_dict()
-    hf_state = to_hf_state_dict(state)
+    hf_state = to_hf_state_dict(state, CFG)
     key = "transformer.h.0.attn.c_attn.weight"
     assert hf_state[key].shape == (CFG.d_model, 3 * CFG.d_model)
     torch.testing.assert_close(hf_state[key], state[key].t())
@@ -74,7 +74,7 @@ def test_conv1d_weights_are_transposed_and_others_are_not() -> None:
 def test_untied_head_is_refused() -> None:
     from lmtrain.errors import ConfigError
 
-    hf_state = to_hf_state_dict(_randomised(CFG).state_dict(), include_head=True)
+    hf_state = to_hf_state_dict(_randomised(CFG).state_dict(), CFG, include_head=True)
     hf_state["lm_head.weight"] = hf_state["lm_head.weight"] + 1
     with pytest.raises(ConfigError, match="lm_head.weight differs"):
         from_hf_state_dict(hf_state)

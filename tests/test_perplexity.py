@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import weakref
@@ -11,19 +12,23 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LMTRAIN, SAMPLE
+from conftest import LMTRAIN, MODEL_VARIANTS, SAMPLE, randomised
 from lmtrain.eval.perplexity import Scores, perplexity_report, plan_windows, score_tokens, window_arrays
 from lmtrain.model import head
+from lmtrain.model.base import CausalLM
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.gpt import GPT
+from lmtrain.model.registry import build_model
 
 EOT = 96
-CFG = GPTConfig(vocab_size=97, n_layer=2, n_head=2, d_model=32, d_ff=128, max_seq_len=64, dropout=0.0)
+CONFIGS = {name: dataclasses.replace(cfg, max_seq_len=64) for name, cfg in MODEL_VARIANTS.items()}
+CFG = CONFIGS["gpt2"]
+VARIANTS = pytest.mark.parametrize("variant", list(CONFIGS))
 
 
-def _model() -> GPT:
+def _model(variant: str = "gpt2") -> CausalLM:
     torch.manual_seed(0)
-    return GPT(CFG).eval()
+    return randomised(build_model(CONFIGS[variant]))
 
 
 def _tokens(n: int) -> np.ndarray:
@@ -66,8 +71,9 @@ def test_the_first_token_is_conditioned_on_endoftext() -> None:
     assert inputs[0] == EOT and targets[0] == stream[1]
 
 
-def test_one_window_equals_several_windows_with_a_padded_last_one() -> None:
-    model, tokens = _model(), _tokens(40)
+@VARIANTS
+def test_one_window_equals_several_windows_with_a_padded_last_one(variant: str) -> None:
+    model, tokens = _model(variant), _tokens(40)
     one = score_tokens(model, tokens, context=64, stride=64, batch_size=4, eot_id=EOT)
     several = score_tokens(model, tokens, context=64, stride=16, batch_size=2, eot_id=EOT)
     assert one.windows == 1 and several.windows == 3 and one.tokens == several.tokens == 40
@@ -75,15 +81,17 @@ def test_one_window_equals_several_windows_with_a_padded_last_one() -> None:
 
 
 @pytest.mark.parametrize("stride", [1, 3, 7, 16, 24, 40, 64])
-def test_any_stride_gives_the_same_total_when_the_context_covers_the_split(stride: int) -> None:
-    model, tokens = _model(), _tokens(40)
+@VARIANTS
+def test_any_stride_gives_the_same_total_when_the_context_covers_the_split(stride: int, variant: str) -> None:
+    model, tokens = _model(variant), _tokens(40)
     reference = score_tokens(model, tokens, context=64, stride=64, batch_size=8, eot_id=EOT)
     got = score_tokens(model, tokens, context=64, stride=stride, batch_size=8, eot_id=EOT)
     assert got.nll == pytest.approx(reference.nll, rel=1e-6)
 
 
-def test_the_total_is_the_sum_of_per_token_losses_of_one_forward() -> None:
-    model, tokens = _model(), _tokens(30)
+@VARIANTS
+def test_the_total_is_the_sum_of_per_token_losses_of_one_forward(variant: str) -> None:
+    model, tokens = _model(variant), _tokens(30)
     stream = torch.as_tensor(np.concatenate([[EOT], tokens]).astype(np.int64))[None]
     with torch.no_grad():
         logits, _ = model(stream[:, :-1])

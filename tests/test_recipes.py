@@ -12,7 +12,7 @@ from conftest import REPO
 from lmtrain.config import build_run_config, read_toml
 from lmtrain.data.datasets import DataPaths
 from lmtrain.doctor.examine import examine
-from lmtrain.model.gpt import GPT
+from lmtrain.model.registry import build_model
 from lmtrain.train.data import load_training_data
 
 RECIPES = sorted((REPO / "recipes").glob("*.toml"))
@@ -31,7 +31,7 @@ def test_a_recipe_parses_builds_and_passes_the_doctor(
     cfg = build_run_config(keys)
     assert cfg.data.dataset in ("wikitext-2", "wikitext-103") and cfg.seq_len == cfg.model.max_seq_len
     with torch.device("meta"):
-        GPT(cfg.model)  # the model builds (on the meta device: no memory)
+        build_model(cfg.model)  # the model builds (on the meta device: no memory)
     text = path.read_text()
     assert f"lmtrain train --config recipes/{path.name}" in text and "tokens/s" in text and "Aims at" in text
     # The WikiText train splits cannot be downloaded here: the doctor examines the recipe on the sample instead.

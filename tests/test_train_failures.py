@@ -50,6 +50,8 @@ def test_the_reported_nan_run_exits_3_and_never_saves_a_non_finite_checkpoint(
             "train",
             "--preset",
             "micro",
+            "--arch",
+            "gpt2",  # the reported run (the modern block's QK-norm keeps this loss finite a step longer)
             "--dataset",
             "wikitext-103",
             "--data-dir",
@@ -117,7 +119,7 @@ def test_on_nan_skip_skips_the_update_and_trains_on(sample_dir: Path, tmp_path: 
 
     def snapshot(module, args) -> None:  # a weight as each training step starts
         if module.training:
-            weights.setdefault(trainer.step + 1, module.transformer.h[0].mlp.c_fc.weight.detach().clone())
+            weights.setdefault(trainer.step + 1, module.parameter_roles().matrices[0].detach().clone())
 
     trainer.model.register_forward_pre_hook(snapshot)
     assert trainer.run() == 0

@@ -18,9 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lmtrain.errors import CheckpointError, ConfigError
-from lmtrain.fields import from_mapping
 from lmtrain.files import atomic_dir, remove_dir, remove_stale_temps, write_text_atomic
-from lmtrain.model.config import GPTConfig
+from lmtrain.model.config import ModelConfig
+from lmtrain.model.registry import model_from_dict
 from lmtrain.runtime import unwrap
 
 MODEL_FILE = "model.safetensors"
@@ -142,10 +142,11 @@ def load_checkpoint_config(ckpt: Path) -> dict[str, Any]:
     return config
 
 
-def model_config_of(config: dict[str, Any], ckpt: Path) -> GPTConfig:
-    """GPTConfig stored in a checkpoint config; a bad one is a CheckpointError."""
+def model_config_of(config: dict[str, Any], ckpt: Path) -> ModelConfig:
+    """The model config stored in a checkpoint config (GPT-2's when it names no `arch`); a bad one is a
+    CheckpointError."""
     try:
-        return from_mapping(GPTConfig, config["model"], f"{ckpt / CONFIG_FILE}")
+        return model_from_dict(config["model"], f"{ckpt / CONFIG_FILE}")
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt / CONFIG_FILE}: {exc}") from None
 
@@ -191,12 +192,12 @@ def load_state_into(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Pa
 def load_model(ckpt: Path, device: torch.device | str = "cpu", weights: str = "auto"):  # -> tuple[GPT, dict]
     """Rebuild the model from a checkpoint alone (no architecture flags) and load its weights (`weights`: auto, the
     EMA where the checkpoint has one, else the raw weights; ema; raw)."""
-    from lmtrain.model.gpt import GPT
+    from lmtrain.model.registry import build_model
 
     config = load_checkpoint_config(ckpt)
     cfg = model_config_of(config, ckpt)
     with torch.device("meta"):
-        model = GPT(cfg)
+        model = build_model(cfg)
     model = model.to_empty(device=device)
     load_state_into(model, load_weights(ckpt, weights), ckpt)
     return model.eval(), config

@@ -16,7 +16,8 @@ from lmtrain import __version__
 from lmtrain.defaults import PRESET_LR
 from lmtrain.errors import ConfigError
 from lmtrain.fields import field_types, flatten, from_flat, from_mapping, to_jsonable
-from lmtrain.model.config import GPTConfig
+from lmtrain.model.config import ModelConfig
+from lmtrain.model.registry import DEFAULT_ARCH, model_from_dict, model_keys, model_to_dict
 from lmtrain.presets import apply_overrides, get_preset
 from lmtrain.train_config import TrainConfig, positive
 
@@ -53,7 +54,7 @@ class RunConfig:
     """Everything that defines a training run: the model, the data and the training."""
 
     preset: str
-    model: GPTConfig
+    model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -71,25 +72,30 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as saved in the run folder and in every checkpoint (the training sections nested)."""
-        return {"lmtrain_version": __version__, **to_jsonable(self)}
+        return {"lmtrain_version": __version__, **to_jsonable(self), "model": model_to_dict(self.model)}
 
     def flat(self) -> dict[str, dict[str, Any]]:
         """{section: {flat key: value}} for the model, data and training sections."""
         return {name: flatten(getattr(self, name)) for name in SECTIONS}
 
 
-SECTIONS: dict[str, type] = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
-"""The sections of a run; each flat key belongs to exactly one (the training sections are flattened)."""
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+"""The sections of a run; each flat key belongs to exactly one (the training sections are flattened; the model's
+keys are those of every architecture)."""
+RUN_LEVEL_KEYS = ("preset", "arch")
+"""Keys that choose the model rather than set a field of a section."""
 
 
 def section_of(key: str) -> str:
     """The section (model, data or train) a known flat key belongs to."""
+    if key in model_keys():
+        return "model"
     return next(name for name, cls in SECTIONS.items() if key in field_types(cls))
 
 
 def normalise_keys(flat: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Flat keys with dashes turned into underscores; unknown keys are a ConfigError listing the known ones."""
-    known = {"preset", *(k for cls in SECTIONS.values() for k in field_types(cls))}
+    known = {*RUN_LEVEL_KEYS, *model_keys(), *(k for cls in SECTIONS.values() for k in field_types(cls))}
     out = {}
     for key, value in flat.items():
         name = key.replace("-", "_")
@@ -114,14 +120,16 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> RunConfig:
-    """RunConfig from flat keys (flags and TOML merged): a preset, model overrides, data and training keys."""
+    """RunConfig from flat keys (flags and TOML merged): an architecture and preset, model overrides, data and
+    training keys."""
     flat = normalise_keys(flat, "the run config")
     preset = str(flat.pop("preset", default_preset))
+    arch = str(flat.pop("arch", DEFAULT_ARCH))
     parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in flat.items():
         parts[section_of(key)][key] = value
-    model = apply_overrides(get_preset(preset), parts["model"])
-    parts["train"].setdefault("lr", PRESET_LR[preset])
+    model = apply_overrides(get_preset(preset, arch), parts["model"])
+    parts["train"].setdefault("lr", PRESET_LR[arch][preset])
     return RunConfig(
         preset=preset,
         model=model,
@@ -146,7 +154,7 @@ def run_config_from_dict(saved: Mapping[str, Any]) -> RunConfig:
     try:
         return RunConfig(
             preset=str(saved["preset"]),
-            model=from_mapping(GPTConfig, saved["model"], "saved model config"),
+            model=model_from_dict(saved["model"], "saved model config"),
             data=from_mapping(DataConfig, saved["data"], "saved data config"),
             train=train_config_from_dict(saved["train"]),
         )

@@ -2,7 +2,8 @@
 
 A run without --lr takes its preset's `PRESET_LR` for the AdamW groups; with the default --optimizer muon the blocks'
 matrices run at `MUON_LR_FACTOR` times it. `tiny`'s LR won the recipe race on the sample (docs/learning-per-token.md);
-the others scale it about as 1/d_model, as starting points (`lmtrain doctor --lr-find` checks yours).
+the others scale it about as 1/d_model, as starting points (`lmtrain doctor --lr-find` checks yours). The modern
+block's come from the sweep in bench/results/modern-sweep-cpu-2core.json.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-PRESET_LR: Mapping[str, float] = MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3})
-"""Peak LR of the AdamW groups of each preset when --lr is not given."""
+PRESET_LR: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {
+        "gpt2": MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3}),
+        "modern": MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3}),
+    }
+)
+"""Peak LR of the AdamW groups of each architecture's presets when --lr is not given."""
 MUON_LR_FACTOR = 3.0
 """--muon-lr when not given: this times --lr."""
 MIN_LR_DIVISOR = 10

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 
 from lmtrain.eval.generate import generate
-from lmtrain.model.gpt import GPT
+from lmtrain.model.base import CausalLM
 from lmtrain.runtime import synchronize
 
 
 def _timed(
-    model: GPT, prompt: torch.Tensor, new_tokens: int, use_cache: bool, device: torch.device
+    model: CausalLM, prompt: torch.Tensor, new_tokens: int, use_cache: bool, device: torch.device
 ) -> tuple[float, torch.Tensor]:
     synchronize(device)
     t0 = time.perf_counter()
@@ -24,7 +24,7 @@ def _timed(
 
 
 def bench_generate(
-    model: GPT, device: torch.device, new_tokens: int = 256, prompt_tokens: int = 16, repeats: int = 3
+    model: CausalLM, device: torch.device, new_tokens: int = 256, prompt_tokens: int = 16, repeats: int = 3
 ) -> dict[str, Any]:
     """Best-of-`repeats` seconds for `new_tokens` greedy tokens with and without the KV cache."""
     cfg = model.config

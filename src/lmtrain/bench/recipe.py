@@ -22,7 +22,10 @@ from lmtrain.errors import ConfigError
 
 BUILTIN: Mapping[str, Mapping[str, Any]] = {
     "lmtrain": {},
+    "gpt2": {"arch": "gpt2"},
+    "modern": {"arch": "modern"},
     "nanogpt": {
+        "arch": "gpt2",
         "optimizer": "adamw",
         "lr": NANOGPT_LR,
         "min_lr": NANOGPT_LR / MIN_LR_DIVISOR,
@@ -33,7 +36,7 @@ BUILTIN: Mapping[str, Mapping[str, Any]] = {
         "schedule": "cosine",
     },
 }
-"""`lmtrain`: no keys, the defaults. `nanogpt`: nanoGPT's train.py recipe (AdamW, betas 0.9/0.95, weight decay 0.1
+"""`lmtrain`: no keys, the defaults. `gpt2` and `modern`: the defaults with that architecture. `nanogpt`: nanoGPT's train.py recipe (AdamW, betas 0.9/0.95, weight decay 0.1
 on 2-D tensors, gradient clip 1.0, linear warmup then cosine to lr/10) at the LR that did best for AdamW on the
 sample (1e-3: 6e-4, nanoGPT's own for GPT-2 124M, and 2e-3 did no better); warmup and dropout as the run gives them."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lmtrain.bench.train import TrainBench, _summary, random_tokens, train_side
-from lmtrain.model.gpt import GPT
+from lmtrain.model.registry import build_model
 from lmtrain.train.distributed import World
 
 
@@ -24,7 +24,7 @@ def _timed(b: TrainBench, world: World) -> dict[str, Any]:
     """Median step time and tokens/s of this rank's steps, as a rank of `world` (a world of one: alone)."""
     tokens = random_tokens(b)
     torch.manual_seed(0)
-    model = GPT(b.model, loss_impl=b.loss).to(b.device)
+    model = build_model(b.model, loss_impl=b.loss).to(b.device)
     side = train_side(model, b, tokens, world)
     side.run(b.warmup, b.device, timed=False)
     side.run(b.steps, b.device)

@@ -29,9 +29,10 @@ from lmtrain.defaults import BENCH_LR
 from lmtrain.errors import ConfigError
 from lmtrain.eval.loss import evaluate
 from lmtrain.hardware import Peak, peak_flops, stale_note
-from lmtrain.model.config import GPTConfig
-from lmtrain.model.gpt import GPT
+from lmtrain.model.base import CausalLM
+from lmtrain.model.config import ModelConfig
 from lmtrain.model.head import LossImpl
+from lmtrain.model.registry import build_model, hf_adapter
 from lmtrain.model.sizing import flops_per_token, mfu, param_counts
 from lmtrain.runtime import autocast, synchronize
 from lmtrain.train.distributed import World
@@ -55,7 +56,7 @@ BENCH_STEPS = 1_000_000
 class TrainBench:
     """What `lmtrain bench train` times; the batch flags mean what `lmtrain train`'s mean."""
 
-    model: GPTConfig
+    model: ModelConfig
     device: torch.device
     dtype: str
     batch_size: int
@@ -117,33 +118,21 @@ class HFCausalLM(nn.Module):
         return None, self.model(input_ids=x, labels=x).loss  # transformers shifts the labels itself
 
 
-def build_hf(cfg: GPTConfig, like: GPT) -> HFCausalLM:
-    """GPT2LMHeadModel with `cfg`'s shape, sdpa attention and `like`'s weights."""
+def build_hf(cfg: ModelConfig, like: CausalLM) -> HFCausalLM:
+    """The transformers model `cfg`'s architecture exports to (GPT2LMHeadModel, LlamaForCausalLM, Qwen3ForCausalLM)
+    with `cfg`'s shape, sdpa attention and `like`'s weights."""
     try:
         import transformers
-        from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers import AutoConfig, AutoModelForCausalLM
     except ImportError as exc:
         raise ConfigError("--against hf needs transformers: pip install transformers") from exc
-    from lmtrain.model.hf import to_hf_state_dict
 
     transformers.logging.set_verbosity_error()  # its notes about the loss type are noise in a benchmark's output
-
-    hf_cfg = GPT2Config(
-        vocab_size=cfg.vocab_size,
-        n_positions=cfg.max_seq_len,
-        n_embd=cfg.d_model,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        n_inner=cfg.d_ff,
-        activation_function="gelu_new",
-        resid_pdrop=cfg.dropout,
-        embd_pdrop=cfg.dropout,
-        attn_pdrop=cfg.dropout,
-        layer_norm_epsilon=cfg.layer_norm_eps,
-        attn_implementation="sdpa",
-    )
-    model = GPT2LMHeadModel(hf_cfg)
-    model.load_state_dict(to_hf_state_dict(like.state_dict(), include_head=True), strict=False)
+    adapter = hf_adapter(cfg)
+    fields = adapter.to_hf_config(cfg)
+    hf_cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa")
+    model.load_state_dict(adapter.to_hf_state_dict(like.state_dict(), cfg, include_head=True), strict=False)
     return HFCausalLM(model)
 
 
@@ -270,12 +259,12 @@ def checked_peak(result: dict[str, Any], *, device: torch.device, dtype: str, ca
 def bench_train(
     b: TrainBench, peak: Peak, *, against_hf: bool = False, rounds: int = 2, profile: bool = False
 ) -> dict[str, Any]:
-    """Time `b.steps` optimizer steps of lmtrain's GPT (and of transformers' model with `against_hf`)."""
+    """Time `b.steps` optimizer steps of lmtrain's model (and of transformers' model with `against_hf`)."""
     torch.manual_seed(0)
     tokens = random_tokens(b)
     if b.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(b.device)
-    model = GPT(b.model, loss_impl=b.loss).to(b.device)
+    model = build_model(b.model, loss_impl=b.loss).to(b.device)
     sides = [train_side(model, b, tokens)]
     sides[0].run(b.warmup, b.device, timed=False)
     memory, memory_kind = peak_memory(b.device)
@@ -285,7 +274,7 @@ def bench_train(
         if b.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(b.device)
         torch.manual_seed(0)
-        hf = build_hf(b.model, GPT(b.model)).to(b.device)
+        hf = build_hf(b.model, build_model(b.model)).to(b.device)
         sides.append(train_side(hf, dataclasses.replace(b, optimizer="adamw"), tokens))
         sides[1].run(b.warmup, b.device, timed=False)
         hf_memory = peak_memory(b.device)[0] - before if b.device.type == "cuda" else None
@@ -327,7 +316,7 @@ def bench_train(
     return result
 
 
-def _fits(b: TrainBench, batch: int, model: GPT) -> int | None:
+def _fits(b: TrainBench, batch: int, model: CausalLM) -> int | None:
     """Peak memory of one optimizer step at micro-batch `batch`, or None when it runs out of memory."""
     trial = dataclasses.replace(b, batch_size=batch, micro_batch_size=None, compile=False)
     if b.device.type == "cuda":
@@ -349,7 +338,7 @@ def _fits(b: TrainBench, batch: int, model: GPT) -> int | None:
 def max_batch(b: TrainBench, limit: int = 1024) -> dict[str, Any]:
     """The largest micro-batch (up to `limit`) whose optimizer step fits in memory at `b.seq_len`: doubling, then
     bisection between the last size that fit and the first that did not."""
-    model = GPT(b.model, loss_impl=b.loss).to(b.device)
+    model = build_model(b.model, loss_impl=b.loss).to(b.device)
     fit, fail, memory = 0, limit + 1, 0
     batch = 1
     while batch <= limit:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmtrain.cli.common import (
+    add_arch_option,
     add_data_options,
     add_device_option,
     add_model_options,
@@ -25,7 +26,7 @@ from lmtrain.data.tokenizer import load_tokenizer
 from lmtrain.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
-    from lmtrain.model.config import GPTConfig
+    from lmtrain.model.config import ModelConfig
     from lmtrain.train.distributed import World
 
 
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate the same greedy tokens with and without the KV cache and report the speed-up.",
     )
     gen.add_argument("--preset", default="small", help="randomly initialised preset to time (default small)")
+    add_arch_option(gen)
     gen.add_argument("--checkpoint", type=Path, help="time this checkpoint instead of a preset")
     gen.add_argument("--new-tokens", type=int, default=256, help="tokens to generate (default 256)")
     gen.add_argument("--prompt-tokens", type=int, default=16, help="prompt length (default 16)")
@@ -66,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--batch-size and --micro-batch-size mean what they mean for lmtrain train.",
     )
     train.add_argument("--preset", default="tiny", help="model preset (default tiny)")
+    add_arch_option(train)
     add_model_options(train)
     add_device_option(train)
     train.add_argument(
@@ -197,7 +200,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from lmtrain.bench.generate import bench_generate
     from lmtrain.checkpoint import load_model, resolve_checkpoint
-    from lmtrain.model.gpt import GPT
+    from lmtrain.model.registry import build_model
     from lmtrain.presets import get_preset
     from lmtrain.runtime import select_device
 
@@ -207,7 +210,8 @@ def run_generate(args: argparse.Namespace) -> int:
         what = str(args.checkpoint)
     else:
         torch.manual_seed(0)
-        model, what = GPT(get_preset(args.preset)).to(device).eval(), f"preset {args.preset} (random weights)"
+        model = build_model(get_preset(args.preset, args.arch)).to(device).eval()
+        what = f"preset {args.preset} --arch {args.arch} (random weights)"
     if args.prompt_tokens + args.new_tokens > model.config.max_seq_len:
         raise ConfigError(
             f"--prompt-tokens {args.prompt_tokens} + --new-tokens {args.new_tokens} exceed the model's "
@@ -222,7 +226,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
     from lmtrain.presets import apply_overrides, get_preset
     from lmtrain.train.distributed import init_world
 
-    cfg = apply_overrides(get_preset(args.preset), model_overrides(args))
+    cfg = apply_overrides(get_preset(args.preset, args.arch), model_overrides(args))
     world = init_world(args.device, args.parallel, args.dist_timeout)
     try:
         return _train_bench(args, cfg, world)
@@ -230,7 +234,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
         world.close()
 
 
-def _train_bench(args: argparse.Namespace, cfg: GPTConfig, world: World) -> int:
+def _train_bench(args: argparse.Namespace, cfg: ModelConfig, world: World) -> int:
     from lmtrain.bench.scaling import bench_scaling
     from lmtrain.bench.train import TrainBench, bench_train, checked_peak, max_batch
     from lmtrain.hardware import peak_flops

@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, read_toml
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
 from lmtrain.fields import field_types, leaves
-from lmtrain.model.config import GPTConfig
+from lmtrain.model.config import ModelConfig
+from lmtrain.model.registry import ARCHITECTURES, DEFAULT_ARCH
 from lmtrain.train_config import DEVICES, TrainConfig
 
 
@@ -129,9 +130,24 @@ def add_dataclass_options(
         group.add_argument(flag, **kwargs)
 
 
+def add_arch_option(parser: argparse.ArgumentParser, keep_unset: bool = False) -> None:
+    """--arch: the model family (default DEFAULT_ARCH); `keep_unset` leaves it out of the namespace when not given."""
+    parser.add_argument(
+        "--arch",
+        choices=tuple(ARCHITECTURES),
+        default=argparse.SUPPRESS if keep_unset else DEFAULT_ARCH,
+        help=f"model architecture (default {DEFAULT_ARCH}): "
+        + "; ".join(f"{a.name}: {a.summary}" for a in ARCHITECTURES.values()),
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """One --field-name option per GPTConfig field (e.g. --d-model 384); only given ones override the preset."""
-    add_dataclass_options(parser, GPTConfig, "model overrides (default: the preset's value)", prefix=MODEL_DEST)
+    """One --field-name option per model field of every architecture (e.g. --d-model 384, --mlp swiglu); only
+    given ones override the preset."""
+    add_dataclass_options(parser, ModelConfig, "model overrides (default: the preset's value)", prefix=MODEL_DEST)
+    shared = tuple(field_types(ModelConfig))
+    for arch in ARCHITECTURES.values():
+        add_dataclass_options(parser, arch.config, f"model overrides for --arch {arch.name}", MODEL_DEST, shared)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -143,7 +159,7 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-RUN_KEYS = ("preset", *field_types(DataConfig), *field_types(TrainConfig))
+RUN_KEYS = ("preset", "arch", *field_types(DataConfig), *field_types(TrainConfig))
 """The flat keys of a run (besides the model's)."""
 
 
@@ -156,6 +172,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--resume", type=Path, metavar="RUN", help="continue the run in this folder from its latest checkpoint"
     )
     run.add_argument("--preset", default=argparse.SUPPRESS, help="model preset: micro, tiny, small (default), base")
+    add_arch_option(run, keep_unset=True)
     add_data_options(p.add_argument_group("data"), keep_unset=True)
     add_dataclass_options(p, DataConfig, "data window", exclude=("dataset", *LOCATION_KEYS))
     add_dataclass_options(p, TrainConfig, "training")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from lmtrain.cli.common import add_model_options, log, model_overrides, print_json
+from lmtrain.cli.common import add_arch_option, add_model_options, log, model_overrides, print_json
 from lmtrain.defaults import PRESET_LR
 from lmtrain.errors import ConfigError
+from lmtrain.model.registry import get_arch
 from lmtrain.model.sizing import describe
 from lmtrain.presets import PRESET_NOTES, PRESETS, apply_overrides, ff_warning, get_preset
 
 FLOPS_NOTE = (
-    "FLOPs/token = 6N + 12·L·d·T (training: forward + backward), N = parameters less the position "
-    "embeddings (the tied token embedding is the output projection), T = max_seq_len. "
-    "non-emb = parameters less token and position embeddings."
+    "FLOPs/token = 6N + 12·L·d·T (training: forward + backward), N = parameters less those only looked up (a "
+    "position table, an untied input embedding; a tied token embedding is the output projection), T = max_seq_len. "
+    "non-emb = parameters less the embeddings and an untied head."
 )
 
 
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("presets", help="list model presets and their sizes", description=__doc__ + "\n\n" + FLOPS_NOTE)
     p.add_argument("preset", nargs="?", help="show only this preset (model overrides apply to it)")
     p.add_argument("--json", action="store_true", help="print a JSON object keyed by preset name")
+    add_arch_option(p)
     add_model_options(p)
     p.set_defaults(handler=run)
 
@@ -34,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = model_overrides(args)
     if overrides and not args.preset:
         raise ConfigError("model overrides need a preset: lmtrain presets NAME --d-model ...")
-    names = [args.preset] if args.preset else list(PRESETS)
-    configs = {name: apply_overrides(get_preset(name), overrides) for name in names}
-    rows = {name: describe(cfg) | {"lr": PRESET_LR[name]} for name, cfg in configs.items()}
+    names = [args.preset] if args.preset else list(PRESETS[args.arch])
+    configs = {name: apply_overrides(get_preset(name, args.arch), overrides) for name in names}
+    rows = {name: describe(cfg) | {"lr": PRESET_LR[args.arch][name]} for name, cfg in configs.items()}
     if args.json:
         print_json(rows)
         return 0
     header = f"{'preset':<7} {'d_model':>7} {'heads':>5} {'layers':>6} {'d_ff':>5} {'ctx':>5} {'params':>12} {'non-emb':>12} {'FLOPs/token':>13} {'lr':>7}  note"
+    print(f"--arch {args.arch}: {get_arch(args.arch).summary}")
     print(header)
     for name, r in rows.items():
         print(

@@ -1,4 +1,4 @@
-"""Sampling from a GPT with a KV cache: temperature, top-k, top-p; greedy at temperature 0.
+"""Sampling from a language model with a KV cache: temperature, top-k, top-p; greedy at temperature 0.
 
 At the context limit the model has seen max_seq_len positions and cannot go further (positions are
 learned), so generation stops there: prompt + new tokens never exceed max_seq_len.
@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from lmtrain.data.tokenizer import Tokenizer
-from lmtrain.model.gpt import GPT
-from lmtrain.model.kv_cache import KVCache
+from lmtrain.model.base import CausalLM
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -45,7 +44,7 @@ def next_token(
 
 @torch.no_grad()
 def generate(
-    model: GPT,
+    model: CausalLM,
     prompt: torch.Tensor,
     max_new_tokens: int,
     *,
@@ -73,7 +72,7 @@ def generate(
         model.train(was_training)
 
 
-def continuation(model: GPT, prompt: np.ndarray, new_tokens: int, *, tokenizer: Tokenizer, seed: int) -> str:
+def continuation(model: CausalLM, prompt: np.ndarray, new_tokens: int, *, tokenizer: Tokenizer, seed: int) -> str:
     """The text of a sampled continuation (temperature 0.8, top-k 50) of `prompt` (token ids), with the prompt."""
     device = next(model.parameters()).device
     ids = torch.as_tensor(prompt, dtype=torch.long, device=device)[None]  # (1, T)
@@ -97,7 +96,7 @@ class Sampling:
 
 
 def _generate(
-    model: GPT,
+    model: CausalLM,
     prompt: torch.Tensor,
     *,
     max_new_tokens: int,
@@ -112,20 +111,7 @@ def _generate(
     if T > cfg.max_seq_len:
         raise ValueError(f"the prompt has {T} tokens; the model's context is {cfg.max_seq_len}")
     steps = min(max_new_tokens, cfg.max_seq_len - T)
-    param = next(model.parameters())
-    cache = (
-        KVCache(
-            n_layer=cfg.n_layer,
-            batch_size=B,
-            n_head=cfg.n_head,
-            head_dim=cfg.head_dim,
-            max_len=cfg.max_seq_len,
-            device=param.device,
-            dtype=param.dtype,
-        )
-        if use_cache
-        else None
-    )
+    cache = model.new_cache(batch_size=B) if use_cache else None
     out = prompt
     done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
     feed = prompt

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from lmtrain.model.head import nll_sum
+from lmtrain.model.base import CausalLM
 
 
 def plan_windows(n_tokens: int, context: int, stride: int) -> Iterator[tuple[int, int, int]]:
@@ -68,7 +67,7 @@ class Scores:
 
 
 def score_tokens(
-    model: nn.Module,
+    model: CausalLM,
     tokens: np.ndarray,
     *,
     context: int,
@@ -94,7 +93,7 @@ def score_tokens(
                 y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
                 scored = y != -100
                 with autocast():
-                    nll, _ = nll_sum(model.hidden(x), model.transformer.wte.weight, y)
+                    nll, _ = model.nll(model.hidden(x), y)
                 total += float(nll)
                 count += int(scored.sum())
     finally:

@@ -1,7 +1,8 @@
-"""Hugging Face folders: export a checkpoint for `GPT2LMHeadModel.from_pretrained`, import one back.
+"""Hugging Face folders: export a checkpoint as the transformers class its architecture equals (GPT-2 ->
+GPT2LMHeadModel, the modern block -> LlamaForCausalLM or Qwen3ForCausalLM), import one back.
 
-An exported folder holds config.json, model.safetensors (transformers' key names, Conv1D layout, the tied
-lm_head left out as transformers saves it), generation_config.json and, when the GPT-2 BPE files are at hand,
+An exported folder holds config.json, model.safetensors (transformers' key names and layouts, padding rows dropped,
+a tied lm_head left out as transformers saves it), generation_config.json and, when the GPT-2 BPE files are at hand,
 the tokenizer files (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json).
 """
 
@@ -20,9 +21,8 @@ from lmtrain import __version__
 from lmtrain.checkpoint import load_model, write_checkpoint
 from lmtrain.data.tokenizer import EOT_ID, EOT_TEXT, GPT2_VOCAB_SIZE, gpt2_fingerprint
 from lmtrain.errors import CheckpointError, ConfigError
-from lmtrain.fields import to_jsonable
 from lmtrain.files import atomic_dir
-from lmtrain.model.hf import from_hf_config, from_hf_state_dict, to_hf_config, to_hf_state_dict
+from lmtrain.model.registry import ARCHITECTURES, hf_adapter, model_to_dict
 
 
 def _tokenizer_files(out: Path, folder: Path, max_len: int) -> list[str]:
@@ -47,12 +47,13 @@ def _require_new_folder(out: Path) -> None:
 
 
 def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None, weights: str = "auto") -> list[str]:
-    """Write checkpoint `ckpt` (its `weights`: auto, ema or raw) as a transformers GPT-2 folder `out` (new or
-    empty); return the files written."""
+    """Write checkpoint `ckpt` (its `weights`: auto, ema or raw) as a transformers folder `out` (new or empty) of the
+    class its architecture equals; return the files written. A model no class computes exactly is a ConfigError."""
     _require_new_folder(out)
     model, _config = load_model(ckpt, weights=weights)
-    hf_config = to_hf_config(model.config)
-    weights = to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    adapter = hf_adapter(model.config)
+    hf_config = adapter.to_hf_config(model.config)
+    weights = adapter.to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()}, model.config)
     with atomic_dir(out) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
@@ -81,8 +82,20 @@ def _hf_weights(src: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{src} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
+def _adapter_for(hf_config: dict[str, Any]) -> Any:
+    """The adapter of the architecture that reads a config.json's model_type."""
+    kind = hf_config.get("model_type")
+    for arch in ARCHITECTURES.values():
+        adapter = hf_adapter(arch.name)
+        if kind in adapter.MODEL_TYPES:
+            return adapter
+    known = ", ".join(t for a in ARCHITECTURES.values() for t in hf_adapter(a.name).MODEL_TYPES)
+    raise ConfigError(f"config.json has model_type={kind!r}; lmtrain imports {known}")
+
+
 def import_hf(src: Path, out: Path) -> Path:
-    """Convert a transformers GPT-2 folder into an lmtrain checkpoint folder `out` (evaluable, not resumable)."""
+    """Convert a transformers folder (GPT-2, Llama or Qwen3 of a shape lmtrain builds) into an lmtrain checkpoint
+    folder `out` (evaluable, not resumable)."""
     _require_new_folder(out)
     try:
         hf_config = json.loads((src / "config.json").read_text())
@@ -90,12 +103,13 @@ def import_hf(src: Path, out: Path) -> Path:
         raise CheckpointError(f"{src} has no config.json; give a transformers model folder") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{src / 'config.json'} is unreadable ({exc})") from None
-    cfg = from_hf_config(hf_config)
-    weights = from_hf_state_dict(_hf_weights(src))
+    adapter = _adapter_for(hf_config)
+    cfg = adapter.from_hf_config(hf_config)
+    weights = adapter.from_hf_state_dict(_hf_weights(src), cfg)
     config: dict[str, Any] = {
         "lmtrain_version": __version__,
         "preset": "hf-import",
-        "model": to_jsonable(cfg),
+        "model": model_to_dict(cfg),
         "source": {"hf_folder": str(src.resolve()), "name": hf_config.get("_name_or_path")},
     }
     if cfg.vocab_size == GPT2_VOCAB_SIZE:

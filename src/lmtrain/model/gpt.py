@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmtrain.model.base import CausalLM
 from lmtrain.model.config import GPTConfig
-from lmtrain.model.head import LossImpl, head_loss
+from lmtrain.model.head import LossImpl
 from lmtrain.model.kv_cache import KVCache
 
 __all__ = ["GPT", "GPTConfig"]
@@ -80,16 +81,14 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class GPT(CausalLM):
     """GPT-2 language model; the output projection reuses the token embedding matrix."""
 
     def __init__(self, cfg: GPTConfig, loss_impl: LossImpl = "fused") -> None:
-        super().__init__()
-        self.config = cfg
-        self.loss_impl: LossImpl = loss_impl
+        super().__init__(cfg, loss_impl)
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(cfg.vocab_size, cfg.d_model),
+                wte=nn.Embedding(cfg.padded_vocab, cfg.d_model),
                 wpe=nn.Embedding(cfg.max_seq_len, cfg.d_model),
                 drop=nn.Dropout(cfg.dropout),
                 h=nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer)),
@@ -112,9 +111,18 @@ class GPT(nn.Module):
                 nn.init.ones_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        for name, param in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
+        for block in self.transformer.h:
+            for proj in (block.attn.c_proj, block.mlp.c_proj):
+                nn.init.normal_(proj.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
+
+    def blocks(self) -> list[nn.Module]:
+        """The transformer blocks, in order."""
+        return list(self.transformer.h)
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The tied token embedding (padded_vocab, C)."""
+        return self.transformer.wte.weight
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C) after ln_f for token ids `idx` (B, T).
@@ -123,11 +131,7 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
-        if start + T > self.config.max_seq_len:
-            raise ValueError(
-                f"sequence of {start + T} tokens is longer than max_seq_len={self.config.max_seq_len}; "
-                f"split it into windows (inputs are never truncated silently)"
-            )
+        self.check_length(start, T)
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
@@ -135,23 +139,3 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(T)
         return self.transformer.ln_f(x)  # (B, T, C)
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (..., V) from hidden states (..., C), through the tied token embedding."""
-        return F.linear(h, self.transformer.wte.weight)
-
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(logits (B, T, V), None) for token ids `idx` (B, T); with `targets` (B, T), (None, loss).
-
-        The loss is the mean cross-entropy over targets != -100, computed by `head_loss` without materialising the
-        logits (`loss_impl="plain"` computes them, as the reference).
-        """
-        h = self.hidden(idx, cache)  # (B, T, C)
-        if targets is None:
-            return self.logits(h), None  # (B, T, V)
-        return None, head_loss(h, self.transformer.wte.weight, targets, self.loss_impl)

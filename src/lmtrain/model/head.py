@@ -15,6 +15,7 @@ computes each chunk's logits transposed, W @ h_c.T, which this CPU's BLAS runs a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -43,37 +44,72 @@ def _options(device: torch.device):
     return LinearCrossEntropyOptions()  # torch's per-(device, dtype) choice, measured by its authors on GPUs
 
 
-def head_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, impl: LossImpl = "fused") -> torch.Tensor:
+def _capped(logits: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Logits soft-capped to (-C, C) as C*tanh(z/C); unchanged without a cap."""
+    return logits if softcap is None else softcap * torch.tanh(logits / softcap)
+
+
+def _pad_mask(weight: torch.Tensor, vocab: int) -> torch.Tensor:
+    """A bias of 0 for the `vocab` real rows of `weight` and -inf for the padding rows after them."""
+    bias = torch.zeros(weight.size(0), dtype=torch.float32, device=weight.device)
+    bias[vocab:] = float("-inf")
+    return bias
+
+
+def head_loss(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    impl: LossImpl = "fused",
+    *,
+    vocab: int | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
     """Mean cross-entropy of logits h @ weight.T (h: (..., C), weight: (V, C)) over targets != -100 (float32).
 
-    `impl="plain"` is the reference: full logits, upcast to fp32, `F.cross_entropy`.
+    `vocab`: only the first `vocab` rows are tokens (the rest pad the matrix and never enter the softmax).
+    `softcap`: the logits are C*tanh(z/C). `impl="plain"` is the reference: full logits, upcast to fp32,
+    `F.cross_entropy`.
     """
+    vocab = weight.size(0) if vocab is None else vocab
     h = h.reshape(-1, h.size(-1))  # (N, C)
     targets = targets.reshape(-1)  # (N,)
     if impl == "plain":
-        return F.cross_entropy(F.linear(h, weight).float(), targets, ignore_index=-100)
+        return F.cross_entropy(_capped(F.linear(h, weight[:vocab]).float(), softcap), targets, ignore_index=-100)
     if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):  # evaluation: lmtrain eval's path
-        total, count = nll_sum(h, weight, targets)
+        total, count = nll_sum(h, weight, targets, vocab=vocab, softcap=softcap)
         return (total / count).float() if count else torch.full((), math.nan, device=h.device)
     if torch.is_autocast_enabled(h.device.type):
         dtype = torch.get_autocast_dtype(h.device.type)
         h, weight = h.to(dtype), weight.to(dtype)
     with torch.autocast(h.device.type, enabled=False):
-        if LinearCrossEntropyOptions is None:
-            loss = ChunkedHeadLoss.apply(
-                h, weight, targets, CPU_CHUNK_ROWS if h.device.type == "cpu" else GPU_EVAL_ROWS
-            )
+        if LinearCrossEntropyOptions is None or softcap is not None:
+            rows = CPU_CHUNK_ROWS if h.device.type == "cpu" else GPU_EVAL_ROWS
+            loss = ChunkedHeadLoss.apply(h, weight[:vocab], targets, Chunking(rows, softcap))
         else:
-            loss = F.linear_cross_entropy(h, weight, targets, ignore_index=-100, options=_options(h.device))
+            bias = _pad_mask(weight, vocab).to(weight.dtype) if vocab < weight.size(0) else None
+            loss = F.linear_cross_entropy(
+                h, weight, targets, linear_bias=bias, ignore_index=-100, options=_options(h.device)
+            )
     return loss.float()
 
 
+@dataclass(frozen=True)
+class Chunking:
+    """How `ChunkedHeadLoss` walks the rows: `rows` at a time, logits soft-capped at `softcap` (None: uncapped)."""
+
+    rows: int
+    softcap: float | None
+
+
 class ChunkedHeadLoss(torch.autograd.Function):
-    """Mean cross-entropy of h @ W.T over targets != -100, a chunk of rows at a time, with the gradients of h and W
-    computed in the forward pass (backward only scales them): for a torch without `F.linear_cross_entropy`."""
+    """Mean cross-entropy of h @ W.T (soft-capped when `softcap` is given) over targets != -100, a chunk of rows at a
+    time, with the gradients of h and W computed in the forward pass (backward only scales them): for soft-capped
+    logits, and for a torch without `F.linear_cross_entropy`."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
+    def forward(ctx, h, weight, targets, chunking):  # type: ignore[override]
+        rows, softcap = chunking.rows, chunking.softcap
         keep = targets != -100  # (N,)
         count = keep.sum().clamp(min=1).float()
         total = torch.zeros((), dtype=torch.float32, device=h.device)
@@ -83,11 +119,17 @@ class ChunkedHeadLoss(torch.autograd.Function):
             h_part, kept = h[start : start + rows], keep[start : start + rows]
             y = targets[start : start + rows].clamp(min=0)
             logits = (h_part @ weight.T).float()  # (m, V)
+            if softcap is not None:
+                logits = _capped(logits, softcap)
+                slope = 1.0 - (logits / softcap) ** 2  # d(capped)/d(raw)
             lse = torch.logsumexp(logits, dim=-1)  # (m,)
             total += ((lse - logits.gather(1, y[:, None])[:, 0]) * kept).sum()
             probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
             probs[torch.arange(len(y), device=y.device), y] -= 1.0
-            grad = probs.mul_((kept / count)[:, None]).to(h.dtype)  # d(mean loss)/d(logits), 0 for ignored rows
+            grad = probs.mul_((kept / count)[:, None])  # d(mean loss)/d(logits), 0 for ignored rows
+            if softcap is not None:
+                grad.mul_(slope)
+            grad = grad.to(h.dtype)
             grad_h[start : start + rows] = grad @ weight
             grad_w += (grad.T @ h_part).float()
         ctx.save_for_backward(grad_h, grad_w)
@@ -100,12 +142,20 @@ class ChunkedHeadLoss(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(ctx.weight_dtype), None, None
 
 
-def nll_sum(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+def nll_sum(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    vocab: int | None = None,
+    softcap: float | None = None,
+) -> tuple[torch.Tensor, int]:
     """(summed negative log-likelihood as a float64 0-d tensor, count) over targets != -100, without gradients.
 
     Logits exist for one chunk of rows at a time, in fp32 for the log-sum-exp (under autocast the matmul runs in the
-    autocast dtype).
+    autocast dtype); only the first `vocab` rows of `weight` are tokens, and `softcap` caps the logits.
     """
+    weight = weight if vocab is None else weight[:vocab]
     h = h.reshape(-1, h.size(-1))  # (N, C)
     targets = targets.reshape(-1)  # (N,)
     keep = targets != -100
@@ -114,12 +164,12 @@ def nll_sum(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> tup
     with torch.no_grad():
         if h.device.type == "cpu":
             for h_part, y_part in zip(h.split(CPU_EVAL_ROWS), targets.split(CPU_EVAL_ROWS)):
-                logits = torch.matmul(weight, h_part.T).float()  # (V, m): this layout is the faster one on a CPU
+                logits = _capped(torch.matmul(weight, h_part.T).float(), softcap)  # (V, m): the faster layout on a CPU
                 nll = torch.logsumexp(logits, dim=0) - logits.gather(0, y_part[None])[0]  # (m,)
                 total += nll.sum(dtype=torch.float64)
         else:
             for h_part, y_part in zip(h.split(GPU_EVAL_ROWS), targets.split(GPU_EVAL_ROWS)):
-                logits = F.linear(h_part, weight).float()  # (m, V)
+                logits = _capped(F.linear(h_part, weight).float(), softcap)  # (m, V)
                 nll = torch.logsumexp(logits, dim=-1) - logits.gather(1, y_part[:, None])[:, 0]  # (m,)
                 total += nll.sum(dtype=torch.float64)
     return total, int(targets.numel())

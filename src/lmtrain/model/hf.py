@@ -1,4 +1,4 @@
-"""Mapping between lmtrain's GPT and transformers' GPT2LMHeadModel: state dicts and config.json.
+"""GPT-2 <-> transformers' GPT2LMHeadModel: state dicts and config.json (the `gpt2` architecture's adapter).
 
 Parameter names are GPT-2's, so the mapping is the Conv1D transpose (transformers stores those
 weights as (in, out); lmtrain's nn.Linear stores (out, in)) and the tied `lm_head.weight`.
@@ -14,6 +14,7 @@ import torch
 
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import GPTConfig
+from lmtrain.model.hf_llama import unpadded
 
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 """Weights that transformers keeps in Conv1D (in, out) layout."""
@@ -21,6 +22,8 @@ CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight"
 _HF_BUFFERS = (".attn.bias", ".attn.masked_bias")
 """Non-parameter buffers older transformers checkpoints carry; they hold no learned values."""
 
+MODEL_TYPES = ("gpt2",)
+"""The transformers model types this adapter reads."""
 TIED_HEAD = "lm_head.weight"
 TOKEN_EMBEDDING = "transformer.wte.weight"
 
@@ -29,15 +32,19 @@ def _is_conv1d(key: str) -> bool:
     return key.startswith("transformer.h.") and key.endswith(CONV1D_SUFFIXES)
 
 
-def to_hf_state_dict(state: Mapping[str, torch.Tensor], include_head: bool = False) -> dict[str, torch.Tensor]:
-    """transformers GPT-2 state dict from an lmtrain one; `include_head` adds the tied lm_head.weight."""
+def to_hf_state_dict(
+    state: Mapping[str, torch.Tensor], cfg: GPTConfig, include_head: bool = False
+) -> dict[str, torch.Tensor]:
+    """transformers GPT-2 state dict from an lmtrain one (padding rows dropped); `include_head` adds the tied
+    lm_head.weight."""
     out = {k: (v.t().contiguous() if _is_conv1d(k) else v) for k, v in state.items()}
+    out[TOKEN_EMBEDDING] = unpadded(out[TOKEN_EMBEDDING], cfg.vocab_size)
     if include_head:
         out[TIED_HEAD] = out[TOKEN_EMBEDDING]
     return out
 
 
-def from_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def from_hf_state_dict(state: Mapping[str, torch.Tensor], cfg: GPTConfig | None = None) -> dict[str, torch.Tensor]:
     """lmtrain state dict from a transformers GPT-2 one (with or without the `transformer.` prefix).
 
     A separate lm_head.weight must equal the token embedding: lmtrain's head is always tied.
@@ -62,7 +69,7 @@ def from_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
 def to_hf_config(cfg: GPTConfig) -> dict[str, Any]:
     """config.json contents for transformers' GPT2LMHeadModel with the same architecture."""
     if not cfg.bias:
-        raise ConfigError("transformers' GPT-2 always has biases; a model with bias=false cannot be exported")
+        raise ConfigError("--no-bias: transformers' GPT-2 always has biases, so this model cannot be exported")
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",

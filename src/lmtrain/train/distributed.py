@@ -240,7 +240,7 @@ def wrap_model(model: nn.Module, world: World, parallel: Parallel, compile: bool
         policy = MixedPrecisionPolicy(
             param_dtype=DTYPES[dtype] if dtype in ("bf16", "fp16") else None, reduce_dtype=torch.float32
         )
-        for block in model.transformer.h:
+        for block in model.blocks():
             fully_shard(block, mp_policy=policy)
         fully_shard(model, mp_policy=policy)
     compiled = torch.compile(model) if compile else model

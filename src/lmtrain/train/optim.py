@@ -6,41 +6,36 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn as nn
 
 from lmtrain.defaults import MUON_LR_FACTOR
+from lmtrain.model.base import CausalLM
 from lmtrain.runtime import FUSED_ADAMW_DEVICES
 from lmtrain.train.muon import MuonAdamW
 from lmtrain.train_config import OptimizerConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: matrices and embeddings (decayed), and biases and LayerNorm weights (not decayed)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+def param_groups(model: CausalLM, weight_decay: float) -> list[dict]:
+    """Two groups: matrices and embeddings (decayed), and norm weights and biases (not decayed)."""
+    roles = model.parameter_roles()
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": roles.matrices + roles.embeddings, "weight_decay": weight_decay},
+        {"params": roles.vectors, "weight_decay": 0.0},
     ]
 
 
-def muon_groups(model: nn.Module, weight_decay: float, muon_scale: float) -> list[dict]:
-    """Three groups: the blocks' matrices (Muon, LR x `muon_scale`), the embeddings (AdamW, decayed), and biases and
-    LayerNorm weights (AdamW, not decayed)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    matrices = [p for n, p in named if p.dim() == 2 and ".h." in f".{n}"]
-    chosen = {id(p) for p in matrices}
-    embeddings = [p for _, p in named if p.dim() >= 2 and id(p) not in chosen]
-    vectors = [p for _, p in named if p.dim() < 2]
+def muon_groups(model: CausalLM, weight_decay: float, muon_scale: float) -> list[dict]:
+    """Three groups: the blocks' matrices (Muon, LR x `muon_scale`), the embeddings and an untied head (AdamW,
+    decayed), and norm weights and biases (AdamW, not decayed)."""
+    roles = model.parameter_roles()
     return [
-        {"params": matrices, "weight_decay": weight_decay, "muon": True, "lr_scale": muon_scale},
-        {"params": embeddings, "weight_decay": weight_decay},
-        {"params": vectors, "weight_decay": 0.0},
+        {"params": roles.matrices, "weight_decay": weight_decay, "muon": True, "lr_scale": muon_scale},
+        {"params": roles.embeddings, "weight_decay": weight_decay},
+        {"params": roles.vectors, "weight_decay": 0.0},
     ]
 
 
 def build_optimizer(
-    model: nn.Module,
+    model: CausalLM,
     *,
     lr: float,
     weight_decay: float,
@@ -60,7 +55,7 @@ def build_optimizer(
     )
 
 
-def run_optimizer(model: nn.Module, oc: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+def run_optimizer(model: CausalLM, oc: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
     """The optimizer a run's optimizer section asks for."""
     return build_optimizer(
         model,

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
-from lmtrain.model.gpt import GPT
+from lmtrain.model.registry import build_model
 from lmtrain.train.data import run_length
 from lmtrain.train.distributed import World, wrap_model
 from lmtrain.train.optim import run_optimizer
@@ -40,14 +40,14 @@ def build_training(
     holding every part: the model (checkpoints come from it), the module the step calls (compiled, DDP-wrapped or
     FSDP2-sharded as the run asks), the optimizer, the loss scaler, the schedule and the sampler.
 
-    `model`: train this module instead of a new GPT of `cfg.model` (the benchmark's transformers model). `weights`:
+    `model`: train this module instead of a new model of `cfg.model` (the benchmark's transformers model). `weights`:
     loaded into the model before it is wrapped (a resumed run; `weights_from` names their checkpoint in errors).
     `lr_of`: the LR of each step instead of the schedule's (the LR range test's ramp).
     """
     tc = cfg.train
     world = world or World(device=device, timeout_s=tc.distributed.timeout)
     if model is None:
-        model = GPT(cfg.model).to(device)
+        model = build_model(cfg.model).to(device)
     if weights is not None:
         ckpt.load_state_into(model, dict(weights), weights_from or Path("checkpoint"))
     runner = wrap_model(model, world, tc.distributed.parallel, tc.compile, dtype)

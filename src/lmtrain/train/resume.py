@@ -47,6 +47,10 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
             if value != saved.preset:
                 raise ConfigError(f"resuming with --preset {value}, but the run was trained as {saved.preset}")
             continue
+        if key == "arch":
+            if value != saved.model.arch:
+                raise ConfigError(f"resuming with --arch {value}, but the run was trained as --arch {saved.model.arch}")
+            continue
         section = section_of(key)
         if section == "model":
             model_changes[key] = value

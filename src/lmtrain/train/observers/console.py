@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lmtrain.fields import field_types, flatten
+from lmtrain.model.config import ModelConfig
 from lmtrain.model.sizing import mfu_text
 from lmtrain.train.events import (
     CheckpointSaved,
@@ -27,9 +29,9 @@ def describe(event: RunStarted) -> list[str]:
     schedule = run_schedule(tc, plan.total_steps)
     lines = [
         f"run      {event.out}  (config: {event.out / 'config.json'})",
-        f"model    {cfg.preset}: d_model={m.d_model} n_head={m.n_head} n_layer={m.n_layer} d_ff={m.d_ff} "
-        f"max_seq_len={m.max_seq_len} vocab={m.vocab_size} dropout={m.dropout} bias={m.bias} "
-        f"({plan.parameters:,} parameters)",
+        f"model    {cfg.preset} --arch {m.arch}: d_model={m.d_model} n_head={m.n_head} n_layer={m.n_layer} "
+        f"d_ff={m.d_ff} max_seq_len={m.max_seq_len} vocab={m.vocab_size}{_padding_text(m)} dropout={m.dropout} "
+        f"{_arch_text(m)} ({plan.parameters:,} parameters)",
         f"data     {cfg.data.dataset}: train {plan.train_tokens:,} tokens, valid {plan.valid_tokens:,}; "
         f"seq_len={cfg.seq_len}, {plan.steps_per_epoch:,} steps per epoch",
         f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
@@ -50,6 +52,16 @@ def describe(event: RunStarted) -> list[str]:
     if event.resumed_from is not None:
         lines.append(f"resumed from {event.resumed_from} at step {plan.start_step}")
     return lines
+
+
+def _padding_text(m: ModelConfig) -> str:
+    return f" (padded to {m.padded_vocab})" if m.padded_vocab != m.vocab_size else ""
+
+
+def _arch_text(m: ModelConfig) -> str:
+    """The fields only this architecture has, as key=value."""
+    shared = field_types(ModelConfig)
+    return " ".join(f"{k}={v}" for k, v in flatten(m).items() if k not in shared)
 
 
 def _split_text(tc: TrainConfig, plan: Plan) -> str:

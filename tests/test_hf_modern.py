@@ -1,0 +1,92 @@
+"""Parity of the modern block with transformers' LlamaForCausalLM and Qwen3ForCausalLM: every exportable combination
+of MLP, QK-norm, tying, grouped-query attention and padding gives the same logits (fp32, 1e-4) both ways; what no
+class computes is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import randomised
+from lmtrain.errors import ConfigError
+from lmtrain.model.config import ModernConfig
+from lmtrain.model.hf_llama import from_hf_config, from_hf_state_dict, to_hf_config, to_hf_state_dict
+from lmtrain.model.registry import build_model
+
+transformers = pytest.importorskip("transformers")
+
+BASE = ModernConfig(vocab_size=211, n_layer=3, n_head=4, d_model=64, d_ff=160, max_seq_len=48, rope_theta=500.0)
+COMBINATIONS = {
+    "qwen3-relu2-tied": ({}, "Qwen3ForCausalLM"),
+    "qwen3-swiglu-untied-gqa": ({"mlp": "swiglu", "tie": False, "n_kv_head": 2}, "Qwen3ForCausalLM"),
+    "qwen3-relu2-mqa-padded": ({"n_kv_head": 1, "pad_vocab_to": 64}, "Qwen3ForCausalLM"),
+    "llama-swiglu-tied-gqa": ({"mlp": "swiglu", "qk_norm": False, "n_kv_head": 2}, "LlamaForCausalLM"),
+    "llama-relu2-untied-padded": ({"qk_norm": False, "tie": False, "pad_vocab_to": 64}, "LlamaForCausalLM"),
+}
+
+
+def _hf(cfg: ModernConfig):
+    fields = to_hf_config(cfg)
+    hf_cfg = transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
+    return transformers.AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="eager").eval()
+
+
+@pytest.mark.parametrize("name", list(COMBINATIONS))
+def test_lmtrain_weights_in_transformers_give_the_same_logits(name: str) -> None:
+    overrides, cls = COMBINATIONS[name]
+    cfg = dataclasses.replace(BASE, **overrides)
+    torch.manual_seed(0)
+    ours = randomised(build_model(cfg), scale=0.1)
+    hf = _hf(cfg)
+    assert type(hf).__name__ == cls
+    hf.load_state_dict(to_hf_state_dict(ours.state_dict(), cfg, include_head=True), strict=True)
+    idx = torch.randint(0, cfg.vocab_size, (2, cfg.max_seq_len))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        got, _ = ours(idx)
+    diff = (got - expected).abs().max().item()
+    assert got.shape == expected.shape and diff < 1e-4, diff
+
+
+@pytest.mark.parametrize("name", list(COMBINATIONS))
+def test_transformers_weights_in_lmtrain_give_the_same_logits(name: str) -> None:
+    overrides, _ = COMBINATIONS[name]
+    cfg = dataclasses.replace(BASE, **overrides)
+    torch.manual_seed(1)
+    hf = randomised(_hf(cfg), scale=0.1)
+    if cfg.mlp == "relu2":  # the exact gated form of ReLU²: gate and up hold the same matrix
+        with torch.no_grad():
+            for layer in hf.model.layers:
+                layer.mlp.up_proj.weight.copy_(layer.mlp.gate_proj.weight)
+    back = from_hf_config(to_hf_config(cfg))
+    assert back == dataclasses.replace(cfg, pad_vocab_to=1)
+    ours = build_model(back).eval()
+    ours.load_state_dict(from_hf_state_dict(hf.state_dict(), back), strict=True)
+    idx = torch.randint(0, cfg.vocab_size, (3, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=0, atol=1e-4)
+
+
+def test_what_no_transformers_class_computes_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--logit-softcap 30: no transformers class"):
+        to_hf_config(dataclasses.replace(BASE, logit_softcap=30.0))
+    with pytest.raises(ConfigError, match="--mlp gelu"):
+        to_hf_config(dataclasses.replace(BASE, mlp="gelu"))
+    hf = to_hf_config(BASE)
+    for change, message in (
+        ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
+        ({"attention_bias": True}, "attention_bias=true"),
+        ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "scales its rotary positions"),
+        ({"model_type": "mistral"}, "model_type='mistral'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            from_hf_config(hf | change)
+
+
+def test_a_gated_relu_that_is_not_relu_squared_is_refused() -> None:
+    cfg = dataclasses.replace(BASE, qk_norm=False)
+    state = randomised(_hf(cfg), scale=0.1).state_dict()  # gate != up
+    with pytest.raises(ConfigError, match="layer 0: a relu MLP with gate != up"):
+        from_hf_state_dict(state, from_hf_config(to_hf_config(cfg)))
