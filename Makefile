@@ -38,7 +38,7 @@ DEMO_DATASET ?= sample
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/lmtrain train --preset tiny --dataset $(DEMO_DATASET) --device cpu --seq-len 128 --batch-size 16 \
-		--max-steps 60 --warmup 6 --optimizer muon --lr 3e-3 --muon-lr 1e-2 --schedule wsd --decay-fraction 0.4 \
+		--max-steps 24 --warmup 2 --optimizer muon --schedule wsd --decay-fraction 0.4 \
 		--eval-every 0 --eval-windows 128 \
 		--save-every 0 --log-every 10 --sample-tokens 0 --out $(DEMO_DIR)
 	$(VENV)/bin/lmtrain eval $(DEMO_DIR) --split test

@@ -47,7 +47,7 @@ def test_prepare_json_on_the_sample(tmp_path: Path) -> None:
 
 def test_python_dash_m_runs_the_cli() -> None:
     proc = subprocess.run([sys.executable, "-m", "lmtrain", "presets", "--json"], capture_output=True, text=True)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["base"]["params"] == 124_439_808
+    assert proc.returncode == 0 and json.loads(proc.stdout)["base"]["params"] == 123_552_768
 
 
 def test_missing_split_file_names_it_and_where_to_look(tmp_path: Path) -> None:

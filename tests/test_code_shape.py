@@ -122,6 +122,30 @@ def test_the_training_parts_are_assembled_in_one_place() -> None:
         assert "lmtrain.train.parts.build_training" in imported(SRC / caller), caller
 
 
+ARCHITECTURE_DETAILS = ("transformer", "wte", "wpe", "c_attn", "c_fc", "ln_f", "embed_tokens", ".h.", "layers.")
+"""Module and parameter names of one architecture: only `model/` may know them."""
+
+
+def test_only_the_model_package_knows_an_architectures_insides() -> None:
+    """Outside `model/`, nothing matches parameter names, walks an architecture's modules or constructs a model class:
+    the rest of lmtrain goes through `model/registry.py` and the `CausalLM` protocol."""
+    found = []
+    for path in modules():
+        if path.is_relative_to(SRC / "model"):
+            continue
+        for node in ast.walk(tree(path)):
+            text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+            if isinstance(node, ast.Attribute):
+                text = node.attr
+            if text is not None and any(d in text for d in ARCHITECTURE_DETAILS if not d.isidentifier()) or (
+                text in ARCHITECTURE_DETAILS
+            ):
+                found.append(f"{name(path)}:{node.lineno} {text}")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("GPT", "Modern"):
+                found.append(f"{name(path)}:{node.lineno} {node.func.id}(")
+    assert found == []
+
+
 def test_every_lr_default_is_in_defaults_py() -> None:
     """Constants named *_LR, *_LR_FACTOR or *_LR_DIVISOR are assigned in `defaults.py` alone."""
     found = []

@@ -36,7 +36,9 @@ def _losses(compile: bool, variant: str = "gpt2", steps: int = 4, optimizer: str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant,optimizer", [("gpt2", "adamw"), ("modern", "muon"), ("modern-swiglu-gqa-untied-padded-capped", "adamw")])
+@pytest.mark.parametrize(
+    "variant,optimizer", [("gpt2", "adamw"), ("modern", "muon"), ("modern-swiglu-gqa-untied-padded-capped", "adamw")]
+)
 def test_compiled_and_eager_training_give_the_same_losses(variant: str, optimizer: str) -> None:
     eager, compiled = _losses(False, variant, optimizer=optimizer), _losses(True, variant, optimizer=optimizer)
     assert eager[-1] < eager[0]  # it trains

@@ -59,7 +59,9 @@ def test_every_preset_builds_with_the_counted_parameters(arch: str, name: str) -
 
 def test_preset_shapes_match_the_table() -> None:
     for arch in PRESETS:
-        shapes = {n: (c.d_model, c.n_head, c.n_layer, c.d_ff, c.max_seq_len, c.vocab_size) for n, c in PRESETS[arch].items()}
+        shapes = {
+            n: (c.d_model, c.n_head, c.n_layer, c.d_ff, c.max_seq_len, c.vocab_size) for n, c in PRESETS[arch].items()
+        }
         assert shapes["tiny"] == (256, 4, 4, 1024, 256, 50257)
         assert shapes["small"] == (512, 8, 6, 2048, 512, 50257)
         assert shapes["base"] == (768, 12, 12, 3072, 1024, 50257)

@@ -146,18 +146,21 @@ def sample_dir_module() -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel,optimizer", [("ddp", "adamw"), ("fsdp", "muon")])
+@pytest.mark.parametrize(
+    "parallel,optimizer,arch",
+    [("ddp", "adamw", "modern"), ("fsdp", "muon", "modern"), ("ddp", "muon", "gpt2"), ("fsdp", "adamw", "gpt2")],
+)
 def test_two_ranks_train_like_one_process(
-    parallel: str, optimizer: str, one_process: Path, sample_dir: Path, tmp_path: Path
+    parallel: str, optimizer: str, arch: str, one_process: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     reference = one_process
     ema = ("--ema", "0.8") if parallel == "fsdp" else ()  # the averaged weights, kept as shards, as well
-    if optimizer == "muon":  # the reference for Muon: one process with Muon
-        reference = tmp_path / "one-muon"
-        args = train_args(sample_dir, reference, *RUN, "--micro-batch-size", "2", "--optimizer", optimizer, *ema)
-        assert finish(launch(1, args))[0][0] == 0
+    run = (*RUN, "--optimizer", optimizer, "--arch", arch, *ema)
+    if (optimizer, arch, ema) != ("adamw", "modern", ()):  # the reference: one process with the same settings
+        reference = tmp_path / "one"
+        assert finish(launch(1, train_args(sample_dir, reference, *run, "--micro-batch-size", "2")))[0][0] == 0
     out = tmp_path / "two"
-    args = train_args(sample_dir, out, *RUN, "--parallel", parallel, "--optimizer", optimizer, "--doctor", "warn", *ema)
+    args = train_args(sample_dir, out, *run, "--parallel", parallel, "--doctor", "warn")
     results = finish(launch(2, args))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
     ours, theirs = _losses(out), _losses(reference)

@@ -95,7 +95,9 @@ def test_architecture() -> None:
     swiglu = rules.architecture(_facts(mlp="swiglu"))
     assert swiglu.level == "OK" and "SwiGLU's parameter-matched 2/3 of 4 x d_model = 680" in swiglu.message
     wide = rules.architecture(_facts(mlp="swiglu", d_ff=1024))  # the ReLU² width with three matrices: 50% more
-    assert wide.level == "WARN" and "every preset uses SwiGLU's parameter-matched 2/3 of 4 x d_model (680)" in wide.message
+    assert (
+        wide.level == "WARN" and "every preset uses SwiGLU's parameter-matched 2/3 of 4 x d_model (680)" in wide.message
+    )
     assert rules.architecture(_facts(arch="gpt2")).level == "OK"
 
 

@@ -128,10 +128,13 @@ def test_report_formulas() -> None:
 
 
 @pytest.mark.slow
-def test_sliding_window_perplexity_is_at_most_non_overlapping_for_a_trained_model(trained_run: Path, tokenizer) -> None:
+@pytest.mark.parametrize("run", ["trained_run", "trained_modern_run"])
+def test_sliding_window_perplexity_is_at_most_non_overlapping_for_a_trained_model(
+    run: str, request: pytest.FixtureRequest, tokenizer
+) -> None:
     from lmtrain.checkpoint import load_model, resolve_checkpoint
 
-    model, _ = load_model(resolve_checkpoint(trained_run))
+    model, _ = load_model(resolve_checkpoint(request.getfixturevalue(run)))
     tokens = np.asarray(tokenizer.encode((SAMPLE / "wiki.valid.raw").read_text()[:20000]))
     flat = score_tokens(model, tokens, context=64, stride=64, batch_size=16, eot_id=tokenizer.eot_id)
     sliding = score_tokens(model, tokens, context=64, stride=16, batch_size=16, eot_id=tokenizer.eot_id)
@@ -148,8 +151,10 @@ def _eval_json(*args: str) -> dict:
 
 
 @pytest.mark.slow
-def test_eval_counts_on_the_sample(trained_run: Path, sample_dir: Path) -> None:
-    result = _eval_json(str(trained_run), "--data-dir", str(sample_dir), "--split", "test", "--batch-size", "32")
+@pytest.mark.parametrize("run", ["trained_run", "trained_modern_run"])
+def test_eval_counts_on_the_sample(run: str, request: pytest.FixtureRequest, sample_dir: Path) -> None:
+    folder = request.getfixturevalue(run)
+    result = _eval_json(str(folder), "--data-dir", str(sample_dir), "--split", "test", "--batch-size", "32")
     assert (result["tokens"], result["original_tokens"], result["bytes"]) == (27_674, 23_630, 125_729)
     for key in ("nll_per_token", "token_ppl", "word_ppl", "bits_per_byte", "seconds"):
         assert key in result

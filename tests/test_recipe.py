@@ -9,6 +9,7 @@ import pytest
 
 from conftest import LMTRAIN
 from lmtrain.bench.recipe import BUILTIN, load_recipe, summarise, table
+from lmtrain.defaults import PRESET_LR
 from lmtrain.errors import ConfigError
 
 
@@ -17,7 +18,7 @@ def test_a_race_trains_each_recipe_with_each_seed_and_scores_them_alike(sample_d
     import subprocess
 
     fast = tmp_path / "fast.toml"
-    fast.write_text('optimizer = "adamw"\nlr = 2e-3\nwarmup = 0\n')
+    fast.write_text('arch = "gpt2"\noptimizer = "adamw"\nlr = 2e-3\nwarmup = 0\n')
     out = tmp_path / "race.json"
     cmd = [
         LMTRAIN,
@@ -53,18 +54,21 @@ def test_a_race_trains_each_recipe_with_each_seed_and_scores_them_alike(sample_d
     }
     for row in result["runs"]:  # each run trained with its recipe's settings and its seed
         config = json.loads((tmp_path / "runs" / f"{row['recipe']}-seed{row['seed']}" / "config.json").read_text())
-        expected = {"lmtrain": ("muon", 6e-3), "fast": ("adamw", 2e-3)}[row["recipe"]]
+        expected = {"lmtrain": ("muon", PRESET_LR["modern"]["micro"]), "fast": ("adamw", 2e-3)}[row["recipe"]]
         optimizer = config["train"]["optimizer"]
         assert (optimizer["name"], optimizer["lr"], config["train"]["seed"]) == (
             *expected,
             row["seed"],
         )
         assert config["train"]["max_steps"] == 3 and 0 < row["val_loss"] < 11.5
+        arch = {"lmtrain": "modern", "fast": "gpt2"}[row["recipe"]]
+        assert row["arch"] == config["model"]["arch"] == arch and row["tokens_per_s"] > 0
+        assert row["params"] == {"modern": 3_315_200, "gpt2": 3_320_640}[arch]
     means = {name: s["mean"] for name, s in result["summary"].items()}
     for name, mean in means.items():
         losses = [r["val_loss"] for r in result["runs"] if r["recipe"] == name]
         assert mean == pytest.approx(sum(losses) / 2)
-    assert "mean" in proc.stderr and "fast" in proc.stderr
+    assert "mean" in proc.stderr and "fast" in proc.stderr and "3,320,640" in proc.stderr
 
 
 def test_recipes_are_built_in_names_or_toml_files(tmp_path: Path) -> None:

@@ -19,7 +19,13 @@ RECIPES = sorted((REPO / "recipes").glob("*.toml"))
 
 
 def test_the_recipes_users_want_are_shipped() -> None:
-    assert {p.stem for p in RECIPES} == {"wt2-tiny", "wt103-small", "wt103-base"}
+    assert {p.stem for p in RECIPES} == {
+        "wt2-tiny",
+        "wt103-small",
+        "wt103-base",
+        "wt103-small-modern",
+        "wt103-base-modern",
+    }
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -29,6 +35,7 @@ def test_a_recipe_parses_builds_and_passes_the_doctor(
     keys = {k.replace("-", "_"): v for k, v in read_toml(path).items()}
     assert keys.pop("out").startswith("../runs/")
     cfg = build_run_config(keys)
+    assert cfg.model.arch == ("modern" if path.stem.endswith("-modern") else "gpt2")  # each names its architecture
     assert cfg.data.dataset in ("wikitext-2", "wikitext-103") and cfg.seq_len == cfg.model.max_seq_len
     with torch.device("meta"):
         build_model(cfg.model)  # the model builds (on the meta device: no memory)

@@ -3,7 +3,8 @@
 A run without --lr takes its preset's `PRESET_LR` for the AdamW groups; with the default --optimizer muon the blocks'
 matrices run at `MUON_LR_FACTOR` times it. `tiny`'s LR won the recipe race on the sample (docs/learning-per-token.md);
 the others scale it about as 1/d_model, as starting points (`lmtrain doctor --lr-find` checks yours). The modern
-block's come from the sweep in bench/results/modern-sweep-cpu-2core.json.
+block keeps them: its sweep on `tiny` (bench/results/modern-sweep-cpu-2core.json) found the loss flat between these
+and twice them, and worse with Muon at 6x.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any
 from lmtrain.config import read_toml
 from lmtrain.defaults import MIN_LR_DIVISOR, NANOGPT_LR
 from lmtrain.errors import ConfigError
+from lmtrain.model.registry import SAVED_DEFAULT_ARCH
 
 BUILTIN: Mapping[str, Mapping[str, Any]] = {
     "lmtrain": {},
@@ -95,34 +96,53 @@ def race(
             with contextlib.redirect_stdout(score):
                 run(["eval", str(folder), "--split", "valid", *device, *data, "--json"])
             loss = json.loads(score.getvalue())["nll_per_token"]
-            rows.append({"recipe": name, "seed": seed, "val_loss": loss, "keys": keys})
+            rows.append({"recipe": name, "seed": seed, "val_loss": loss, "keys": keys, **_run_facts(folder)})
             log(f"{name:<12} seed {seed:<6} validation loss {loss:.4f}")
     return {"bench": "recipe", "base": dict(base), "seeds": list(seeds), "runs": rows, "summary": summarise(rows)}
 
 
-def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per recipe: the mean validation loss over its seeds, the standard deviation, the best and the worst."""
-    by: dict[str, list[float]] = {}
+def _run_facts(folder: Path) -> dict[str, Any]:
+    """The architecture, parameters and median training tokens/s of a finished run folder."""
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    start = next(r for r in records if r["event"] == "start")
+    speeds = [r["tokens_per_s"] for r in records if r["event"] == "step" and r.get("tokens_per_s")]
+    arch = json.loads((folder / "config.json").read_text())["model"].get("arch", SAVED_DEFAULT_ARCH)
+    return {"arch": arch, "params": start["parameters"], "tokens_per_s": statistics.median(speeds) if speeds else None}
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per recipe: the mean validation loss over its seeds, the standard deviation, the best and the worst, with its
+    architecture, parameters and median tokens/s."""
+    by: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        by.setdefault(row["recipe"], []).append(row["val_loss"])
-    return {
-        name: {
+        by.setdefault(row["recipe"], []).append(row)
+    out: dict[str, dict[str, Any]] = {}
+    for name, runs in by.items():
+        losses = [r["val_loss"] for r in runs]
+        speeds = [r["tokens_per_s"] for r in runs if r.get("tokens_per_s")]
+        out[name] = {
             "mean": statistics.fmean(losses),
             "std": statistics.stdev(losses) if len(losses) > 1 else 0.0,
             "min": min(losses),
             "max": max(losses),
             "seeds": len(losses),
+            "arch": runs[0].get("arch"),
+            "params": runs[0].get("params"),
+            "tokens_per_s": statistics.fmean(speeds) if speeds else None,
         }
-        for name, losses in by.items()
-    }
+    return out
 
 
 def table(result: Mapping[str, Any]) -> list[str]:
     """The race as text: one row per recipe, its loss for each seed, the mean and the spread."""
     seeds = result["seeds"]
     losses = {(r["recipe"], r["seed"]): r["val_loss"] for r in result["runs"]}
-    lines = ["recipe        " + "".join(f"seed {s:<7}" for s in seeds) + "  mean     std"]
+    lines = [
+        "recipe        " + "".join(f"seed {s:<7}" for s in seeds) + "  mean     std      arch    params      tok/s"
+    ]
     for name, s in sorted(result["summary"].items(), key=lambda kv: kv[1]["mean"]):
         cells = "".join(f"{losses[(name, seed)]:<12.4f}" for seed in seeds)
-        lines.append(f"{name:<14}{cells}  {s['mean']:.4f}   {s['std']:.4f}")
+        speed = f"{s['tokens_per_s']:>9.0f}" if s.get("tokens_per_s") else f"{'-':>9}"
+        facts = f"{s.get('arch') or '-':<7} {s.get('params') or 0:>10,} {speed}"
+        lines.append(f"{name:<14}{cells}  {s['mean']:.4f}   {s['std']:.4f}   {facts}")
     return lines

@@ -150,7 +150,10 @@ def from_hf_state_dict(state: Mapping[str, torch.Tensor], cfg: ModernConfig) -> 
     """lmtrain's state dict from a Llama / Qwen3 one: qkv joined, the MLP's gate and up joined (SwiGLU) or checked
     equal (ReLU²)."""
     state = {k.removeprefix("model."): t for k, t in state.items() if not k.endswith("rotary_emb.inv_freq")}
-    out: dict[str, torch.Tensor] = {"embed.weight": state.pop("embed_tokens.weight"), "norm.weight": state.pop("norm.weight")}
+    out: dict[str, torch.Tensor] = {
+        "embed.weight": state.pop("embed_tokens.weight"),
+        "norm.weight": state.pop("norm.weight"),
+    }
     head = state.pop("lm_head.weight", None)
     if not cfg.tie:
         if head is None:
