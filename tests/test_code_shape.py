@@ -137,8 +137,10 @@ def test_only_the_model_package_knows_an_architectures_insides() -> None:
             text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
             if isinstance(node, ast.Attribute):
                 text = node.attr
-            if text is not None and any(d in text for d in ARCHITECTURE_DETAILS if not d.isidentifier()) or (
-                text in ARCHITECTURE_DETAILS
+            if (
+                text is not None
+                and any(d in text for d in ARCHITECTURE_DETAILS if not d.isidentifier())
+                or (text in ARCHITECTURE_DETAILS)
             ):
                 found.append(f"{name(path)}:{node.lineno} {text}")
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("GPT", "Modern"):

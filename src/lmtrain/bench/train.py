@@ -29,7 +29,7 @@ from lmtrain.defaults import BENCH_LR
 from lmtrain.errors import ConfigError
 from lmtrain.eval.loss import evaluate
 from lmtrain.hardware import Peak, peak_flops, stale_note
-from lmtrain.model.base import CausalLM
+from lmtrain.model.base import CausalLM, ParamRoles
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.head import LossImpl
 from lmtrain.model.registry import build_model, hf_adapter
@@ -116,6 +116,13 @@ class HFCausalLM(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[None, torch.Tensor]:
         return None, self.model(input_ids=x, labels=x).loss  # transformers shifts the labels itself
+
+    def parameter_roles(self) -> ParamRoles:
+        """AdamW's split for a foreign model: tensors of two or more dimensions decayed, the rest not."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return ParamRoles(
+            matrices=[p for p in params if p.dim() >= 2], embeddings=[], vectors=[p for p in params if p.dim() < 2]
+        )
 
 
 def build_hf(cfg: ModelConfig, like: CausalLM) -> HFCausalLM:
