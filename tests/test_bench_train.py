@@ -134,7 +134,8 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
         env=env,
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    phases = [line for line in proc.stderr.splitlines() if line.startswith("== ")]  # which part failed, then how
+    assert proc.returncode == 0, "\n".join(phases[-3:]) + "\n" + proc.stderr[-6000:]
     merged = json.loads(out.read_text())
     assert merged["smoke"] is True
     assert set(merged["results"]) == {
