@@ -40,12 +40,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         mask, causal = None, True
         if cache is not None:
-            start = cache.length
-            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, start+T, hs)
-            if start > 0:
-                causal = False
-                if T > 1:  # query i sees keys 0..start+i
-                    mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
         dropout_p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)

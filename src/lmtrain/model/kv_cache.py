@@ -37,6 +37,19 @@ class KVCache:
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]  # (B, nh, end, hs)
 
+    def attend(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """Store the new (B, nkv, T, hs) keys and values of `layer`; return (keys, values, attn_mask, is_causal) for
+        `F.scaled_dot_product_attention` of the new (B, nh, T, hs) queries over every position so far."""
+        start, T = self.length, q.size(2)
+        k, v = self.update(layer, k, v)  # (B, nkv, start+T, hs)
+        if start == 0:
+            return k, v, None, True
+        # query i sees keys 0..start+i
+        mask = torch.ones(T, start + T, dtype=torch.bool, device=q.device).tril(diagonal=start) if T > 1 else None
+        return k, v, mask, False
+
     def advance(self, n: int) -> None:
         """Mark `n` more positions as stored (called once per forward, after every layer)."""
         self.length += n

@@ -63,12 +63,7 @@ class Attention(nn.Module):
         k = rotate(k.transpose(1, 2), *rope)  # (B, nkv, T, hs)
         mask, causal = None, True
         if cache is not None:
-            start = cache.length
-            k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, start+T, hs)
-            if start > 0:
-                causal = False
-                if T > 1:  # query i sees keys 0..start+i
-                    mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
         dropout_p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=self.n_kv != self.n_head
