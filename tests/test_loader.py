@@ -8,7 +8,7 @@ import torch
 from conftest import SAMPLE
 from lmtrain.data.datasets import get_dataset
 from lmtrain.data.loader import make_batch, window_starts
-from lmtrain.data.prepare import prepare_split
+from lmtrain.data.prepare import PrepareOptions, prepare_file
 from lmtrain.data.tokenizer import EOT_ID
 
 EOT = 50256
@@ -52,7 +52,8 @@ def test_windows_cross_documents_with_endoftext_between_them() -> None:
 
 def test_long_wikitext_documents_run_across_windows(tokenizer, cache_dir) -> None:
     source = SAMPLE / "wiki.valid.raw"
-    tokens = prepare_split(get_dataset("wikitext-103"), "valid", source, tokenizer, cache_dir).prepared.tokens()
+    tokens = prepare_file(get_dataset("wikitext-103"), "valid", source, tokenizer, cache_dir, options=PrepareOptions())
+    tokens = tokens.splits["valid"].tokens()
     eot_positions = np.flatnonzero(np.asarray(tokens) == EOT_ID)
     seq_len = 64
     assert np.diff(np.concatenate([[0], eot_positions])).max() > 4 * seq_len  # documents longer than a window

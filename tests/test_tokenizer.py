@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE
-from lmtrain.data.tokenizer import EOT_ID, GPT2_FILES, Tokenizer, TokenizerSource, find_gpt2_folder, load_tokenizer
+from lmtrain.data.tokenizer import (
+    EOT_ID,
+    GPT2_FILES,
+    GPT2Tokenizer,
+    Tokenizer,
+    TokenizerSource,
+    find_gpt2_folder,
+    load_tokenizer,
+)
 from lmtrain.errors import DataError
 
 TIKTOKEN_URLS = {
@@ -98,7 +106,7 @@ def test_wrong_bpe_files_are_refused(gpt2_dir: Path, tmp_path: Path) -> None:
     shutil.copy(gpt2_dir / "vocab.bpe", bad / "vocab.bpe")
     (bad / "encoder.json").write_text('{"a": 0}')
     with pytest.raises(DataError, match="is not the GPT-2 release file"):
-        Tokenizer(TokenizerSource(str(bad)))
+        GPT2Tokenizer(TokenizerSource(str(bad)))
 
 
 def test_search_order_takes_the_first_folder_with_both_files(gpt2_dir: Path, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def _fails(capsys, args: list[str], *fragments: str) -> str:
         (["--device", "cuda"], ["CUDA is not available"]),
         (["--dtype", "fp16"], ["fp16 needs a GPU"]),
         (["--batch-size", "100000"], ["not one batch of 100000"]),
-        (["--vocab-size", "1000"], ["vocab_size=1000 is smaller than the tokenizer's 50257"]),
+        (["--vocab-size", "1000"], ["has 50,257 ids, more than the model's vocab_size=1,000"]),
         (["--schedule", "step"], ["invalid choice: 'step'"]),
         (["--max-steps", "many"], ["max_steps='many' is not an integer"]),
         (["--log", "jsonl,csv"], ["log='jsonl,csv': unknown sink 'csv'"]),

@@ -9,6 +9,8 @@ process killed at any moment leaves `latest` pointing at a complete, loadable ch
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +53,15 @@ def write_checkpoint(
     config: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
     ema: dict[str, torch.Tensor] | None = None,
+    *,
+    files: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically: weights (and their EMA), config.json and (to resume training) trainer
-    state."""
+    """Write a checkpoint folder atomically: weights (and their EMA), config.json, (to resume training) trainer
+    state, and `files` copied in ({path inside the checkpoint: source}, e.g. the run's tokenizer)."""
     with atomic_dir(final, replace=True) as tmp:
+        for name, source in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp / name)
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         if ema is not None:
             save_file(ema, str(tmp / EMA_FILE), metadata={"format": "pt"})
@@ -74,13 +81,14 @@ def save_checkpoint(
     keep_last: int,
     is_best: bool,
     ema: dict[str, torch.Tensor] | None = None,
+    files: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`.
 
     `weights` is the unwrapped model's state on the CPU (`model_state`, or gathered from the shards)."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state, ema)
+    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state, ema, files=files)
     write_text_atomic(root / "latest", final.name + "\n")
     if is_best:
         write_text_atomic(root / "best", final.name + "\n")
@@ -207,15 +215,12 @@ def open_checkpoint(
     path: Path, device_name: str, which: str = "best", weights: str = "auto"
 ) -> tuple[Path, Any, dict[str, Any], torch.device]:
     """(checkpoint folder, model on the device in eval mode with the chosen weights, its config.json, device) for a
-    run folder (its `which` checkpoint) or a checkpoint folder; the checkpoint must use the GPT-2 BPE lmtrain uses."""
-    from lmtrain.data.tokenizer import gpt2_fingerprint
+    run folder (its `which` checkpoint) or a checkpoint folder (`checkpoint_tokenizer` rebuilds its tokenizer)."""
     from lmtrain.runtime import select_device
 
     device = select_device(device_name)
     ckpt = resolve_checkpoint(path, which)
     model, config = load_model(ckpt, device, weights)
-    if "tokenizer" in config and config["tokenizer"] != gpt2_fingerprint():
-        raise CheckpointError(f"{ckpt} was trained with another tokenizer ({config['tokenizer'].get('name')})")
     return ckpt, model, config, device
 
 

@@ -7,12 +7,13 @@ training section's own sections live in `train_config.py`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmtrain import __version__
+from lmtrain.data.holdout import HoldoutOptions
 from lmtrain.defaults import PRESET_LR
 from lmtrain.errors import ConfigError
 from lmtrain.fields import field_types, flatten, from_flat, from_mapping, to_jsonable
@@ -36,16 +37,52 @@ class DataConfig:
     """Never download; fail when the files are not local."""
     seq_len: int | None = None
     """Tokens per training window; at most the model's max_seq_len (default: max_seq_len)."""
+    tokenizer: str = "gpt2"
+    """gpt2, a tokenizer.json (or a folder holding one, e.g. from `lmtrain tokenizer train`) or a NAME.tiktoken file."""
+    text_field: str = "text"
+    """The field of a JSON record (the column of a parquet file or datasets folder) holding a document's text."""
+    valid_docs: int | None = None
+    """Documents held out of the pool for valid when the corpus has no valid files (default: 1% of them)."""
+    test_docs: int | None = None
+    """Documents held out of the pool for test when the corpus has no test files (default: 1% of them)."""
+    valid_fraction: float | None = None
+    """Share of the pool's documents held out for valid (stable when files are added); instead of valid_docs."""
+    test_fraction: float | None = None
+    """Share of the pool's documents held out for test; instead of test_docs."""
+    split_seed: int = 0
+    """Seed of the document hash that chooses the held-out documents."""
 
     def __post_init__(self) -> None:
         positive("seq_len", self.seq_len)
+        positive("valid_docs", self.valid_docs)
+        positive("test_docs", self.test_docs)
+        for split in ("valid", "test"):
+            fraction = getattr(self, f"{split}_fraction")
+            if fraction is not None and not 0 < fraction < 0.5:
+                raise ConfigError(f"{split}_fraction={fraction} must be between 0 and 0.5")
+            if fraction is not None and getattr(self, f"{split}_docs") is not None:
+                raise ConfigError(f"give {split}_docs or {split}_fraction, not both")
+        if not self.text_field:
+            raise ConfigError("text_field must name a field")
+
+    def holdout_options(self) -> HoldoutOptions:
+        """The holdout flags as `find_corpus` takes them."""
+        return HoldoutOptions(
+            valid_docs=self.valid_docs,
+            test_docs=self.test_docs,
+            valid_fraction=self.valid_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.split_seed,
+        )
 
 
 RUN_CONFIG = "config.json"
 """The resolved configuration in a run folder (`RunConfig.to_dict`)."""
 LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
+CORPUS_KEYS = ("text_field", "valid_docs", "test_docs", "valid_fraction", "test_fraction", "split_seed")
+"""DataConfig keys that say how a corpus is read and split (flags shared with prepare and eval)."""
 """DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
-PATH_KEYS = ("data_dir", "cache_dir", "out")
+PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 
 
@@ -119,21 +156,28 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"--config {path} is not valid TOML: {exc}") from None
 
 
-def build_run_config(flat: Mapping[str, Any], default_preset: str = "small") -> RunConfig:
+def build_run_config(
+    flat: Mapping[str, Any],
+    default_preset: str = "small",
+    tokenizer_vocab: Callable[[DataConfig], int] | None = None,
+) -> RunConfig:
     """RunConfig from flat keys (flags and TOML merged): an architecture and preset, model overrides, data and
-    training keys."""
+    training keys. The model's vocabulary is the tokenizer's (`tokenizer_vocab`) unless vocab_size is given."""
     flat = normalise_keys(flat, "the run config")
     preset = str(flat.pop("preset", default_preset))
     arch = str(flat.pop("arch", DEFAULT_ARCH))
     parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in flat.items():
         parts[section_of(key)][key] = value
+    data = from_flat(DataConfig, parts["data"], "data config")
+    if tokenizer_vocab is not None and "vocab_size" not in parts["model"]:
+        parts["model"]["vocab_size"] = tokenizer_vocab(data)
     model = apply_overrides(get_preset(preset, arch), parts["model"])
     parts["train"].setdefault("lr", PRESET_LR[arch][preset])
     return RunConfig(
         preset=preset,
         model=model,
-        data=from_flat(DataConfig, parts["data"], "data config"),
+        data=data,
         train=from_flat(TrainConfig, parts["train"], "training config"),
     )
 

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lmtrain.config import LOCATION_KEYS, PATH_KEYS, DataConfig, read_toml
+from lmtrain.config import CORPUS_KEYS, LOCATION_KEYS, PATH_KEYS, DataConfig, read_toml
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
-from lmtrain.fields import field_types, leaves
+from lmtrain.fields import field_types, from_flat, leaves
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import ARCHITECTURES, DEFAULT_ARCH
 from lmtrain.train_config import DEVICES, TrainConfig
@@ -93,6 +93,25 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def help_text(text: str) -> str:
     """`text` as argparse help: argparse %-formats help strings, so a literal % is written %%."""
     return text.replace("%", "%%")
+
+
+BUILTIN_TOKENIZERS = ("gpt2",)
+"""--tokenizer values that name a tokenizer rather than a path."""
+
+
+def add_corpus_options(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
+    """--text-field and the holdout flags (and --tokenizer), help from DataConfig; only the flags given are set."""
+    keep = (*CORPUS_KEYS, "tokenizer") if tokenizer else CORPUS_KEYS
+    exclude = tuple(k for k in field_types(DataConfig) if k not in keep)
+    add_dataclass_options(parser, DataConfig, "corpus", exclude=exclude)
+
+
+def corpus_config(args: argparse.Namespace, saved: Mapping[str, Any] | None = None) -> DataConfig:
+    """A DataConfig of the corpus keys given on the command line, over those a run saved (`saved`, its data section)."""
+    keys = (*CORPUS_KEYS, "tokenizer")
+    base = {k: v for k, v in (saved or {}).items() if k in keys}
+    given = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    return from_flat(DataConfig, {**base, **given}, "the corpus flags")
 
 
 MODEL_DEST = "model__"
@@ -174,13 +193,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     run.add_argument("--preset", default=argparse.SUPPRESS, help="model preset: micro, tiny, small (default), base")
     add_arch_option(run, keep_unset=True)
     add_data_options(p.add_argument_group("data"), keep_unset=True)
-    add_dataclass_options(p, DataConfig, "data window", exclude=("dataset", *LOCATION_KEYS))
+    add_dataclass_options(p, DataConfig, "data", exclude=("dataset", *LOCATION_KEYS))
     add_dataclass_options(p, TrainConfig, "training")
     add_model_options(p)
 
 
 def _resolve(value: Any, base: Path) -> str:
-    """A path option: `~` expanded, then a relative path taken from `base`."""
+    """A path option: `~` expanded, then a relative path taken from `base` (a tokenizer's name stays a name)."""
+    if str(value) in BUILTIN_TOKENIZERS:
+        return str(value)
     return str((base / Path(str(value)).expanduser()).resolve())
 
 

@@ -53,13 +53,13 @@ def format_findings(findings: Sequence[Finding]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from lmtrain.config import build_run_config
     from lmtrain.doctor.examine import examine
-    from lmtrain.train.data import load_training_data
+    from lmtrain.train.data import load_training_data, tokenizer_vocab
     from lmtrain.train.resume import decide_launch
 
     flat, _ = gather_flags(args)
     # a new run is only configured: the doctor writes nothing, so --out need not be new
     launch = decide_launch(flat, None, args.resume.expanduser()) if args.resume else None
-    cfg = launch.cfg if launch is not None else build_run_config(flat)
+    cfg = launch.cfg if launch is not None else build_run_config(flat, tokenizer_vocab=tokenizer_vocab(data_paths))
     data = load_training_data(cfg, data_paths(cfg.data), log=log)
     report = examine(cfg, data, start_step=launch.start_step if launch is not None else 0)
     found = _lr_find(args, cfg, data) if args.lr_find else None

@@ -7,8 +7,16 @@ import dataclasses
 import time
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_inference_options, data_paths, log, print_json
-from lmtrain.data.datasets import DEFAULT_DATASET, get_dataset, locate_split
+from lmtrain.cli.common import (
+    add_corpus_options,
+    add_data_options,
+    add_inference_options,
+    corpus_config,
+    data_paths,
+    log,
+    print_json,
+)
+from lmtrain.data.datasets import DEFAULT_DATASET, SPLITS, get_dataset
 from lmtrain.errors import ConfigError, DataError
 
 EVAL_BATCH_TOKENS = 4096
@@ -26,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, metavar="RUN_OR_CHECKPOINT", help="run folder or checkpoint folder")
     add_data_options(p, dataset=False)
+    add_corpus_options(p, tokenizer=False)
     p.add_argument("--dataset", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--split", default="test", help="valid, test or train (default test)")
     p.add_argument(
@@ -46,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmtrain.checkpoint import open_checkpoint
-    from lmtrain.data.prepare import prepare_split
-    from lmtrain.data.tokenizer import load_tokenizer
+    from lmtrain.data.corpus import find_corpus
+    from lmtrain.data.prepare import PrepareOptions, prepare_corpus
+    from lmtrain.data.tokenizers import carried_tokenizer
     from lmtrain.eval.perplexity import perplexity_report, score_tokens
     from lmtrain.runtime import autocast, select_dtype
 
@@ -55,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
     trained_on = config.get("data", {})
     dataset = args.dataset or trained_on.get("dataset") or DEFAULT_DATASET
     spec = get_dataset(dataset)
-    if args.split not in spec.files:
-        raise DataError(f"unknown split {args.split!r}; choose one of {', '.join(spec.files)}")
-    if args.data_dir is None and dataset == trained_on.get("dataset") and trained_on.get("data_dir"):
-        if Path(trained_on["data_dir"]).is_dir():
+    if args.split not in SPLITS:
+        raise DataError(f"unknown split {args.split!r}; choose one of {', '.join(SPLITS)}")
+    same_data = dataset == trained_on.get("dataset")
+    if args.data_dir is None and same_data and trained_on.get("data_dir"):
+        if Path(trained_on["data_dir"]).exists() or any(c in trained_on["data_dir"] for c in "*?["):
             args.data_dir = Path(trained_on["data_dir"])
+    corpus_cfg = corpus_config(args, trained_on if same_data else None)
     max_len = model.config.max_seq_len
     trained_len = int(trained_on.get("seq_len") or max_len)
     context = args.context or trained_len
@@ -75,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size {batch_size} must be at least 1")
     dtype = select_dtype(args.dtype, device)
     paths = data_paths(args)
-    source = locate_split(spec, args.split, paths, log=log)
-    tokenizer = load_tokenizer(paths.tokenizer_search())
-    prepared = prepare_split(spec, args.split, source, tokenizer, paths.cache_dir).prepared
+    tokenizer = carried_tokenizer(ckpt, config.get("tokenizer"), paths.tokenizer_search())
+    corpus = find_corpus(spec, [args.split], paths, corpus_cfg.holdout_options(), log=log)
+    options = PrepareOptions(text_field=corpus_cfg.text_field, log=log)
+    prepared = prepare_corpus(spec, corpus, paths, tokenizer, options)[args.split][0]
     log(f"{ckpt}: {spec.name} {args.split}, {prepared.num_tokens:,} tokens, context {context}, stride {stride}")
     t0 = time.perf_counter()
     scores = score_tokens(
@@ -92,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     )
     report = perplexity_report(
         scores,
-        original_tokens=int(prepared.meta["original_tokens"]),
-        n_bytes=int(prepared.meta["bytes"]),
+        original_tokens=prepared.summary()["original_tokens"],
+        n_bytes=prepared.summary()["bytes"],
         context=context,
         stride=stride,
         seconds=time.perf_counter() - t0,

@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.checkpoint import open_checkpoint
-    from lmtrain.data.tokenizer import load_tokenizer
+    from lmtrain.data.tokenizers import carried_tokenizer
     from lmtrain.eval.generate import generate
     from lmtrain.runtime import autocast, select_dtype
 
     _check(args)
-    _, model, _, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
-    tokenizer = load_tokenizer(data_paths(args).tokenizer_search())
+    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
+    tokenizer = carried_tokenizer(ckpt, config.get("tokenizer"), data_paths(args).tokenizer_search())
     ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
     limit = model.config.max_seq_len
     if len(ids) >= limit:

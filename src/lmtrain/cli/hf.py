@@ -33,14 +33,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from lmtrain.checkpoint import resolve_checkpoint
-    from lmtrain.data.tokenizer import find_gpt2_folder
+    from lmtrain.checkpoint import load_checkpoint_config, resolve_checkpoint
+    from lmtrain.data.tokenizers import carried_tokenizer
+    from lmtrain.errors import DataError
     from lmtrain.interop.hf_folder import export_hf
 
     ckpt = resolve_checkpoint(args.checkpoint, "best")
-    tokenizer_folder = find_gpt2_folder(data_paths(args).tokenizer_search())
-    written = export_hf(ckpt, args.out, tokenizer_folder, args.weights)
-    if tokenizer_folder is None:
+    fingerprint = load_checkpoint_config(ckpt).get("tokenizer")
+    try:
+        tokenizer = carried_tokenizer(ckpt, fingerprint, data_paths(args).tokenizer_search())
+    except DataError as exc:
+        tokenizer = None
+        log(f"note: the folder has no tokenizer files ({exc})")
+    written = export_hf(ckpt, args.out, tokenizer, args.weights)
+    if tokenizer is not None and not any(name.startswith(("vocab", "tokenizer.")) for name in written):
         log("note: no GPT-2 BPE files found (encoder.json, vocab.bpe); the folder has no tokenizer files")
     print(f"exported {ckpt} to {args.out}: {', '.join(written)}")
     return 0

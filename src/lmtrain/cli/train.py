@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lmtrain.cli.common import add_run_options, gather_flags, log_stdout
+from lmtrain.cli.common import add_run_options, data_paths, gather_flags, log_stdout
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from lmtrain.train.distributed import World
@@ -30,11 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from lmtrain.train.data import tokenizer_vocab
     from lmtrain.train.distributed import failure_guard, init_world, planned_world_size
     from lmtrain.train.resume import decide_launch
 
     flat, out = gather_flags(args)
-    launch = decide_launch(flat, out, args.resume.expanduser() if args.resume else None)
+    resume = args.resume.expanduser() if args.resume else None
+    launch = decide_launch(flat, out, resume, tokenizer_vocab=tokenizer_vocab(data_paths))
     tc = launch.cfg.train
     tc.layout(planned_world_size())  # a batch that does not split is an error before anything is written
     world = init_world(tc.device, tc.distributed.parallel, tc.distributed.timeout)
@@ -51,7 +53,6 @@ PREPARE_TIMEOUT_S = 4 * 3600
 
 def _train(launch: Launch, world: World) -> int:
     """Check the run against the world, prepare the data (rank 0 first), then train; rank 0 alone logs."""
-    from lmtrain.cli.common import data_paths
     from lmtrain.doctor.examine import preflight
     from lmtrain.train.data import load_training_data
     from lmtrain.train.events import EventBus

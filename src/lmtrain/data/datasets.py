@@ -114,7 +114,8 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
         ),
         "text": DatasetSpec(
             name="text",
-            description="your own text: DIR/train.txt, valid.txt, test.txt (UTF-8)",
+            description="your own corpus at --data-dir: a file, folder, glob or datasets folder of text, JSON lines or "
+            "parquet, optionally compressed; splits by file name, else held out by document hash",
             files=MappingProxyType({s: f"{s}.txt" for s in SPLITS}),
             documents="text",
             needs_data_dir=True,

@@ -1,162 +1,59 @@
-"""Tokenize a split into `{split}.bin` (uint16 token ids) plus `meta.json`, cached by content.
+"""Tokenize a corpus into shards plus meta.json, cached by content, streaming with bounded memory on all cores.
 
-Layout: CACHE/prepared/<dataset>/<split>-<source sha256[:16]>-<tokenizer id>/{<split>.bin, meta.json}.
-The folder is built under a temporary name and renamed into place complete, so an interrupted prepare
-leaves nothing a later run would trust. Documents are separated by one <|endoftext|> id.
+Each Source of a corpus (a split's files, or a pool with held-out splits) is prepared into its own folder, keyed by
+the sha256 of every input file, how documents are read and assigned to splits, and the tokenizer (`shards.py` has the
+layout). Units of about `block_bytes` are tokenized by a pool of worker processes, at most two per worker in flight,
+each written as soon as it is done; a killed prepare redoes only the units without a marker.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import multiprocessing
 import os
+import shutil
 import signal
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmtrain import __version__
+from lmtrain.data.corpus import Corpus, Source
 from lmtrain.data.datasets import DataPaths, DatasetSpec
-from lmtrain.data.documents import TextCounts, count_text, document_ranges
-from lmtrain.data.tokenizer import Tokenizer, TokenizerSource
+from lmtrain.data.formats import CorpusFile
+from lmtrain.data.holdout import Bands
+from lmtrain.data.progress import PrepareProgress
+from lmtrain.data.shards import FORMAT, PreparedSplit, ShardWriter, partial_folder, read_prepared
+from lmtrain.data.tokenizer import Tokenizer
+from lmtrain.data.units import Job, Unit, UnitResult, plan_units, run_job
 from lmtrain.errors import DataError
-from lmtrain.files import atomic_dir, remove_stale_temps
 
-FORMAT = 1
-"""Version of the prepared layout; folders of another format are rebuilt."""
-
-TOKEN_DTYPE = np.uint16
+BLOCK_BYTES = 4 << 20
+"""Input bytes per unit (and shard): small enough to spread a small corpus over the cores and bound memory."""
 IN_PROCESS_BYTES = 8 << 20
-"""Splits smaller than this are tokenized in this process (a pool costs more than it saves)."""
-
-
-@dataclass(frozen=True)
-class PreparedSplit:
-    """A tokenized split on disk: `{split}.bin` and its meta.json."""
-
-    folder: Path
-    meta: Mapping[str, Any]
-
-    @property
-    def split(self) -> str:
-        return str(self.meta["split"])
-
-    @property
-    def bin_path(self) -> Path:
-        return self.folder / f"{self.split}.bin"
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.meta["tokens"])
-
-    def tokens(self) -> np.ndarray:
-        """The token ids as a read-only uint16 memmap."""
-        return np.memmap(self.bin_path, dtype=TOKEN_DTYPE, mode="r", shape=(self.num_tokens,))
-
-    def summary(self) -> dict[str, int]:
-        """documents, tokens, original_tokens and bytes of the split."""
-        return {k: int(self.meta[k]) for k in ("documents", "tokens", "original_tokens", "bytes")}
+"""Sources smaller than this are tokenized in this process (a pool costs more than it saves)."""
 
 
 @dataclass(frozen=True)
 class PrepareResult:
-    """What preparing one split did: the prepared split, where its text came from, whether it was cached."""
+    """What preparing one source did: its prepared splits, whether they were cached, and the work done."""
 
-    prepared: PreparedSplit
-    source: Path
+    splits: Mapping[str, PreparedSplit]
+    source: Source
     cached: bool
     seconds: float
+    units: int = 0
+    reused_units: int = 0
 
-
-def read_prepared(folder: Path) -> PreparedSplit | None:
-    """The prepared split in `folder` if it is complete and of the current format, else None."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        prepared = PreparedSplit(folder, meta)
-        complete = meta.get("format") == FORMAT and prepared.bin_path.stat().st_size == 2 * prepared.num_tokens
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return prepared if complete else None
-
-
-def _sha256(buf: Any) -> str:
-    digest = hashlib.sha256()
-    view = memoryview(buf)
-    for start in range(0, len(view), 64 << 20):
-        digest.update(view[start : start + (64 << 20)])
-    return digest.hexdigest()
-
-
-def _chunks(ranges: Sequence[tuple[int, int]], target: int) -> list[list[tuple[int, int]]]:
-    """Group consecutive document ranges into chunks of about `target` bytes."""
-    chunks: list[list[tuple[int, int]]] = [[]]
-    size = 0
-    for start, end in ranges:
-        if size >= target:
-            chunks.append([])
-            size = 0
-        chunks[-1].append((start, end))
-        size += end - start
-    return [c for c in chunks if c]
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    path: str
-    tokenizer: TokenizerSource
-    ranges: list[tuple[int, int]]
-
-
-def _encode_chunk(task: _Chunk) -> tuple[np.ndarray, int, TextCounts]:
-    """Tokens of the chunk's documents joined by <|endoftext|>, its document count and text counts."""
-    tok = Tokenizer(task.tokenizer)
-    base, stop = task.ranges[0][0], task.ranges[-1][1]
-    with open(task.path, "rb") as f:
-        f.seek(base)
-        data = f.read(stop - base)
-    eot = np.array([tok.eot_id], dtype=np.uint32)
-    parts: list[np.ndarray] = []
-    counts = TextCounts(0, 0, 0)
-    for start, end in task.ranges:
-        raw = data[start - base : end - base]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            offset = start + exc.start
-            with open(task.path, "rb") as f:
-                line = f.read(offset).count(b"\n") + 1
-            raise DataError(
-                f"{task.path} is not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {offset} (line {line}); "
-                f"convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8"
-            ) from None
-        if parts:
-            parts.append(eot)
-        parts.append(tok.encode_array(text))
-        counts = counts + count_text(raw)
-    return np.concatenate(parts).astype(TOKEN_DTYPE), len(task.ranges), counts
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
-
-
-def _encoded(tasks: list[_Chunk], workers: int) -> Iterator[tuple[np.ndarray, int, TextCounts]]:
-    if workers <= 1 or len(tasks) == 1:
-        yield from map(_encode_chunk, tasks)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_ignore_sigint)
-    try:
-        yield from pool.map(_encode_chunk, tasks)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    @property
+    def folder(self) -> Path:
+        return next(iter(self.splits.values())).folder
 
 
 def default_workers() -> int:
@@ -167,89 +64,218 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def prepare_split(
-    spec: DatasetSpec,
-    split: str,
-    source: Path,
-    tokenizer: Tokenizer,
-    cache_dir: Path,
-    *,
-    workers: int | None = None,
-    chunk_bytes: int | None = None,
-    force: bool = False,
+def file_digest(file: CorpusFile) -> dict[str, Any]:
+    """sha256 and size of an input (every file of a `datasets` folder or split), read in 16 MB pieces."""
+    path = file.path / file.member if file.member and (file.path / file.member).is_dir() else file.path
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest, size = hashlib.sha256(), 0
+    for f in files:
+        with open(f, "rb") as handle:
+            while chunk := handle.read(16 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    return {
+        "sha256": digest.hexdigest(),
+        "bytes": size,
+        "format": file.format,
+        "compression": file.compression,
+        "member": file.member,
+    }
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    os.environ["RAYON_NUM_THREADS"] = "1"  # one core per worker: HF tokenizers would otherwise use them all
+
+
+def run_jobs(jobs: Iterable[Job], workers: int) -> Iterator[UnitResult]:
+    """Results of `jobs` as they finish (in this process when workers is 1), at most 2 per worker in flight."""
+    if workers <= 1:
+        yield from map(run_job, jobs)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+    pending: set[Future[UnitResult]] = set()
+    try:
+        for job in jobs:
+            pending.add(pool.submit(run_job, job))
+            while len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareOptions:
+    """How to prepare: the text field of JSON/parquet inputs, processes, bytes per unit, --force, progress lines."""
+
+    text_field: str = "text"
+    workers: int | None = None
+    block_bytes: int = BLOCK_BYTES
+    force: bool = False
+    log: Callable[[str], None] | None = None
+
+
+def _split_bands(source: Source, jobs_for: Callable[..., Iterator[Job]], workers: int) -> str | Bands:
+    """The fixed split of a split's files, or the hash bands of a pool (hashing every document first when a split
+    takes a number of documents)."""
+    if source.split is not None:
+        return source.split
+    holdout = source.holdout
+    assert holdout is not None
+    if not holdout.counts_documents:
+        return holdout.bands()
+    hashes = [r.hashes for r in run_jobs(jobs_for(None, None), workers) if r.hashes is not None]
+    return holdout.bands(np.concatenate(hashes) if hashes else np.empty(0, np.uint64))
+
+
+def prepare_source(
+    spec: DatasetSpec, source: Source, tokenizer: Tokenizer, cache_dir: Path, options: PrepareOptions
 ) -> PrepareResult:
-    """Tokenize `source` (the `split` file of `spec`) into the cache, or reuse an identical earlier result."""
+    """Tokenize `source` into the cache, or reuse an identical earlier result."""
     t0 = time.perf_counter()
-    workers = workers or default_workers()
-    size = source.stat().st_size
-    if size == 0:
-        raise DataError(f"{source} is empty; the {split} split needs text")
-    with open(source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        sha = _sha256(mm)
-        folder = cache_dir / "prepared" / spec.name / f"{split}-{sha[:16]}-{tokenizer.cache_id()}"
-        existing = None if force else read_prepared(folder)
-        if existing is not None:
-            return PrepareResult(existing, source, True, time.perf_counter() - t0)
-        ranges = document_ranges(mm, spec.documents)
-    if not ranges:
-        raise DataError(f"{source} holds no text; the {split} split needs some")
-    target = chunk_bytes or min(16 << 20, max(1 << 20, size // (4 * workers)))
-    tasks = [_Chunk(str(source), tokenizer.source, c) for c in _chunks(ranges, target)]
-    in_process = size < IN_PROCESS_BYTES and chunk_bytes is None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder.parent, ".*.tmp-*")
-    with atomic_dir(folder, replace=True) as tmp:  # --force, or a stale or damaged folder, is replaced whole
-        n_tokens, n_docs, counts = _write_tokens(tmp / f"{split}.bin", _encoded(tasks, 1 if in_process else workers))
+    workers = options.workers or default_workers()
+    digests = [file_digest(f) for f in source.files]
+    if not any(d["bytes"] for d in digests):
+        raise DataError(f"{', '.join(f.describe() for f in source.files)}: empty; the corpus needs text")
+    reads_fields = any(f.format != "text" for f in source.files)
+    identity = {
+        "format": FORMAT,
+        "kind": source.kind,
+        "files": digests,
+        "text_field": options.text_field if reads_fields else None,
+        "split": source.split,
+        "holdout": source.holdout.to_json() if source.holdout else None,
+        "tokenizer": tokenizer.fingerprint(),
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    label = source.split or "pool"
+    folder = cache_dir / "prepared" / spec.name / f"{label}-{key[:16]}-{tokenizer.cache_id()}"
+    existing = None if options.force else read_prepared(folder)
+    if existing is not None:
+        return PrepareResult(existing, source, True, time.perf_counter() - t0)
+    if options.force:
+        shutil.rmtree(partial_folder(folder), ignore_errors=True)
+    total = sum(d["bytes"] for d in digests)
+    workers = 1 if total < IN_PROCESS_BYTES and options.block_bytes == BLOCK_BYTES else workers
+
+    def jobs_for(assign: str | Bands | None, tok: Tokenizer | None, skip: Callable[[Unit], bool] = lambda u: False):
+        lead_of = (lambda raw: assign.split_of(raw)) if isinstance(assign, Bands) else (lambda raw: str(assign))
+        units = plan_units(
+            source.files,
+            kind=source.kind,
+            text_field=options.text_field,
+            block_bytes=options.block_bytes,
+            lead_of=lead_of,
+        )
+        seed = source.holdout.seed if source.holdout else 0
+        return (
+            Job(unit=u, kind=source.kind, text_field=options.text_field, tokenizer=tok, assign=assign, seed=seed)
+            for u in units
+            if not skip(u)
+        )
+
+    try:
+        assign = _split_bands(source, jobs_for, workers)
+        plan = {"key": key, "block_bytes": options.block_bytes, "bands": repr(assign)}
+        writer = ShardWriter(folder, tokenizer.dtype, plan)
+        progress = PrepareProgress(f"prepare {spec.name} {label}", total, options.log)
+        reused: list[int] = []
+        count = [0]
+
+        def skip(unit: Unit) -> bool:
+            count[0] = unit.index + 1
+            if writer.done(unit.index) is None:
+                return False
+            reused.append(unit.index)
+            progress.advance(unit.input_bytes)
+            return True
+
+        try:
+            for result in run_jobs(jobs_for(assign, tokenizer, skip), workers):
+                writer.write(result)
+                progress.advance(result.input_bytes)
+        finally:
+            progress.close()
+        _check_splits(writer, count[0], source)
         meta = {
             "format": FORMAT,
             "lmtrain_version": __version__,
             "dataset": spec.name,
-            "split": split,
-            "documents_kind": spec.documents,
-            "source": {"path": str(source.resolve()), "sha256": sha, "bytes": size},
+            "documents_kind": source.kind,
+            "source": {"files": [{"path": str(f.describe()), **d} for f, d in zip(source.files, digests)], "key": key},
+            "text_field": identity["text_field"],
+            "holdout": identity["holdout"],
+            "bands": assign.to_json() if isinstance(assign, Bands) else None,
             "tokenizer": tokenizer.fingerprint(),
-            "dtype": "uint16",
-            "tokens": n_tokens,
-            "documents": n_docs,
-            "original_tokens": counts.original_tokens,
-            "bytes": counts.bytes,
-            "lines": counts.lines,
-            "words": counts.words,
+            "dtype": np.dtype(tokenizer.dtype).name,
+            "block_bytes": options.block_bytes,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        ids = {s: _identity(source, digests, key, s) for s in source.splits}
+        writer.finish(count[0], source.splits, meta, ids)
+    except DataError:
+        shutil.rmtree(partial_folder(folder), ignore_errors=True)  # bad input: nothing of it is worth keeping
+        raise
     prepared = read_prepared(folder)
     if prepared is None:
-        raise DataError(f"prepared split in {folder} could not be read back; delete it and run prepare again")
-    return PrepareResult(prepared, source, False, time.perf_counter() - t0)
+        raise DataError(f"prepared data in {folder} could not be read back; delete it and run prepare again")
+    return PrepareResult(prepared, source, False, time.perf_counter() - t0, units=count[0], reused_units=len(reused))
 
 
-def _write_tokens(path: Path, results: Iterable[tuple[np.ndarray, int, TextCounts]]) -> tuple[int, int, TextCounts]:
-    eot = np.array([Tokenizer.eot_id], dtype=TOKEN_DTYPE).tobytes()
-    n_tokens, n_docs, counts = 0, 0, TextCounts(0, 0, 0)
-    with open(path, "wb") as out:
-        for tokens, docs, chunk_counts in results:
-            if n_docs:
-                out.write(eot)
-                n_tokens += 1
-            out.write(tokens.tobytes())
-            n_tokens += len(tokens)
-            n_docs += docs
-            counts = counts + chunk_counts
-    return n_tokens, n_docs, counts
+def _identity(source: Source, digests: Sequence[Mapping[str, Any]], key: str, split: str) -> str:
+    """A split's identity: the file's sha256 for a split that is one file (as lmtrain 0.2 recorded it), else a hash
+    of the prepared source's key and the split."""
+    if source.split is not None and len(digests) == 1:
+        return str(digests[0]["sha256"])
+    return hashlib.sha256(f"{key}:{split}".encode()).hexdigest()
 
 
-def prepare_dataset(
-    spec: DatasetSpec,
-    sources: Mapping[str, Path],
-    paths: DataPaths,
-    tokenizer: Tokenizer,
-    *,
-    workers: int | None = None,
-    force: bool = False,
-) -> dict[str, PrepareResult]:
-    """Prepare each located split (see `locate_splits`); results keyed by split."""
-    return {
-        split: prepare_split(spec, split, src, tokenizer, paths.cache_dir, workers=workers, force=force)
-        for split, src in sources.items()
-    }
+def _check_splits(writer: ShardWriter, units: int, source: Source) -> None:
+    """Every split the source writes must hold text."""
+    tokens = dict.fromkeys(source.splits, 0)
+    docs = 0
+    for index in range(units):
+        marker = writer.done(index)
+        assert marker is not None
+        for split, part in marker["parts"].items():
+            tokens[split] += part["tokens"]
+            docs += part["documents"]
+    for split, n in tokens.items():
+        if n:
+            continue
+        where = ", ".join(f.describe() for f in source.files[:3]) + (" ..." if len(source.files) > 3 else "")
+        if docs == 0:
+            raise DataError(f"{where}: no text (every document is empty); the corpus needs text")
+        if split == "train":
+            raise DataError(f"{where}: every one of the {docs:,} documents was held out; hold out fewer")
+        take = next(t for t in source.holdout.takes if t.split == split) if source.holdout else None
+        raise DataError(
+            f"{where}: holding out {take.describe() if take else 'documents'} of {docs:,} left the {split} split "
+            f"empty; pass --{split}-docs N (or add {split} files)"
+        )
+
+
+def prepare_corpus(
+    spec: DatasetSpec, corpus: Corpus, paths: DataPaths, tokenizer: Tokenizer, options: PrepareOptions
+) -> dict[str, tuple[PreparedSplit, PrepareResult]]:
+    """Prepare every source of the corpus once; (prepared split, its source's result) keyed by split."""
+    done: dict[Source, PrepareResult] = {}
+    out = {}
+    for split, source in corpus.sources.items():
+        if source not in done:
+            done[source] = prepare_source(spec, source, tokenizer, paths.cache_dir, options)
+        out[split] = (done[source].splits[split], done[source])
+    return out
+
+
+def prepare_file(
+    spec: DatasetSpec, split: str, path: Path, tokenizer: Tokenizer, cache_dir: Path, *, options: PrepareOptions
+) -> PrepareResult:
+    """Prepare one text file of a known split (a registered dataset's split file)."""
+    source = Source((CorpusFile(path, "text"),), spec.documents, split)
+    return prepare_source(spec, source, tokenizer, cache_dir, replace(options))

@@ -1,7 +1,8 @@
-"""GPT-2 BPE through tiktoken, built from encoder.json + vocab.bpe or tiktoken's own download.
+"""What every tokenizer offers (`Tokenizer`), and the default: GPT-2 BPE through tiktoken, built from
+encoder.json + vocab.bpe or tiktoken's own download.
 
 Text is always encoded as ordinary text: the string "<|endoftext|>" inside a document is plain
-characters, never the end-of-document id. That id (50256) is inserted only between documents.
+characters, never the end-of-document id. That id is inserted only between documents.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +111,55 @@ def gpt2_fingerprint() -> dict[str, object]:
     }
 
 
-class Tokenizer:
-    """GPT-2 BPE: encode text to ids and decode ids to text; `eot_id` ends a document."""
+class Tokenizer(ABC):
+    """Encode text to ids and decode ids to text; `eot_id` ends a document. Pickles by what rebuilds it."""
+
+    name: str
+    eot_id: int
+    vocab_size: int
+    """Ids are 0 .. vocab_size - 1."""
+
+    @abstractmethod
+    def encode_array(self, text: str) -> np.ndarray:
+        """Token ids of `text` as a uint32 array, special-token strings treated as ordinary text."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, special-token strings treated as ordinary text."""
+        return self.encode_array(text).tolist()
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """`encode_array` of each text."""
+        return [self.encode_array(text) for text in texts]
+
+    @abstractmethod
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this tokenizer in prepared data and checkpoints (JSON)."""
+
+    def files(self) -> dict[str, Path]:
+        """The files a run carries so that it can rebuild this tokenizer anywhere ({name in the copy: path})."""
+        return {}
+
+    @property
+    def dtype(self) -> type[np.unsignedinteger]:
+        """Smallest unsigned type that holds every id: uint16 up to 65,536 ids, else uint32."""
+        return np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
+
+    def describe(self) -> str:
+        """One line for logs."""
+        return f"{self.name} ({self.vocab_size:,} ids, end of document {self.eot_id})"
+
+    def cache_id(self) -> str:
+        """Short stable id of the fingerprint, used in cache folder names."""
+        blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
+        return f"{self.name.split(':')[0]}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+class GPT2Tokenizer(Tokenizer):
+    """GPT-2 BPE (tiktoken): the default tokenizer; needs no files in a run, its fingerprint names it."""
 
     name = "gpt2"
     eot_id = EOT_ID
@@ -121,28 +170,22 @@ class Tokenizer:
         self._enc = _encoding(source)
 
     def __reduce__(self):  # rebuilt from its source in worker processes
-        return (Tokenizer, (self.source,))
+        return (GPT2Tokenizer, (self.source,))
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, special-token strings treated as ordinary text."""
         return self._enc.encode_ordinary(text)
 
     def encode_array(self, text: str) -> np.ndarray:
-        """Like `encode`, as a uint32 NumPy array (no Python list is built)."""
         return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""
         return self._enc.decode(list(ids))
 
     def fingerprint(self) -> dict[str, object]:
-        """What identifies this tokenizer in prepared data and checkpoints."""
         return gpt2_fingerprint()
 
-    def cache_id(self) -> str:
-        """Short stable id of the fingerprint, used in cache folder names."""
-        blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
-        return f"{self.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
+    def describe(self) -> str:
+        return f"GPT-2 BPE from {self.source.describe()}"
 
 
 def find_gpt2_folder(search: Sequence[Path]) -> Path | None:
@@ -153,13 +196,13 @@ def find_gpt2_folder(search: Sequence[Path]) -> Path | None:
     return None
 
 
-def load_tokenizer(search: Sequence[Path]) -> Tokenizer:
+def load_tokenizer(search: Sequence[Path]) -> GPT2Tokenizer:
     """GPT-2 BPE from the first folder in `search` holding its files, else tiktoken's download."""
     folder = find_gpt2_folder(search)
     if folder is not None:
-        return Tokenizer(TokenizerSource(str(folder.resolve())))
+        return GPT2Tokenizer(TokenizerSource(str(folder.resolve())))
     try:
-        return Tokenizer(TokenizerSource(None))
+        return GPT2Tokenizer(TokenizerSource(None))
     except DataError as exc:
         where = ", ".join(str(p) for p in search)
         raise DataError(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lmtrain.config import RunConfig
+from lmtrain.data.shards import TokenStream
 from lmtrain.data.tokenizer import EOT_ID
 from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
 from lmtrain.errors import ConfigError
@@ -54,9 +55,9 @@ class DoctorReport:
         }
 
 
-def document_stats(tokens: np.ndarray, seq_len: int) -> DocumentStats:
-    """Document lengths in a packed token stream (documents end at <|endoftext|>)."""
-    ends = np.flatnonzero(np.asarray(tokens) == EOT_ID)
+def document_stats(tokens: np.ndarray | TokenStream, seq_len: int, eot_id: int = EOT_ID) -> DocumentStats:
+    """Document lengths in a packed token stream (documents end at the end-of-document id `eot_id`)."""
+    ends = np.flatnonzero(np.asarray(tokens) == eot_id)
     bounds = np.concatenate([[-1], ends, [len(tokens)]])
     lengths = np.diff(bounds) - 1
     lengths = lengths[lengths > 0]
@@ -117,7 +118,7 @@ def examine(
         start_step=start_step,
         train_tokens=len(data.train),
         eval_windows=len(eval_starts(len(data.valid), cfg.seq_len, cfg.train.evaluation.windows)),
-        documents=document_stats(data.train, cfg.seq_len),
+        documents=document_stats(data.train, cfg.seq_len, data.tokenizer.eot_id),
         device=str(device),
         dtype=dtype,
         device_memory=memory,

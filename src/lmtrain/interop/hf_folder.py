@@ -2,8 +2,7 @@
 GPT2LMHeadModel, the modern block -> LlamaForCausalLM or Qwen3ForCausalLM), import one back.
 
 An exported folder holds config.json, model.safetensors (transformers' key names and layouts, padding rows dropped,
-a tied lm_head left out as transformers saves it), generation_config.json and, when the GPT-2 BPE files are at hand,
-the tokenizer files (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json).
+a tied lm_head left out as transformers saves it), generation_config.json and the run's tokenizer (`hf_tokenizer.py`).
 """
 
 from __future__ import annotations
@@ -19,25 +18,12 @@ from safetensors.torch import load_file, save_file
 
 from lmtrain import __version__
 from lmtrain.checkpoint import load_model, write_checkpoint
-from lmtrain.data.tokenizer import EOT_ID, EOT_TEXT, GPT2_VOCAB_SIZE, gpt2_fingerprint
+from lmtrain.data.tokenizer import GPT2_VOCAB_SIZE, Tokenizer, gpt2_fingerprint
+from lmtrain.data.tokenizers import CARRIED, HFTokenizer
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.files import atomic_dir
+from lmtrain.interop.hf_tokenizer import write_hf_tokenizer
 from lmtrain.model.registry import ARCHITECTURES, hf_adapter, model_to_dict
-
-
-def _tokenizer_files(out: Path, folder: Path, max_len: int) -> list[str]:
-    shutil.copyfile(folder / "encoder.json", out / "vocab.json")
-    shutil.copyfile(folder / "vocab.bpe", out / "merges.txt")
-    special = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT}
-    (out / "tokenizer_config.json").write_text(
-        json.dumps(
-            {"tokenizer_class": "GPT2Tokenizer", "model_max_length": max_len, "add_prefix_space": False, **special},
-            indent=2,
-        )
-        + "\n"
-    )
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
-    return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
 
 
 def _require_new_folder(out: Path) -> None:
@@ -46,23 +32,25 @@ def _require_new_folder(out: Path) -> None:
         raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
 
 
-def export_hf(ckpt: Path, out: Path, tokenizer_folder: Path | None, weights: str = "auto") -> list[str]:
+def export_hf(ckpt: Path, out: Path, tokenizer: Tokenizer | None, weights: str = "auto") -> list[str]:
     """Write checkpoint `ckpt` (its `weights`: auto, ema or raw) as a transformers folder `out` (new or empty) of the
-    class its architecture equals; return the files written. A model no class computes exactly is a ConfigError."""
+    class its architecture equals, with the run's `tokenizer`; return the files written. A model no class computes
+    exactly is a ConfigError."""
     _require_new_folder(out)
     model, _config = load_model(ckpt, weights=weights)
     adapter = hf_adapter(model.config)
     hf_config = adapter.to_hf_config(model.config)
+    if tokenizer is not None:
+        hf_config["bos_token_id"] = hf_config["eos_token_id"] = tokenizer.eot_id
+    ends = {"bos_token_id": hf_config.get("bos_token_id"), "eos_token_id": hf_config.get("eos_token_id")}
     weights = adapter.to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()}, model.config)
     with atomic_dir(out) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-        (tmp / "generation_config.json").write_text(
-            json.dumps({"bos_token_id": EOT_ID, "eos_token_id": EOT_ID}, indent=2) + "\n"
-        )
+        (tmp / "generation_config.json").write_text(json.dumps(ends, indent=2) + "\n")
         written = ["config.json", "model.safetensors", "generation_config.json"]
-        if tokenizer_folder is not None and model.config.vocab_size == GPT2_VOCAB_SIZE:
-            written += _tokenizer_files(tmp, tokenizer_folder, model.config.max_seq_len)
+        if tokenizer is not None:
+            written += write_hf_tokenizer(tokenizer, tmp, model.config.max_seq_len)
     return written
 
 
@@ -112,10 +100,15 @@ def import_hf(src: Path, out: Path) -> Path:
         "model": model_to_dict(cfg),
         "source": {"hf_folder": str(src.resolve()), "name": hf_config.get("_name_or_path")},
     }
-    if cfg.vocab_size == GPT2_VOCAB_SIZE:
+    files: dict[str, Path] = {}
+    if (src / "tokenizer.json").is_file() and not (src / "vocab.json").is_file():
+        tokenizer = HFTokenizer(src / "tokenizer.json")  # the folder's own tokenizer, carried by the checkpoint
+        config["tokenizer"] = tokenizer.fingerprint()
+        files = {f"{CARRIED}/{name}": path for name, path in tokenizer.files().items()}
+    elif cfg.vocab_size == GPT2_VOCAB_SIZE:
         config["tokenizer"] = gpt2_fingerprint()
     weights = {k: v.to(torch.float32).contiguous() for k, v in weights.items()}
-    write_checkpoint(out, weights, config)
+    write_checkpoint(out, weights, config, files=files)
     try:
         load_model(out)  # every tensor is there with the shape the config implies
     except CheckpointError:

@@ -10,39 +10,57 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmtrain.config import RunConfig
-from lmtrain.data.datasets import DataPaths, get_dataset, locate_splits
+from lmtrain.config import DataConfig, RunConfig
+from lmtrain.data.corpus import find_corpus
+from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.loader import TrainSampler, make_batch, window_starts
-from lmtrain.data.prepare import prepare_dataset
-from lmtrain.data.tokenizer import Tokenizer, load_tokenizer
+from lmtrain.data.prepare import PrepareOptions, prepare_corpus
+from lmtrain.data.shards import TokenStream
+from lmtrain.data.tokenizer import Tokenizer
+from lmtrain.data.tokenizers import open_tokenizer
 from lmtrain.errors import ConfigError, DataError
 from lmtrain.train.distributed import World
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Training and validation tokens (read-only memmaps), where they came from, and their tokenizer."""
+    """Training and validation tokens (read-only memmaps, or streams over shards), where they came from, and their
+    tokenizer."""
 
-    train: np.ndarray
-    valid: np.ndarray
+    train: np.ndarray | TokenStream
+    valid: np.ndarray | TokenStream
     sources: Mapping[str, Mapping[str, Any]]
-    """Per split: sha256 of the source file, tokens, documents."""
+    """Per split: identity of its data (sha256), tokens, documents."""
     tokenizer: Tokenizer
+
+
+def run_tokenizer(data: DataConfig, paths: DataPaths) -> Tokenizer:
+    """The tokenizer `data.tokenizer` names."""
+    return open_tokenizer(data.tokenizer, paths.tokenizer_search())
+
+
+def tokenizer_vocab(paths_of: Callable[[DataConfig], DataPaths]) -> Callable[[DataConfig], int]:
+    """For `build_run_config`: the vocabulary size of a data config's tokenizer."""
+    return lambda data: run_tokenizer(data, paths_of(data)).vocab_size
 
 
 def load_training_data(cfg: RunConfig, paths: DataPaths, log: Callable[[str], None] = print) -> TrainingData:
     """Locate (or download) and prepare the train and valid splits of the run's dataset; check they fit the run."""
     spec = get_dataset(cfg.data.dataset)
-    sources = locate_splits(spec, ["train", "valid"], paths, log=log)
-    tokenizer = load_tokenizer(paths.tokenizer_search())
+    tokenizer = run_tokenizer(cfg.data, paths)
     if cfg.model.vocab_size < tokenizer.vocab_size:
-        raise ConfigError(f"vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
-    prepared = {split: r.prepared for split, r in prepare_dataset(spec, sources, paths, tokenizer).items()}
+        raise ConfigError(
+            f"the tokenizer {tokenizer.name} has {tokenizer.vocab_size:,} ids, more than the model's "
+            f"vocab_size={cfg.model.vocab_size:,}; use the run's own tokenizer or start a new run"
+        )
+    corpus = find_corpus(spec, ["train", "valid"], paths, cfg.data.holdout_options(), log=log)
+    options = PrepareOptions(text_field=cfg.data.text_field, log=log)
+    prepared = {split: p for split, (p, _) in prepare_corpus(spec, corpus, paths, tokenizer, options).items()}
     data = TrainingData(
         train=prepared["train"].tokens(),
         valid=prepared["valid"].tokens(),
         sources={
-            split: {"sha256": p.meta["source"]["sha256"], "tokens": p.num_tokens, "documents": p.meta["documents"]}
+            split: {"sha256": p.identity, "tokens": p.num_tokens, "documents": p.summary()["documents"]}
             for split, p in prepared.items()
         },
         tokenizer=tokenizer,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,19 @@ from lmtrain.fields import coerce, field_types, from_flat
 from lmtrain.presets import apply_overrides
 from lmtrain.train_config import TrainConfig
 
-DATA_STREAM_KEYS = ("dataset", "seq_len", "batch_size", "seed")
+DATA_STREAM_KEYS = (
+    "dataset",
+    "seq_len",
+    "batch_size",
+    "seed",
+    "tokenizer",
+    "text_field",
+    "valid_docs",
+    "test_docs",
+    "valid_fraction",
+    "test_fraction",
+    "split_seed",
+)
 """Keys that fix which tokens each step sees; a resumed run must keep them."""
 EVAL_KEYS = ("eval_windows",)
 """Keys that fix the validation windows `best` is chosen on; a resumed run must keep them."""
@@ -149,10 +161,16 @@ def check_run_dir(out: Path, resume: bool) -> None:
         raise ConfigError(f"--out {out} already holds {what}; continue it with --resume {out} or choose another --out")
 
 
-def decide_launch(flat: Mapping[str, Any], out: Path | None, resume: Path | None) -> Launch:
-    """The run to start from flat keys (flags and TOML merged), or the run in `resume` to continue."""
+def decide_launch(
+    flat: Mapping[str, Any],
+    out: Path | None,
+    resume: Path | None,
+    tokenizer_vocab: Callable[[DataConfig], int] | None = None,
+) -> Launch:
+    """The run to start from flat keys (flags and TOML merged), or the run in `resume` to continue; a new run's
+    vocabulary is its tokenizer's (`tokenizer_vocab`) unless vocab_size is given."""
     if resume is None:
-        cfg = build_run_config(flat)
+        cfg = build_run_config(flat, tokenizer_vocab=tokenizer_vocab)
         out = out or Path("runs") / f"{cfg.preset}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_run_dir(out, resume=False)
         return Launch(cfg, out)

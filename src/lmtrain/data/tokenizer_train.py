@@ -1,0 +1,126 @@
+"""`lmtrain tokenizer train`: a byte-level BPE trained on the train documents of a corpus with HF `tokenizers`.
+
+The tokenizer splits text with GPT-2's pre-tokenization regex, maps bytes as GPT-2 does (so every text encodes), and
+has one special token, `<|endoftext|>`, the end of a document. The folder it writes (tokenizer.json,
+tokenizer_config.json, and lmtrain_tokenizer.json describing how it was made) is what `--tokenizer DIR` reads and what
+`AutoTokenizer.from_pretrained(DIR)` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmtrain import __version__
+from lmtrain.data.corpus import Source
+from lmtrain.data.formats import DATA_EXTRA
+from lmtrain.data.holdout import Bands
+from lmtrain.data.tokenizer import EOT_TEXT
+from lmtrain.data.tokenizers import HFTokenizer
+from lmtrain.data.units import Job, plan_units, run_job, unit_documents
+from lmtrain.errors import ConfigError, DataError
+from lmtrain.files import atomic_dir
+
+MIN_VOCAB = 512
+MAX_VOCAB = 1 << 20
+BATCH = 1000
+"""Documents per batch handed to the trainer."""
+
+
+def train_texts(source: Source, text_field: str, block_bytes: int = 4 << 20) -> Iterator[str]:
+    """The texts of the source's train documents (a pool's held-out documents left out)."""
+    assign: str | Bands = source.split or "train"
+    if source.holdout is not None:
+        hashes = None
+        if source.holdout.counts_documents:
+            units = plan_units(
+                source.files, kind=source.kind, text_field=text_field, block_bytes=block_bytes, lead_of=None
+            )
+            found = [
+                run_job(Job(unit=u, kind=source.kind, text_field=text_field, seed=source.holdout.seed)).hashes
+                for u in units
+            ]
+            hashes = np.concatenate([h for h in found if h is not None] or [np.empty(0, np.uint64)])
+        assign = source.holdout.bands(hashes)
+    lead_of = assign.split_of if isinstance(assign, Bands) else (lambda raw: str(assign))
+    units = plan_units(source.files, kind=source.kind, text_field=text_field, block_bytes=block_bytes, lead_of=lead_of)
+    for unit in units:
+        for doc in unit_documents(unit, source.kind, text_field):
+            split = (
+                unit.continues if doc.continued else (assign.split_of(doc.raw) if isinstance(assign, Bands) else assign)
+            )
+            if doc.raw and split == "train":
+                yield doc.text
+
+
+def train_tokenizer(
+    texts: Iterator[str],
+    *,
+    vocab_size: int,
+    out: Path,
+    about: dict[str, Any],
+    min_frequency: int = 2,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> HFTokenizer:
+    """Train a byte-level BPE of `vocab_size` ids (id 0 is `<|endoftext|>`) on `texts` and write it to `out` (new or
+    empty) atomically; `about` is recorded beside it."""
+    if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
+        raise ConfigError(f"--vocab-size {vocab_size} must be between {MIN_VOCAB} and {MAX_VOCAB:,}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    except ModuleNotFoundError:
+        raise DataError(f"lmtrain tokenizer train needs the `tokenizers` package: {DATA_EXTRA}") from None
+    t0 = time.perf_counter()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOT_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=progress,
+    )
+    counted = {"documents": 0, "bytes": 0}
+
+    def batches() -> Iterator[list[str]]:
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            counted["documents"] += 1
+            counted["bytes"] += len(text.encode("utf-8"))
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    tok.train_from_iterator(batches(), trainer=trainer)
+    if counted["documents"] == 0:
+        raise DataError("the corpus has no train documents to learn a tokenizer from")
+    seconds = time.perf_counter() - t0
+    with atomic_dir(out) as tmp:
+        tok.save(str(tmp / "tokenizer.json"))
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": EOT_TEXT, "eos_token": EOT_TEXT}
+        (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        made = {
+            "lmtrain_version": __version__,
+            "kind": "byte-level BPE (GPT-2 pre-tokenization), tokenizers",
+            "vocab_size": tok.get_vocab_size(),
+            "requested_vocab_size": vocab_size,
+            "min_frequency": min_frequency,
+            **counted,
+            "seconds": round(seconds, 2),
+            **about,
+        }
+        (tmp / "lmtrain_tokenizer.json").write_text(json.dumps(made, indent=2) + "\n")
+    log(f"trained a {tok.get_vocab_size():,}-id BPE on {counted['documents']:,} documents in {seconds:.1f} s")
+    return HFTokenizer(out / "tokenizer.json")
