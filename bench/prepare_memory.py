@@ -53,8 +53,17 @@ def main() -> int:
         os.link(args.source / f"{split}.txt", corpus / f"{split}.txt")
     size = sum(p.stat().st_size for p in corpus.rglob("*.txt"))
     lmtrain = Path(sys.executable).with_name("lmtrain")
-    cmd = [str(lmtrain), "prepare", "--dataset", "text", "--data-dir", str(corpus), "--cache-dir",
-           str(args.work / "cache"), "--json"]  # fmt: skip
+    cmd = [
+        str(lmtrain),
+        "prepare",
+        "--dataset",
+        "text",
+        "--data-dir",
+        str(corpus),
+        "--cache-dir",
+        str(args.work / "cache"),
+        "--json",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     watched = psutil.Process(proc.pid)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lmtrain.data.corpus import discover, find_corpus, split_of_path
 from lmtrain.data.datasets import DataPaths, get_dataset
@@ -179,14 +180,56 @@ def test_a_datasets_folder_and_a_hub_layout(tokenizer: Tokenizer, tmp_path: Path
         }
     )
     dd.save_to_disk(str(tmp_path / "saved"))
-    saved = prepare(tmp_path / "saved", tmp_path / "c", tokenizer, splits=("train", "valid", "test"),
-                    holdout=HoldoutOptions(test_docs=1), text_field="content")  # fmt: skip
+    saved = prepare(
+        tmp_path / "saved",
+        tmp_path / "c",
+        tokenizer,
+        splits=("train", "valid", "test"),
+        holdout=HoldoutOptions(test_docs=1),
+        text_field="content",
+    )
     assert saved["valid"].summary()["documents"] == 1 and not saved["valid"].meta["holdout"]
     assert saved["train"].summary()["documents"] + saved["test"].summary()["documents"] == 12
     hub = tmp_path / "hub" / "data"
     hub.mkdir(parents=True)
     for split, docs in (("train", DOCS), ("validation", ["v"]), ("test", ["t"])):
         pq.write_table(pa.table({"text": docs}), hub / f"{split}-00000-of-00001.parquet")
-    from_hub = prepare(tmp_path / "hub", tmp_path / "c", tokenizer, splits=("train", "valid", "test"),
-                       holdout=HoldoutOptions())  # fmt: skip
+    from_hub = prepare(
+        tmp_path / "hub", tmp_path / "c", tokenizer, splits=("train", "valid", "test"), holdout=HoldoutOptions()
+    )
     assert {s: p.summary()["documents"] for s, p in from_hub.items()} == {"train": 4, "valid": 1, "test": 1}
+
+
+def test_batches_from_shards_equal_batches_from_one_array() -> None:
+    from lmtrain.data.loader import TrainSampler, make_batch
+
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 500, size=n).astype(np.uint16) for n in (300, 1, 450, 77)]
+    stream, whole = TokenStream(parts), np.concatenate(parts)
+    sampler = TrainSampler(len(whole), seq_len=32, batch_size=4, seed=3)
+    for step in range(sampler.steps_per_epoch * 2):
+        starts = sampler.batch_starts(step)
+        for a, b in zip(make_batch(stream, starts, 32), make_batch(whole, starts, 32)):
+            assert torch.equal(a, b)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import lmtrain.data.progress as progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    lines: list[str] = []
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    plain = progress.PrepareProgress("prepare text pool", 10_000_000, lines.append, stream=io.StringIO())
+    plain.advance(4_000_000)
+    plain.close()
+    assert len(lines) == 1 and "4 of 10 MB" in lines[0] and "MB/s" in lines[0] and "s left" in lines[0]
+    screen = Terminal()
+    bar = progress.PrepareProgress("prepare text pool", 10_000_000, lines.append, stream=screen)
+    bar.advance(4_000_000)
+    bar.close()
+    assert len(lines) == 1 and "prepare text pool" in screen.getvalue()

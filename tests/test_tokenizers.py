@@ -59,8 +59,24 @@ def test_the_cli_writes_a_folder_that_autotokenizer_loads(tmp_path: Path, capsys
     lines = [line for line in (SAMPLE / "wiki.train.raw").read_text().splitlines() if len(line) > 40][:300]
     corpus.write_text("".join(json.dumps({"body": line}) + "\n" for line in lines))
     out = tmp_path / "tok"
-    code = main(["tokenizer", "train", str(corpus), "--vocab-size", "600", "--out", str(out), "--text-field", "body",
-                 "--valid-docs", "10", "--test-docs", "10", "--json"])  # fmt: skip
+    code = main(
+        [
+            "tokenizer",
+            "train",
+            str(corpus),
+            "--vocab-size",
+            "600",
+            "--out",
+            str(out),
+            "--text-field",
+            "body",
+            "--valid-docs",
+            "10",
+            "--test-docs",
+            "10",
+            "--json",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     made = json.loads((out / "lmtrain_tokenizer.json").read_text())
@@ -167,8 +183,9 @@ def test_word_and_byte_counts_are_the_texts_for_every_tokenizer(
         )
         model = build_model(cfg)  # an untied zero head: every prediction uniform, nll ln(V) per token
         scores = score_tokens(model, prepared.tokens(), context=64, stride=64, batch_size=4, eot_id=tok.eot_id)
-        report = perplexity_report(scores, original_tokens=words + lines, n_bytes=n_bytes, context=64, stride=64,
-                                   seconds=0.0)  # fmt: skip
+        report = perplexity_report(
+            scores, original_tokens=words + lines, n_bytes=n_bytes, context=64, stride=64, seconds=0.0
+        )
         tokens = summary["tokens"]
         assert scores.tokens == tokens
         assert report.bits_per_byte == pytest.approx(tokens * math.log2(tok.vocab_size) / n_bytes, rel=1e-5)

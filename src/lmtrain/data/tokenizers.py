@@ -72,6 +72,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _fingerprint(tokenizer: Tokenizer, kind: str, **identity: object) -> dict[str, object]:
+    """A file-based tokenizer's fingerprint: name, kind, size, end-of-document id, and what identifies its files."""
+    return {
+        "name": tokenizer.name,
+        "kind": kind,
+        "vocab_size": tokenizer.vocab_size,
+        "eot_id": tokenizer.eot_id,
+        **identity,
+    }
+
+
 class HFTokenizer(Tokenizer):
     """A Hugging Face `tokenizers` tokenizer from its tokenizer.json (and tokenizer_config.json beside it, if any)."""
 
@@ -109,14 +120,7 @@ class HFTokenizer(Tokenizer):
         return f"{self.path} ({self.vocab_size:,} ids, end of document {self.eot_text} = {self.eot_id})"
 
     def fingerprint(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": "tokenizers",
-            "vocab_size": self.vocab_size,
-            "eot_id": self.eot_id,
-            "eot_text": self.eot_text,
-            "tokenizer_json_sha256": _sha256(self.path),
-        }
+        return _fingerprint(self, "tokenizers", eot_text=self.eot_text, tokenizer_json_sha256=_sha256(self.path))
 
     def files(self) -> dict[str, Path]:
         found = {"tokenizer.json": self.path}
@@ -187,13 +191,7 @@ class TiktokenFileTokenizer(Tokenizer):
         return self._enc.decode(list(ids))
 
     def fingerprint(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": "tiktoken",
-            "vocab_size": self.vocab_size,
-            "eot_id": self.eot_id,
-            "tiktoken_sha256": _sha256(self.path),
-        }
+        return _fingerprint(self, "tiktoken", tiktoken_sha256=_sha256(self.path))
 
     def files(self) -> dict[str, Path]:
         found = {self.path.name: self.path}

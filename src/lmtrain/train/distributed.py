@@ -29,6 +29,10 @@ from lmtrain.runtime import DTYPES, select_device
 Parallel = Literal["ddp", "fsdp"]
 FAILURE_KEY = "lmtrain/failure"
 """Store key where the first rank that fails leaves its error for the others."""
+CLOSED_KEY = "lmtrain/closed"
+"""Store key every rank increments once it has left the process group."""
+CLOSE_WAIT_S = 10.0
+"""How long rank 0 waits at most for the other ranks to leave the process group."""
 T = TypeVar("T")
 
 
@@ -149,9 +153,19 @@ class World:
         return None
 
     def close(self) -> None:
-        """Leave the process group."""
-        if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        """Leave the process group. Rank 0 hosts the store the other ranks' threads talk to, so it waits (at most
+        CLOSE_WAIT_S) until every rank has left before its process may exit."""
+        if not (self.distributed and dist.is_initialized()):
+            return
+        store = _store()
+        dist.destroy_process_group()
+        if store is None:
+            return
+        with contextlib.suppress(Exception):  # a rank that died left nothing to wait for
+            store.add(CLOSED_KEY, 1)
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            while self.rank == 0 and store.add(CLOSED_KEY, 0) < self.world_size and time.monotonic() < deadline:
+                time.sleep(0.02)
 
 
 def _store() -> Any:
