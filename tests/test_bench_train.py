@@ -14,6 +14,7 @@ import torch
 from conftest import LMTRAIN, REPO, read_jsonl, train_args
 from lmtrain import hardware
 from lmtrain.bench import train as bench
+from lmtrain.errors import ConfigError
 from lmtrain.hardware import Peak, datasheet_flops, peak_flops
 from lmtrain.presets import get_preset
 from lmtrain.train.step import TrainStep
@@ -127,7 +128,7 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     env = os.environ | {"LMTRAIN": LMTRAIN, "LMTRAIN_CACHE_DIR": str(tmp_path / "cache"), "PYTHON": sys.executable}
     proc = subprocess.run(
-        ["bash", str(REPO / "bench" / "gpu.sh"), "--smoke", "--out", str(out), "--dist"],
+        ["bash", str(REPO / "bench" / "gpu.sh"), "--smoke", "--out", str(out), "--dist", "--sweep"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -139,24 +140,39 @@ def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     merged = json.loads(out.read_text())
     assert merged["smoke"] is True
     assert set(merged["results"]) == {
-        "train-micro-eager",
+        "best-batch-micro-modern",
+        "train-micro-modern-muon-eager",
+        "train-micro-modern-adamw-eager",
+        "lever-pad64-micro-modern-eager",
         "profile-micro",
-        "max-batch-micro",
         "generate-micro",
+        "lr-sweep",
         "dist-train-ddp",
         "scaling-micro-fsdp",
     }
-    run = merged["results"]["dist-train-ddp"]  # torchrun with 2 CPU processes: a whole run, then the step's scaling
+    results = merged["results"]
+    run = results["dist-train-ddp"]  # torchrun with 2 CPU processes: a whole run, then the step's scaling
     assert run["exit_code"] == 0 and run["steps"] == 4 and run["checkpoints"] == ["step_0000004"]
     assert run["distributed"]["world_size"] == 2 and run["distributed"]["parallel"] == "ddp"
-    scaling = merged["results"]["scaling-micro-fsdp"]
+    scaling = results["scaling-micro-fsdp"]
     assert len(scaling["per_rank"]) == 2 and scaling["scaling_efficiency"] > 0 and scaling["parallel"] == "fsdp"
     assert (scaling["batch_size"], scaling["per_rank_batch"]) == (4, 2)  # the global batch, one micro-batch a rank
-    train = merged["results"]["train-micro-eager"]
-    assert train["timed_steps"] == 2 and train["speedup"] > 0 and train["preset"] == "micro"
-    assert merged["results"]["profile-micro"]["profile"][0]["self_ms_per_step"] > 0
-    assert merged["results"]["max-batch-micro"]["max_batch"] == 4
-    assert merged["results"]["generate-micro"]["identical_tokens"] is True
+    best = results["best-batch-micro-modern"]
+    assert best["max_batch"] == 4 and [c["micro_batch"] for c in best["candidates"]] == [1, 2, 4]
+    assert best["best_batch"] in (1, 2, 4)
+    for name in ("train-micro-modern-muon-eager", "train-micro-modern-adamw-eager", "lever-pad64-micro-modern-eager"):
+        train = results[name]  # every timed run at the micro-batch the search chose
+        assert (
+            train["timed_steps"] == 2 and train["micro_batch_size"] == best["best_batch"] and train["preset"] == "micro"
+        )
+        assert train["eval_tokens_per_s"] > 0
+    assert results["train-micro-modern-muon-eager"]["optimizer"] == "muon"
+    assert results["train-micro-modern-adamw-eager"]["speedup"] > 0
+    assert results["profile-micro"]["profile"][0]["self_ms_per_step"] > 0
+    assert results["generate-micro"]["identical_tokens"] is True
+    sweep = results["lr-sweep"]
+    assert sweep["preset_lr"]["modern"]["micro"] in [g["lr"] for g in sweep["groups"][0]["grid"].values()]
+    assert len(sweep["groups"][0]["runs"]) == 3  # two LRs with seed 1, the finalist again with seed 2
 
 
 def _bench_micro(capsys: pytest.CaptureFixture[str], cache: Path) -> tuple[dict, str]:
@@ -265,3 +281,28 @@ def test_the_peak_is_measured_up_to_the_plateau(monkeypatch: pytest.MonkeyPatch)
     curve[2048] = 90e9  # a size past the plateau that ran slower: the best size is kept
     timed.clear()
     assert hardware.measure_peak(CPU, "fp32") == (100e9 + 2, 1024)
+
+
+def test_best_batch_times_each_power_of_two_up_to_the_largest_and_picks_the_fastest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lmtrain.bench import batch
+
+    assert batch.batch_candidates(1) == [1] and batch.batch_candidates(12) == [1, 2, 4, 8, 12]
+    speeds = {1: 100.0, 2: 180.0, 4: 260.0, 6: 240.0}  # the largest that fits is not the fastest
+    timed: list[tuple[int, int | None]] = []
+
+    def fake_train(b, peak):
+        timed.append((b.batch_size, b.micro_batch_size))
+        keys = ("step_ms", "mfu", "peak_memory_bytes", "eval_tokens_per_s")
+        return {"tokens_per_s": speeds[b.batch_size]} | dict.fromkeys(keys, 1)
+
+    monkeypatch.setattr(batch, "max_batch", lambda b, limit: {"max_batch": 6, "max_batch_limit": limit})
+    monkeypatch.setattr(batch, "bench_train", fake_train)
+    b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
+    result = batch.best_batch(b, peak=None, limit=8)
+    assert timed == [(1, None), (2, None), (4, None), (6, None)]
+    assert result["best_batch"] == 4 and result["best_tokens_per_s"] == 260.0 and result["max_batch"] == 6
+    monkeypatch.setattr(batch, "max_batch", lambda b, limit: {"max_batch": 0, "max_batch_limit": limit})
+    with pytest.raises(ConfigError, match="not even one sequence"):
+        batch.best_batch(b, peak=None, limit=8)

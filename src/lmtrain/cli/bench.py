@@ -131,6 +131,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instead: find the largest micro-batch up to LIMIT whose step fits in memory",
     )
     train.add_argument(
+        "--best-batch",
+        type=int,
+        metavar="LIMIT",
+        help="instead: the micro-batch up to LIMIT with the most tokens/s (the largest that fits, then each power of "
+        "two up to it, each timed for --steps steps)",
+    )
+    train.add_argument(
         "--cache-dir",
         type=Path,
         help="where the measured peak is cached (default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain)",
@@ -280,9 +287,10 @@ def _train_bench(args: argparse.Namespace, cfg: ModelConfig, world: World) -> in
     )
     base = {"preset": args.preset, "device": str(device)}
     if world.distributed:
-        if args.max_batch is not None or args.against or args.profile:
+        if args.max_batch is not None or args.best_batch is not None or args.against or args.profile:
             raise ConfigError(
-                "under torchrun, bench train measures scaling; run --max-batch, --against and --profile in one process"
+                "under torchrun, bench train measures scaling; run --max-batch, --best-batch, --against and --profile "
+                "in one process"
             )
         if world.is_main:
             log(f"bench train: {what}; one rank alone, then {world.world_size} ranks ({args.parallel})")
@@ -293,8 +301,17 @@ def _train_bench(args: argparse.Namespace, cfg: ModelConfig, world: World) -> in
             raise ConfigError("--max-batch must be at least 1")
         log(f"bench train: largest micro-batch up to {args.max_batch} for {what}")
         return _emit(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
+    if args.max_batch is not None and args.best_batch is not None:
+        raise ConfigError("give --max-batch or --best-batch, not both")
     cache = args.cache_dir or default_cache_dir(os.environ)
     peak = peak_flops(device, dtype, cache)
+    if args.best_batch is not None:
+        from lmtrain.bench.batch import best_batch
+
+        if args.best_batch < 1:
+            raise ConfigError("--best-batch must be at least 1")
+        log(f"bench train: the fastest micro-batch up to {args.best_batch} for {what}")
+        return _emit(base | {"device_name": peak.device_name} | best_batch(bench, peak, args.best_batch), args.out)
     log(f"bench train: {what}; peak {peak.measured_flops / 1e12:.3g} TFLOP/s measured ({peak.device_name})")
     result = bench_train(bench, peak, against_hf=args.against == "hf", profile=args.profile)
     result = checked_peak(result, device=device, dtype=dtype, cache_dir=cache)
