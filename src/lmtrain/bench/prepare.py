@@ -5,7 +5,6 @@ in one run."""
 from __future__ import annotations
 
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -95,14 +94,13 @@ def _hf_inputs(source: Source, text_field: str) -> tuple[str, dict[str, Any], st
     return builder, {"data_files": files}, text_field
 
 
-def _hf_side(corpus: Corpus, tokenizer: Tokenizer, text_field: str, workers: int, cache: Path) -> dict[str, Any]:
+def _hf_side(corpus: Corpus, hf_tok: Any, text_field: str, workers: int, cache: Path) -> dict[str, Any]:
     """Seconds and tokens of load_dataset + map(tokenize, batched, num_proc) over every source of the corpus."""
     try:
         import datasets
     except ModuleNotFoundError:
         raise DataError(f"bench prepare --against hf needs `datasets`: {DATA_EXTRA}") from None
     datasets.disable_progress_bars()
-    hf_tok = hf_tokenizer_for(tokenizer)
     t0 = time.perf_counter()
     tokens = 0
     for i, source in enumerate(dict.fromkeys(corpus.sources.values())):
@@ -123,7 +121,7 @@ def bench_against_hf(
 ) -> dict[str, Any]:
     """lmtrain's prepare (all cores, cold cache) against HF datasets + tokenizers on the same files, in one run."""
     size = sum(f.path.stat().st_size for f in corpus.files())
-    first_doc = None
+    hf_tok = hf_tokenizer_for(tokenizer)
     with tempfile.TemporaryDirectory(prefix="lmtrain-bench-") as tmp:
         paths = DataPaths(None, None, Path(tmp) / "ours", download=False)
         options = PrepareOptions(text_field=text_field, workers=workers, force=True)
@@ -131,13 +129,12 @@ def bench_against_hf(
         ours = prepare_corpus(spec, corpus, paths, tokenizer, options)
         ours_s = time.perf_counter() - t0
         our_tokens = sum(p.num_tokens - p.summary()["documents"] + 1 for p, _ in ours.values())
-        theirs = _hf_side(corpus, tokenizer, text_field, workers, Path(tmp))
+        theirs = _hf_side(corpus, hf_tok, text_field, workers, Path(tmp))
         sample = next(iter(ours.values()))[0].tokens()
         ends = np.flatnonzero(np.asarray(sample[: min(len(sample), 200_000)]) == tokenizer.eot_id)
         first_doc = np.asarray(sample[: ends[0] if len(ends) else min(len(sample), 2000)]).tolist()
         text = tokenizer.decode(first_doc)
-        same_ids = hf_tokenizer_for(tokenizer)(text)["input_ids"] == first_doc
-        shutil.rmtree(Path(tmp), ignore_errors=True)
+        same_ids = hf_tok(text)["input_ids"] == first_doc
     mb = size / 1e6
     return {
         "bench": "prepare-against-hf",

@@ -74,7 +74,7 @@ def split_of_path(path: Path, root: Path | None) -> str | None:
     """The split a file's name (`train.jsonl`, `wiki.valid.raw`, `test-00000-of-00002.parquet`) or a folder between
     `root` and it (`valid/`) names, or None."""
     name = path.name.lower()
-    words = [part for part in name.split(".")] + [re.split(r"[-_]", name, maxsplit=1)[0]]
+    words = [*name.split("."), re.split(r"[-_]", name, maxsplit=1)[0]]
     folders = [p.lower() for p in path.relative_to(root).parts[:-1]] if root is not None else []
     for word in [*words, *reversed(folders)]:
         if word in SPLIT_WORDS:

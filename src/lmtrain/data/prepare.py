@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from lmtrain.data.holdout import Bands
 from lmtrain.data.progress import PrepareProgress
 from lmtrain.data.shards import FORMAT, PreparedSplit, ShardWriter, partial_folder, read_prepared
 from lmtrain.data.tokenizer import Tokenizer
-from lmtrain.data.units import Job, Unit, UnitResult, plan_units, run_job
+from lmtrain.data.units import Job, UnitResult, plan_units, run_job, splitter
 from lmtrain.errors import DataError
 
 BLOCK_BYTES = 4 << 20
@@ -120,16 +120,18 @@ class PrepareOptions:
     log: Callable[[str], None] | None = None
 
 
-def _split_bands(source: Source, jobs_for: Callable[..., Iterator[Job]], workers: int) -> str | Bands:
-    """The fixed split of a split's files, or the hash bands of a pool (hashing every document first when a split
-    takes a number of documents)."""
+def assignment(source: Source, *, text_field: str, block_bytes: int, workers: int) -> str | Bands:
+    """Where a source's documents go: the one split of a split's files, or the hash bands of a pool (every document
+    hashed first, on `workers` processes, when a split takes a number of documents)."""
     if source.split is not None:
         return source.split
     holdout = source.holdout
     assert holdout is not None
     if not holdout.counts_documents:
         return holdout.bands()
-    hashes = [r.hashes for r in run_jobs(jobs_for(None, None), workers) if r.hashes is not None]
+    units = plan_units(source.files, kind=source.kind, text_field=text_field, block_bytes=block_bytes, lead_of=None)
+    jobs = (Job(unit=u, kind=source.kind, text_field=text_field, seed=holdout.seed) for u in units)
+    hashes = [r.hashes for r in run_jobs(jobs, workers) if r.hashes is not None]
     return holdout.bands(np.concatenate(hashes) if hashes else np.empty(0, np.uint64))
 
 
@@ -163,45 +165,41 @@ def prepare_source(
     total = sum(d["bytes"] for d in digests)
     workers = 1 if total < IN_PROCESS_BYTES and options.block_bytes == BLOCK_BYTES else workers
 
-    def jobs_for(assign: str | Bands | None, tok: Tokenizer | None, skip: Callable[[Unit], bool] = lambda u: False):
-        lead_of = (lambda raw: assign.split_of(raw)) if isinstance(assign, Bands) else (lambda raw: str(assign))
+    try:
+        assign = assignment(source, text_field=options.text_field, block_bytes=options.block_bytes, workers=workers)
+        plan = {"key": key, "block_bytes": options.block_bytes, "bands": repr(assign)}
+        writer = ShardWriter(folder, tokenizer.dtype, plan)
+        progress = PrepareProgress(f"prepare {spec.name} {label}", total, options.log)
         units = plan_units(
             source.files,
             kind=source.kind,
             text_field=options.text_field,
             block_bytes=options.block_bytes,
-            lead_of=lead_of,
+            lead_of=splitter(assign),
         )
-        seed = source.holdout.seed if source.holdout else 0
-        return (
-            Job(unit=u, kind=source.kind, text_field=options.text_field, tokenizer=tok, assign=assign, seed=seed)
-            for u in units
-            if not skip(u)
-        )
+        planned = 0  # units read so far; the finished ones a killed prepare left are not redone
 
-    try:
-        assign = _split_bands(source, jobs_for, workers)
-        plan = {"key": key, "block_bytes": options.block_bytes, "bands": repr(assign)}
-        writer = ShardWriter(folder, tokenizer.dtype, plan)
-        progress = PrepareProgress(f"prepare {spec.name} {label}", total, options.log)
-        reused: list[int] = []
-        count = [0]
+        def unfinished() -> Iterator[Job]:
+            nonlocal planned
+            for unit in units:
+                planned = unit.index + 1
+                if writer.done(unit.index) is not None:
+                    progress.advance(unit.input_bytes)
+                    continue
+                yield Job(
+                    unit=unit, kind=source.kind, text_field=options.text_field, tokenizer=tokenizer, assign=assign
+                )
 
-        def skip(unit: Unit) -> bool:
-            count[0] = unit.index + 1
-            if writer.done(unit.index) is None:
-                return False
-            reused.append(unit.index)
-            progress.advance(unit.input_bytes)
-            return True
-
+        done = 0
         try:
-            for result in run_jobs(jobs_for(assign, tokenizer, skip), workers):
+            for result in run_jobs(unfinished(), workers):
                 writer.write(result)
                 progress.advance(result.input_bytes)
+                done += 1
         finally:
             progress.close()
-        _check_splits(writer, count[0], source)
+        totals = writer.gather(planned, source.splits)
+        _check_splits(totals, source)
         meta = {
             "format": FORMAT,
             "lmtrain_version": __version__,
@@ -216,15 +214,16 @@ def prepare_source(
             "block_bytes": options.block_bytes,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        ids = {s: _identity(source, digests, key, s) for s in source.splits}
-        writer.finish(count[0], source.splits, meta, ids)
+        for split, info in totals.items():
+            info["identity"] = _identity(source, digests, key, split)
+        writer.finish(totals, meta)
     except DataError:
         shutil.rmtree(partial_folder(folder), ignore_errors=True)  # bad input: nothing of it is worth keeping
         raise
     prepared = read_prepared(folder)
     if prepared is None:
         raise DataError(f"prepared data in {folder} could not be read back; delete it and run prepare again")
-    return PrepareResult(prepared, source, False, time.perf_counter() - t0, units=count[0], reused_units=len(reused))
+    return PrepareResult(prepared, source, False, time.perf_counter() - t0, units=planned, reused_units=planned - done)
 
 
 def _identity(source: Source, digests: Sequence[Mapping[str, Any]], key: str, split: str) -> str:
@@ -235,18 +234,11 @@ def _identity(source: Source, digests: Sequence[Mapping[str, Any]], key: str, sp
     return hashlib.sha256(f"{key}:{split}".encode()).hexdigest()
 
 
-def _check_splits(writer: ShardWriter, units: int, source: Source) -> None:
+def _check_splits(totals: Mapping[str, Mapping[str, Any]], source: Source) -> None:
     """Every split the source writes must hold text."""
-    tokens = dict.fromkeys(source.splits, 0)
-    docs = 0
-    for index in range(units):
-        marker = writer.done(index)
-        assert marker is not None
-        for split, part in marker["parts"].items():
-            tokens[split] += part["tokens"]
-            docs += part["documents"]
-    for split, n in tokens.items():
-        if n:
+    docs = sum(info["documents"] for info in totals.values())
+    for split, info in totals.items():
+        if info["tokens"]:
             continue
         where = ", ".join(f.describe() for f in source.files[:3]) + (" ..." if len(source.files) > 3 else "")
         if docs == 0:
@@ -278,4 +270,4 @@ def prepare_file(
 ) -> PrepareResult:
     """Prepare one text file of a known split (a registered dataset's split file)."""
     source = Source((CorpusFile(path, "text"),), spec.documents, split)
-    return prepare_source(spec, source, tokenizer, cache_dir, replace(options))
+    return prepare_source(spec, source, tokenizer, cache_dir, options)

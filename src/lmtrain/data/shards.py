@@ -191,8 +191,8 @@ class ShardWriter:
         write_text_atomic(self.marker(result.index), json.dumps(content))
         return content
 
-    def finish(self, units: int, splits: Sequence[str], meta: Mapping[str, Any], identity: Mapping[str, str]) -> None:
-        """Gather the markers of units 0..units-1 into meta.json's `splits` and rename the folder into place."""
+    def gather(self, units: int, splits: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per split, the counts and shards of units 0..units-1 (meta.json's `splits`), from their markers."""
         totals: dict[str, dict[str, Any]] = {s: {k: 0 for k in COUNTS} | {"shards": []} for s in splits}
         for index in range(units):
             marker = self.done(index)
@@ -207,8 +207,10 @@ class ShardWriter:
                     info["shards"].append(
                         {"file": f"{index:06d}.{split}.bin", "tokens": part["tokens"], "continues": joined}
                     )
-        for split, info in totals.items():
-            info["identity"] = identity[split]
+        return totals
+
+    def finish(self, totals: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
+        """Write meta.json (`meta` with the gathered `totals` as its `splits`) and rename the folder into place."""
         write_text_atomic(self.partial / META, json.dumps({**meta, "splits": totals}, indent=1) + "\n")
         (self.partial / "plan.json").unlink()
         fsync_dir(self.partial)

@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lmtrain import __version__
 from lmtrain.data.corpus import Source
 from lmtrain.data.formats import DATA_EXTRA
-from lmtrain.data.holdout import Bands
+from lmtrain.data.prepare import BLOCK_BYTES, assignment, default_workers
 from lmtrain.data.tokenizer import EOT_TEXT
 from lmtrain.data.tokenizers import HFTokenizer
-from lmtrain.data.units import Job, plan_units, run_job, unit_documents
+from lmtrain.data.units import doc_split, plan_units, splitter, unit_documents
 from lmtrain.errors import ConfigError, DataError
 from lmtrain.files import atomic_dir
 
@@ -32,29 +30,15 @@ BATCH = 1000
 """Documents per batch handed to the trainer."""
 
 
-def train_texts(source: Source, text_field: str, block_bytes: int = 4 << 20) -> Iterator[str]:
-    """The texts of the source's train documents (a pool's held-out documents left out)."""
-    assign: str | Bands = source.split or "train"
-    if source.holdout is not None:
-        hashes = None
-        if source.holdout.counts_documents:
-            units = plan_units(
-                source.files, kind=source.kind, text_field=text_field, block_bytes=block_bytes, lead_of=None
-            )
-            found = [
-                run_job(Job(unit=u, kind=source.kind, text_field=text_field, seed=source.holdout.seed)).hashes
-                for u in units
-            ]
-            hashes = np.concatenate([h for h in found if h is not None] or [np.empty(0, np.uint64)])
-        assign = source.holdout.bands(hashes)
-    lead_of = assign.split_of if isinstance(assign, Bands) else (lambda raw: str(assign))
-    units = plan_units(source.files, kind=source.kind, text_field=text_field, block_bytes=block_bytes, lead_of=lead_of)
+def train_texts(source: Source, text_field: str, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
+    """The texts of the source's train documents (a pool's held-out documents left out, chosen as prepare chooses
+    them)."""
+    assign = assignment(source, text_field=text_field, block_bytes=block_bytes, workers=default_workers())
+    split_of = splitter(assign)
+    units = plan_units(source.files, kind=source.kind, text_field=text_field, block_bytes=block_bytes, lead_of=split_of)
     for unit in units:
         for doc in unit_documents(unit, source.kind, text_field):
-            split = (
-                unit.continues if doc.continued else (assign.split_of(doc.raw) if isinstance(assign, Bands) else assign)
-            )
-            if doc.raw and split == "train":
+            if doc.raw and doc_split(doc, unit, split_of) == "train":
                 yield doc.text
 
 

@@ -206,6 +206,19 @@ class SplitPart:
     """The first tokens continue the previous unit's last document of this split."""
 
 
+def splitter(assign: str | Bands) -> Callable[[bytes], str]:
+    """The split of a document's bytes: the pool's hash bands, or every document in the one split."""
+    return assign.split_of if isinstance(assign, Bands) else lambda raw: assign
+
+
+def doc_split(doc: Document, unit: Unit, split_of: Callable[[bytes], str]) -> str:
+    """The split of one of a unit's documents: a continued document stays where its first piece went."""
+    if doc.continued:
+        assert unit.continues is not None
+        return unit.continues
+    return split_of(doc.raw)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Job:
     """A unit and what to do with it: encode (into splits by `assign`) or, without a tokenizer, hash its documents."""
@@ -234,16 +247,12 @@ def run_job(job: Job) -> UnitResult:
     if job.tokenizer is None:
         hashes = np.fromiter((doc_hash(d.raw, job.seed) for d in docs if not d.continued), dtype=np.uint64)
         return UnitResult(job.unit.index, job.unit.input_bytes, {}, hashes)
+    assert job.assign is not None
+    split_of = splitter(job.assign)
     parts: dict[str, SplitPart] = {}
     eot = np.array([job.tokenizer.eot_id], dtype=np.uint32)
     for doc in docs:
-        if doc.continued:
-            split = job.unit.continues
-        elif isinstance(job.assign, Bands):
-            split = job.assign.split_of(doc.raw)
-        else:
-            split = job.assign
-        assert split is not None
+        split = doc_split(doc, job.unit, split_of)
         part = parts.setdefault(split, SplitPart(continued=doc.continued))
         if part.tokens and not doc.continued:
             part.tokens.append(eot)

@@ -159,13 +159,11 @@ class World:
             return
         store = _store()
         dist.destroy_process_group()
-        if store is None:
-            return
+        deadline = time.monotonic() + CLOSE_WAIT_S
         with contextlib.suppress(Exception):  # a rank that died left nothing to wait for
-            store.add(CLOSED_KEY, 1)
-            deadline = time.monotonic() + CLOSE_WAIT_S
-            while self.rank == 0 and store.add(CLOSED_KEY, 0) < self.world_size and time.monotonic() < deadline:
-                time.sleep(0.02)
+            if store is not None and store.add(CLOSED_KEY, 1) and self.rank == 0:
+                while store.add(CLOSED_KEY, 0) < self.world_size and time.monotonic() < deadline:
+                    time.sleep(0.02)
 
 
 def _store() -> Any:
