@@ -261,7 +261,7 @@ def test_bench_peak_shows_the_cache_and_refresh_replaces_it(
 
 
 def test_an_mfu_above_100_percent_is_never_printed_without_the_refresh_command() -> None:
-    from lmtrain.model.sizing import mfu_text
+    from lmtrain.hardware import mfu_text
 
     assert mfu_text(0.5) == "50.0%" and mfu_text(1.0) == "100.0%"
     assert mfu_text(1.036) == "103.6% (above the measured peak: lmtrain bench peak --refresh)"

@@ -8,11 +8,11 @@ import pytest
 
 from lmtrain.cli import main
 from lmtrain.config import build_run_config
-from lmtrain.defaults import MUON_LR_FACTOR, PRESET_LR
+from lmtrain.defaults import MUON_LR_FACTOR, PRESET_LR, preset_lr
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import GPTConfig
-from lmtrain.model.sizing import describe, flops_per_token, param_counts
-from lmtrain.presets import PRESETS, apply_overrides, ff_warning, get_preset
+from lmtrain.model.sizing import describe, flops_per_token
+from lmtrain.presets import SIZES, apply_overrides, ff_warning, get_preset, presets
 
 EXPECTED_PARAMS = {"tiny": 16_090_880, "small": 44_909_056, "base": 124_439_808}
 """GPT-2's presets."""
@@ -29,18 +29,18 @@ VARIANTS = [
 
 @pytest.mark.parametrize("name,params", EXPECTED_PARAMS.items())
 def test_preset_parameter_counts_match_the_contract(name: str, params: int) -> None:
-    assert param_counts(get_preset(name, "gpt2"))["total"] == params
+    assert get_preset(name, "gpt2").param_counts()["total"] == params
     assert get_preset(name).arch == "modern"  # the default architecture
-    assert param_counts(get_preset(name, "modern"))["total"] == MODERN_PARAMS[name]
+    assert get_preset(name, "modern").param_counts()["total"] == MODERN_PARAMS[name]
 
 
 def test_the_modern_tiny_preset_by_hand() -> None:
     d, v, layers = 256, 50257, 4
     per_block = 2 * d + 3 * d * d + d * d + 2 * (d // 4) + 2 * d * 4 * d  # norms, qkv, proj, qk-norm, relu2 MLP
-    assert param_counts(get_preset("tiny", "modern"))["total"] == v * d + layers * per_block + d
+    assert get_preset("tiny", "modern").param_counts()["total"] == v * d + layers * per_block + d
 
 
-@pytest.mark.parametrize("arch", list(PRESETS))
+@pytest.mark.parametrize("arch", ["gpt2", "modern"])
 @pytest.mark.parametrize("name", ["micro", "tiny", "small", "base"])
 def test_every_preset_builds_with_the_counted_parameters(arch: str, name: str) -> None:
     import torch
@@ -51,16 +51,16 @@ def test_every_preset_builds_with_the_counted_parameters(arch: str, name: str) -
         cfg = apply_overrides(get_preset(name, arch), overrides)
         with torch.device("meta"):
             model = build_model(cfg)
-        assert sum(p.numel() for p in model.parameters()) == param_counts(cfg)["total"], overrides
+        assert sum(p.numel() for p in model.parameters()) == cfg.param_counts()["total"], overrides
         roles = model.parameter_roles()
         assert len(roles.matrices) + len(roles.embeddings) + len(roles.vectors) == len(list(model.parameters()))
         assert ff_warning(cfg) is None
 
 
 def test_preset_shapes_match_the_table() -> None:
-    for arch in PRESETS:
+    for arch in ("gpt2", "modern"):
         shapes = {
-            n: (c.d_model, c.n_head, c.n_layer, c.d_ff, c.max_seq_len, c.vocab_size) for n, c in PRESETS[arch].items()
+            n: (c.d_model, c.n_head, c.n_layer, c.d_ff, c.max_seq_len, c.vocab_size) for n, c in presets(arch).items()
         }
         assert shapes["tiny"] == (256, 4, 4, 1024, 256, 50257)
         assert shapes["small"] == (512, 8, 6, 2048, 512, 50257)
@@ -81,7 +81,7 @@ def test_flops_per_token_formula() -> None:
 def test_padding_the_vocabulary_rounds_the_rows_up() -> None:
     cfg = apply_overrides(get_preset("tiny", "modern"), {"pad_vocab_to": 64})
     assert (cfg.vocab_size, cfg.padded_vocab) == (50257, 50304)
-    assert param_counts(cfg)["total"] == MODERN_PARAMS["tiny"] + 47 * 256
+    assert cfg.param_counts()["total"] == MODERN_PARAMS["tiny"] + 47 * 256
 
 
 def test_swiglu_gets_a_parameter_matched_width_unless_d_ff_is_given() -> None:
@@ -103,7 +103,7 @@ def test_a_setting_of_another_architecture_is_refused() -> None:
 
 def test_non_embedding_params_exclude_both_embeddings() -> None:
     cfg = get_preset("small", "gpt2")
-    counts = param_counts(cfg)
+    counts = cfg.param_counts()
     assert counts["non_embedding"] == counts["total"] - 50257 * 512 - 512 * 512
 
 
@@ -162,7 +162,7 @@ def test_presets_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(EXPECTED_PARAMS) <= set(data)
     for name, params in EXPECTED_PARAMS.items():
         assert data[name]["params"] == params
-        assert data[name]["non_embedding_params"] == param_counts(get_preset(name, "gpt2"))["non_embedding"]
+        assert data[name]["non_embedding_params"] == get_preset(name, "gpt2").param_counts()["non_embedding"]
         assert data[name]["flops_per_token"] == flops_per_token(get_preset(name, "gpt2"))
     assert data["tiny"] == describe(get_preset("tiny", "gpt2")) | {"lr": PRESET_LR["gpt2"]["tiny"]}
     assert main(["presets", "--json", "--arch", "modern"]) == 0
@@ -175,7 +175,7 @@ def test_presets_table_lists_every_preset(capsys: pytest.CaptureFixture[str]) ->
     for arch, expected in (("gpt2", "16,090,880"), ("modern", "16,014,336")):
         assert main(["presets", "--arch", arch]) == 0
         out = capsys.readouterr().out
-        for name in PRESETS[arch]:
+        for name in presets(arch):
             assert any(line.startswith(name + " ") for line in out.splitlines())
         assert expected in out and f"--arch {arch}:" in out
 
@@ -206,7 +206,8 @@ def test_a_run_without_lr_warmup_or_optimizer_flags_gets_defaults_that_suit_it()
     assert tc.schedule.warmup_steps(100_000) == 1000 and tc.schedule.warmup_steps(3) == 1  # at most 1000, at least 1
     assert build_run_config({"preset": "base"}).train.optimizer.lr == PRESET_LR["modern"]["base"]
     assert build_run_config({"preset": "tiny", "lr": 1e-3, "warmup": 0}).train.schedule.warmup_steps(120) == 0
-    assert set(PRESET_LR) == set(PRESETS) and all(set(PRESET_LR[a]) == set(PRESETS[a]) for a in PRESETS)
+    assert set(PRESET_LR) == {"gpt2", "modern"} and all(set(PRESET_LR[a]) == set(SIZES) for a in PRESET_LR)
+    assert preset_lr("an-architecture-without-its-own-entry", "tiny") == PRESET_LR["modern"]["tiny"]
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "modern"])

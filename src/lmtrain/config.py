@@ -14,9 +14,9 @@ from typing import Any
 
 from lmtrain import __version__
 from lmtrain.data.holdout import HoldoutOptions
-from lmtrain.defaults import PRESET_LR
+from lmtrain.defaults import preset_lr
 from lmtrain.errors import ConfigError
-from lmtrain.fields import field_types, flatten, from_flat, from_mapping, to_jsonable
+from lmtrain.fields import field_types, flatten, from_flat, from_mapping, option, to_jsonable
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import DEFAULT_ARCH, model_from_dict, model_keys, model_to_dict
 from lmtrain.presets import apply_overrides, get_preset
@@ -27,30 +27,43 @@ from lmtrain.train_config import TrainConfig, positive
 class DataConfig:
     """What the model is trained on, and where the data is looked for."""
 
-    dataset: str = "wikitext-103"
-    """Dataset name (see `lmtrain prepare --help`)."""
-    data_dir: str | None = None
-    """Folder holding the split files; default $LMTRAIN_DATA_DIR, the cache, then a download."""
-    cache_dir: str | None = None
-    """Cache for downloads and prepared data; default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain."""
-    no_download: bool = False
-    """Never download; fail when the files are not local."""
-    seq_len: int | None = None
-    """Tokens per training window; at most the model's max_seq_len (default: max_seq_len)."""
-    tokenizer: str = "gpt2"
-    """gpt2, a tokenizer.json (or a folder holding one, e.g. from `lmtrain tokenizer train`) or a NAME.tiktoken file."""
-    text_field: str = "text"
-    """The field of a JSON record (the column of a parquet file or datasets folder) holding a document's text."""
-    valid_docs: int | None = None
-    """Documents held out of the pool for valid when the corpus has no valid files (default: 1% of them)."""
-    test_docs: int | None = None
-    """Documents held out of the pool for test when the corpus has no test files (default: 1% of them)."""
-    valid_fraction: float | None = None
-    """Share of the pool's documents held out for valid (stable when files are added); instead of valid_docs."""
-    test_fraction: float | None = None
-    """Share of the pool's documents held out for test; instead of test_docs."""
-    split_seed: int = 0
-    """Seed of the document hash that chooses the held-out documents."""
+    dataset: str = option("wikitext-103", "Dataset name (see `lmtrain prepare --help`).")
+    data_dir: str | None = option(
+        None,
+        "Folder holding the split files; default $LMTRAIN_DATA_DIR, the cache, then a download.",
+    )
+    cache_dir: str | None = option(
+        None,
+        "Cache for downloads and prepared data; default $LMTRAIN_CACHE_DIR or ~/.cache/lmtrain.",
+    )
+    no_download: bool = option(False, "Never download; fail when the files are not local.")
+    seq_len: int | None = option(
+        None,
+        "Tokens per training window; at most the model's max_seq_len (default: max_seq_len).",
+    )
+    tokenizer: str = option(
+        "gpt2",
+        "gpt2, a tokenizer.json (or a folder holding one, e.g. from `lmtrain tokenizer train`) or a NAME.tiktoken "
+        "file.",
+    )
+    text_field: str = option(
+        "text",
+        "The field of a JSON record (the column of a parquet file or datasets folder) holding a document's text.",
+    )
+    valid_docs: int | None = option(
+        None,
+        "Documents held out of the pool for valid when the corpus has no valid files (default: 1% of them).",
+    )
+    test_docs: int | None = option(
+        None,
+        "Documents held out of the pool for test when the corpus has no test files (default: 1% of them).",
+    )
+    valid_fraction: float | None = option(
+        None,
+        "Share of the pool's documents held out for valid (stable when files are added); instead of valid_docs.",
+    )
+    test_fraction: float | None = option(None, "Share of the pool's documents held out for test; instead of test_docs.")
+    split_seed: int = option(0, "Seed of the document hash that chooses the held-out documents.")
 
     def __post_init__(self) -> None:
         positive("seq_len", self.seq_len)
@@ -79,9 +92,9 @@ class DataConfig:
 RUN_CONFIG = "config.json"
 """The resolved configuration in a run folder (`RunConfig.to_dict`)."""
 LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
+"""DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
 CORPUS_KEYS = ("text_field", "valid_docs", "test_docs", "valid_fraction", "test_fraction", "split_seed")
 """DataConfig keys that say how a corpus is read and split (flags shared with prepare and eval)."""
-"""DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
 PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 
@@ -173,7 +186,7 @@ def build_run_config(
     if tokenizer_vocab is not None and "vocab_size" not in parts["model"]:
         parts["model"]["vocab_size"] = tokenizer_vocab(data)
     model = apply_overrides(get_preset(preset, arch), parts["model"])
-    parts["train"].setdefault("lr", PRESET_LR[arch][preset])
+    parts["train"].setdefault("lr", preset_lr(arch, preset))
     return RunConfig(
         preset=preset,
         model=model,

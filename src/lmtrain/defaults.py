@@ -12,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-PRESET_LR: Mapping[str, Mapping[str, float]] = MappingProxyType(
-    {
-        "gpt2": MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3}),
-        "modern": MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3}),
-    }
-)
-"""Peak LR of the AdamW groups of each architecture's presets when --lr is not given."""
+SIZE_LR: Mapping[str, float] = MappingProxyType({"micro": 6e-3, "tiny": 4e-3, "small": 2e-3, "base": 1.2e-3})
+"""Peak LR of the AdamW groups of each preset size, for an architecture without an entry of its own in PRESET_LR."""
+PRESET_LR: Mapping[str, Mapping[str, float]] = MappingProxyType({"gpt2": SIZE_LR, "modern": SIZE_LR})
+"""Peak LR of the AdamW groups of each architecture's presets when --lr is not given (measured for these two)."""
 MUON_LR_FACTOR = 3.0
 """--muon-lr when not given: this times --lr."""
 MIN_LR_DIVISOR = 10
@@ -34,3 +31,8 @@ BENCH_LR = 1e-4
 NANOGPT_LR = 1e-3
 """The AdamW LR of the `nanogpt` recipe of `lmtrain bench recipe`: the best AdamW LR of the sweep on the sample
 (nanoGPT's own 6e-4 for GPT-2 124M did worse there)."""
+
+
+def preset_lr(arch: str, preset: str) -> float:
+    """The default peak LR of the AdamW groups for `preset` of `arch`: its own entry in PRESET_LR, else SIZE_LR's."""
+    return PRESET_LR.get(arch, SIZE_LR)[preset]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
-import inspect
-import textwrap
 import types
 import typing
 from collections.abc import Mapping
@@ -23,11 +20,18 @@ _FALSE = {"0", "false", "no", "off"}
 
 KEY = "key"
 """Field metadata naming a field's flat key where it differs from the field's name (`every` -> eval_every)."""
+DOC = "doc"
+"""Field metadata holding the one-line help of a field (kept in the metadata, where `python -OO` and a wheel without
+source files cannot lose it, as they lose docstrings)."""
 
 
-def key(name: str) -> dict[str, str]:
-    """Metadata for `dataclasses.field`: the flat key (flag and TOML key) of a field inside a section."""
-    return {KEY: name}
+def option(default: Any = dataclasses.MISSING, doc: str = "", *, key: str | None = None) -> Any:
+    """A config field with its help text `doc` and, inside a section, its flat key (flag and TOML key) where that
+    differs from the field's name."""
+    if not doc:
+        raise TypeError("every config field needs its help text")
+    metadata = {DOC: doc} | ({KEY: key} if key else {})
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,7 +68,6 @@ def _default(f: dataclasses.Field) -> Any:
 def leaves(cls: type) -> dict[str, Leaf]:
     """Every value field of dataclass `cls`, sections flattened, keyed by its flat key (unique across sections)."""
     hints = typing.get_type_hints(cls)
-    docs = field_docs(cls)
     out: dict[str, Leaf] = {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -75,8 +78,8 @@ def leaves(cls: type) -> dict[str, Leaf]:
             }
         else:
             flat = _flat_key(f)
-            doc, default = docs.get(f.name, ""), _default(f)
-            found = {flat: Leaf(key=flat, path=(f.name,), type=tp, doc=doc, default=default, section="")}
+            doc = f.metadata.get(DOC, "")
+            found = {flat: Leaf(key=flat, path=(f.name,), type=tp, doc=doc, default=_default(f), section="")}
         clash = set(found) & set(out)
         if clash:
             raise TypeError(f"{cls.__name__}: the flat key {sorted(clash)[0]!r} is used twice")
@@ -239,27 +242,3 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_jsonable(v) for k, v in obj.items()}
     return obj
-
-
-@functools.cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring written under each field of dataclass `cls` (empty where there is none)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for stmt, nxt in zip(body, body[1:]):
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[stmt.target.id] = " ".join(nxt.value.value.split())
-    return docs

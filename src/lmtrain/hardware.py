@@ -17,12 +17,12 @@ import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lmtrain.files import write_text_atomic
-from lmtrain.model.sizing import PEAK_REFRESH, mfu
-from lmtrain.runtime import DTYPES, synchronize
+
+if TYPE_CHECKING:  # torch is imported where a peak is measured, so that MFU text costs no torch import
+    import torch
 
 DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
     # Dense tensor-core TFLOP/s from NVIDIA's datasheets (no sparsity); fp32 means TF32 tensor cores on these GPUs.
@@ -42,6 +42,21 @@ DATASHEET_TFLOPS: dict[tuple[str, str], float] = {
     ("L4", "bf16"): 121.0,
     ("A10G", "bf16"): 70.0,
 }
+
+
+PEAK_REFRESH = "lmtrain bench peak --refresh"
+"""The command that measures the peak FLOP/s again and replaces the cached one."""
+
+
+def mfu(tokens_per_s: float, flops_per_token: int, peak_flops: float) -> float:
+    """Model FLOPs utilisation: the training FLOP/s a throughput stands for, over a peak FLOP/s."""
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def mfu_text(utilisation: float) -> str:
+    """An MFU as people read it: a percentage, and above 100% the note that the peak is stale and how to refresh it."""
+    stale = f" (above the measured peak: {PEAK_REFRESH})" if utilisation > 1.0 else ""
+    return f"{utilisation:.1%}{stale}"
 
 
 PEAK_CACHE = "peak_flops.json"
@@ -71,6 +86,8 @@ class Peak:
 
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name and the threads torch uses."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = platform.processor() or platform.machine()
@@ -94,6 +111,10 @@ def datasheet_flops(name: str, dtype: str) -> float | None:
 
 def _timed_matmul(device: torch.device, dtype: str, n: int, repeats: int) -> tuple[float, float]:
     """(FLOP/s, seconds) of the fastest of `repeats` n x n matmuls, after one untimed."""
+    import torch
+
+    from lmtrain.runtime import DTYPES, synchronize
+
     torch_dtype = DTYPES[dtype]
     a = torch.randn(n, n, device=device).to(torch_dtype)
     b = torch.randn(n, n, device=device).to(torch_dtype)
@@ -128,6 +149,8 @@ def measure_peak(
 
 
 def _cache_key(name: str, dtype: str) -> str:
+    import torch
+
     return f"{name}|{dtype}|torch {torch.__version__}"
 
 

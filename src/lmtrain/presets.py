@@ -1,5 +1,5 @@
-"""The preset registry: the same four sizes for every architecture, each derived from GPT-2 124M's shape with
-`dataclasses.replace`."""
+"""The preset registry: the same four sizes for every architecture, each its config's defaults with the size's shape
+(`dataclasses.replace`), so an architecture added to the registry has its presets without an edit here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from lmtrain.errors import ConfigError
 from lmtrain.fields import field_types, replace_fields
 from lmtrain.model.config import ModelConfig, swiglu_width
-from lmtrain.model.registry import ARCHITECTURES, DEFAULT_ARCH, get_arch, owners
+from lmtrain.model.registry import DEFAULT_ARCH, get_arch, owners
 
 SIZES: Mapping[str, Mapping[str, int]] = MappingProxyType(
     {
@@ -23,13 +23,12 @@ SIZES: Mapping[str, Mapping[str, int]] = MappingProxyType(
 )
 """The shape of each preset; `micro` is a CPU-sized model for tests and smoke runs."""
 
-PRESETS: Mapping[str, Mapping[str, ModelConfig]] = MappingProxyType(
-    {
-        name: MappingProxyType({size: dataclasses.replace(arch.config(), **shape) for size, shape in SIZES.items()})
-        for name, arch in ARCHITECTURES.items()
-    }
-)
-"""Model presets by architecture, then size."""
+
+def presets(arch: str = DEFAULT_ARCH) -> dict[str, ModelConfig]:
+    """Every preset of architecture `arch`, by size."""
+    config = get_arch(arch).config
+    return {size: dataclasses.replace(config(), **shape) for size, shape in SIZES.items()}
+
 
 PRESET_NOTES: Mapping[str, str] = MappingProxyType(
     {
@@ -46,11 +45,10 @@ FF_MULTIPLE = 4
 
 def get_preset(name: str, arch: str = DEFAULT_ARCH) -> ModelConfig:
     """The preset called `name` of architecture `arch`; an unknown name is a ConfigError listing the known ones."""
-    get_arch(arch)
-    try:
-        return PRESETS[arch][name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(SIZES)}") from None
+    known = presets(arch)
+    if name not in known:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(SIZES)}")
+    return known[name]
 
 
 def default_ff(cfg: ModelConfig) -> int:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from lmtrain.defaults import FALLBACK_LR, MAX_AUTO_WARMUP, MIN_LR_DIVISOR, MUON_LR_FACTOR, WARMUP_SHARE
 from lmtrain.errors import ConfigError
-from lmtrain.fields import key
+from lmtrain.fields import option
 
 Schedule = Literal["cosine", "linear", "constant", "wsd"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -41,23 +41,31 @@ def non_negative(name: str, value: float | None) -> None:
 class OptimizerConfig:
     """The optimizer and what it clips and averages."""
 
-    name: Literal["adamw", "muon"] = field(default="muon", metadata=key("optimizer"))
-    """muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms; or adamw."""
-    lr: float | None = None
-    """Peak learning rate of the AdamW groups (default: the preset's, as `lmtrain presets` lists it)."""
-    muon_lr: float | None = None
-    """With --optimizer muon: peak LR of the Muon matrices (default 3 x --lr; --lr stays the AdamW groups')."""
-    weight_decay: float = 0.1
-    """Decoupled weight decay (AdamW and Muon), applied only to tensors with two or more dimensions."""
-    beta1: float = 0.9
-    """AdamW beta1."""
-    beta2: float = 0.95
-    """AdamW beta2."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value; 0 disables clipping."""
-    ema: float | None = None
-    """Keep an exponential moving average of the weights with this decay (e.g. 0.99); evaluation and `best` use it,
-    checkpoints save it beside the raw weights (model_ema.safetensors)."""
+    name: Literal["adamw", "muon"] = option(
+        "muon",
+        "muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms; or adamw.",
+        key="optimizer",
+    )
+    lr: float | None = option(
+        None,
+        "Peak learning rate of the AdamW groups (default: the preset's, as `lmtrain presets` lists it).",
+    )
+    muon_lr: float | None = option(
+        None,
+        "With --optimizer muon: peak LR of the Muon matrices (default 3 x --lr; --lr stays the AdamW groups').",
+    )
+    weight_decay: float = option(
+        0.1,
+        "Decoupled weight decay (AdamW and Muon), applied only to tensors with two or more dimensions.",
+    )
+    beta1: float = option(0.9, "AdamW beta1.")
+    beta2: float = option(0.95, "AdamW beta2.")
+    grad_clip: float = option(1.0, "Clip the global gradient norm to this value; 0 disables clipping.")
+    ema: float | None = option(
+        None,
+        "Keep an exponential moving average of the weights with this decay (e.g. 0.99); evaluation and `best` use "
+        "it, checkpoints save it beside the raw weights (model_ema.safetensors).",
+    )
 
     def __post_init__(self) -> None:
         if self.lr is None:  # a config built in code; runs get their preset's LR from build_run_config
@@ -88,17 +96,19 @@ class OptimizerConfig:
 class LRScheduleConfig:
     """The learning rate over the run (`train/schedule.py` computes it)."""
 
-    kind: Schedule = field(default="cosine", metadata=key("schedule"))
-    """Decay after warmup: cosine, linear, constant or wsd (warmup-stable-decay)."""
-    warmup: int | None = None
-    """Optimizer steps of linear warmup; step s < warmup runs at lr*(s+1)/warmup; 0 starts at lr (default: 5% of
-    the run, at most 1000)."""
-    min_lr: float | None = None
-    """Learning rate at the end of the decay (default: lr/10)."""
-    decay_fraction: float = 0.2
-    """wsd only: share of all steps spent decaying linearly to min_lr at the end."""
-    allow_long_warmup: bool = False
-    """Allow a warmup as long as the whole run."""
+    kind: Schedule = option(
+        "cosine",
+        "Decay after warmup: cosine, linear, constant or wsd (warmup-stable-decay).",
+        key="schedule",
+    )
+    warmup: int | None = option(
+        None,
+        "Optimizer steps of linear warmup; step s < warmup runs at lr*(s+1)/warmup; 0 starts at lr (default: 5% of "
+        "the run, at most 1000).",
+    )
+    min_lr: float | None = option(None, "Learning rate at the end of the decay (default: lr/10).")
+    decay_fraction: float = option(0.2, "wsd only: share of all steps spent decaying linearly to min_lr at the end.")
+    allow_long_warmup: bool = option(False, "Allow a warmup as long as the whole run.")
 
     def __post_init__(self) -> None:
         non_negative("warmup", self.warmup)
@@ -116,10 +126,16 @@ class LRScheduleConfig:
 class EvalConfig:
     """When the validation loss is measured, and on which windows."""
 
-    every: int = field(default=500, metadata=key("eval_every"))
-    """Evaluate on the validation split every N optimizer steps (and at the end); 0: only at the end."""
-    windows: int = field(default=1000, metadata=key("eval_windows"))
-    """Validation windows of seq_len tokens per evaluation, always the first ones of the split; 0: all of them."""
+    every: int = option(
+        500,
+        "Evaluate on the validation split every N optimizer steps (and at the end); 0: only at the end.",
+        key="eval_every",
+    )
+    windows: int = option(
+        1000,
+        "Validation windows of seq_len tokens per evaluation, always the first ones of the split; 0: all of them.",
+        key="eval_windows",
+    )
 
     def __post_init__(self) -> None:
         non_negative("eval_every", self.every)
@@ -130,10 +146,12 @@ class EvalConfig:
 class CheckpointConfig:
     """When checkpoints are written and how many are kept."""
 
-    every: int = field(default=1000, metadata=key("save_every"))
-    """Write a checkpoint every N optimizer steps (and at the end); 0: only at the end."""
-    keep_last: int = 3
-    """Checkpoints to keep (the best one is always kept as well)."""
+    every: int = option(
+        1000,
+        "Write a checkpoint every N optimizer steps (and at the end); 0: only at the end.",
+        key="save_every",
+    )
+    keep_last: int = option(3, "Checkpoints to keep (the best one is always kept as well).")
 
     def __post_init__(self) -> None:
         non_negative("save_every", self.every)
@@ -144,14 +162,16 @@ class CheckpointConfig:
 class LoggingConfig:
     """What the run prints and records."""
 
-    every: int = field(default=10, metadata=key("log_every"))
-    """Print and record a training line every N optimizer steps."""
-    log: str = "jsonl,tensorboard"
-    """Comma list of metric sinks: jsonl (metrics.jsonl), tensorboard, wandb (needs the wandb package)."""
-    progress: Literal["auto", "bar", "plain"] = "auto"
-    """Console output: a progress bar (auto: when stderr is a terminal) or plain log lines."""
-    sample_tokens: int = 40
-    """Tokens of text to sample at the end of training (0: none)."""
+    every: int = option(10, "Print and record a training line every N optimizer steps.", key="log_every")
+    log: str = option(
+        "jsonl,tensorboard",
+        "Comma list of metric sinks: jsonl (metrics.jsonl), tensorboard, wandb (needs the wandb package).",
+    )
+    progress: Literal["auto", "bar", "plain"] = option(
+        "auto",
+        "Console output: a progress bar (auto: when stderr is a terminal) or plain log lines.",
+    )
+    sample_tokens: int = option(40, "Tokens of text to sample at the end of training (0: none).")
 
     def __post_init__(self) -> None:
         positive("log_every", self.every)
@@ -171,12 +191,18 @@ class LoggingConfig:
 class HealthConfig:
     """The checks before and during the run, and what a non-finite step does."""
 
-    doctor: Literal["off", "warn", "strict"] = "warn"
-    """Preflight checks at the start: off, warn (report and go on) or strict (refuse to start on an ERROR)."""
-    on_nan: Literal["stop", "skip"] = "stop"
-    """A non-finite loss or gradient norm: stop (keeping the last good checkpoint) or skip that optimizer step."""
-    max_skipped_steps: int = 10
-    """With --on-nan skip: stop once this many optimizer steps in a row were skipped."""
+    doctor: Literal["off", "warn", "strict"] = option(
+        "warn",
+        "Preflight checks at the start: off, warn (report and go on) or strict (refuse to start on an ERROR).",
+    )
+    on_nan: Literal["stop", "skip"] = option(
+        "stop",
+        "A non-finite loss or gradient norm: stop (keeping the last good checkpoint) or skip that optimizer step.",
+    )
+    max_skipped_steps: int = option(
+        10,
+        "With --on-nan skip: stop once this many optimizer steps in a row were skipped.",
+    )
 
     def __post_init__(self) -> None:
         positive("max_skipped_steps", self.max_skipped_steps)
@@ -186,10 +212,16 @@ class HealthConfig:
 class DistributedConfig:
     """Several processes under torchrun."""
 
-    parallel: Literal["ddp", "fsdp"] = "ddp"
-    """Under torchrun: ddp (a full copy per rank) or fsdp (parameters, gradients and optimizer state sharded)."""
-    timeout: float = field(default=600.0, metadata=key("dist_timeout"))
-    """Under torchrun: seconds a rank waits for the others before the run stops with the error of the rank that failed."""
+    parallel: Literal["ddp", "fsdp"] = option(
+        "ddp",
+        "Under torchrun: ddp (a full copy per rank) or fsdp (parameters, gradients and optimizer state sharded).",
+    )
+    timeout: float = option(
+        600.0,
+        "Under torchrun: seconds a rank waits for the others before the run stops with the error of the rank that "
+        "failed.",
+        key="dist_timeout",
+    )
 
     def __post_init__(self) -> None:
         positive("dist_timeout", self.timeout)
@@ -231,24 +263,24 @@ def batch_layout(global_batch: int, micro_batch: int | None, world_size: int) ->
 class TrainConfig:
     """How the model is trained: length, batch, seed and hardware, then one section per concern."""
 
-    epochs: float | None = None
-    """Passes over the training tokens (one epoch = every window once at the global batch size)."""
-    max_steps: int | None = None
-    """Optimizer steps in all (instead of --epochs); the LR schedule spans them."""
-    stop_at: int | None = None
-    """Stop after this optimizer step with a checkpoint, keeping the schedule of the full run (resume later)."""
-    batch_size: int = 32
-    """Sequences per optimizer step (the global batch)."""
-    micro_batch_size: int | None = None
-    """Sequences per forward/backward; gradients accumulate over batch_size/micro_batch_size (default: batch_size)."""
-    seed: int = 1337
-    """Seed for initialisation, data order and dropout."""
-    device: Device = "auto"
-    """auto (cuda, then mps, then cpu), cpu, cuda or mps."""
-    dtype: DType = "auto"
-    """Autocast precision: auto (bf16 on CUDA that has it, else fp32), fp32, bf16 or fp16."""
-    compile: bool = False
-    """Compile the model with torch.compile."""
+    epochs: float | None = option(
+        None,
+        "Passes over the training tokens (one epoch = every window once at the global batch size).",
+    )
+    max_steps: int | None = option(None, "Optimizer steps in all (instead of --epochs); the LR schedule spans them.")
+    stop_at: int | None = option(
+        None,
+        "Stop after this optimizer step with a checkpoint, keeping the schedule of the full run (resume later).",
+    )
+    batch_size: int = option(32, "Sequences per optimizer step (the global batch).")
+    micro_batch_size: int | None = option(
+        None,
+        "Sequences per forward/backward; gradients accumulate over batch_size/micro_batch_size (default: batch_size).",
+    )
+    seed: int = option(1337, "Seed for initialisation, data order and dropout.")
+    device: Device = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+    dtype: DType = option("auto", "Autocast precision: auto (bf16 on CUDA that has it, else fp32), fp32, bf16 or fp16.")
+    compile: bool = option(False, "Compile the model with torch.compile.")
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)

@@ -28,12 +28,12 @@ from lmtrain.data.loader import make_batch
 from lmtrain.defaults import BENCH_LR
 from lmtrain.errors import ConfigError
 from lmtrain.eval.loss import evaluate
-from lmtrain.hardware import Peak, peak_flops, stale_note
+from lmtrain.hardware import Peak, mfu, peak_flops, stale_note
 from lmtrain.model.base import CausalLM, ParamRoles
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.head import LossImpl
 from lmtrain.model.registry import build_model, hf_adapter
-from lmtrain.model.sizing import flops_per_token, mfu, param_counts
+from lmtrain.model.sizing import flops_per_token
 from lmtrain.runtime import autocast, synchronize
 from lmtrain.train.distributed import World
 from lmtrain.train.failures import is_out_of_memory
@@ -294,7 +294,7 @@ def bench_train(
     layout = b.layout()
     result: dict[str, Any] = {
         "bench": "train",
-        "parameters": param_counts(b.model)["total"],
+        "parameters": b.model.param_counts()["total"],
         "batch_size": b.batch_size,
         "micro_batch_size": layout.micro,
         "accumulation": layout.accumulation,

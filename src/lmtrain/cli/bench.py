@@ -1,4 +1,4 @@
-"""`lmtrain bench`: throughput benchmarks, each measured as a ratio against a peer in the same run."""
+"""`lmtrain bench`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -31,8 +31,11 @@ if TYPE_CHECKING:  # torch is imported only when a command runs
     from lmtrain.train.distributed import World
 
 
+ABOUT = "`lmtrain bench`: throughput benchmarks, each measured as a ratio against a peer in the same run."
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="run a benchmark", description=__doc__)
+    p = sub.add_parser("bench", help="run a benchmark", description=ABOUT)
     benches = p.add_subparsers(dest="bench", metavar="BENCH", parser_class=type(p))
     benches.required = True
     prep = benches.add_parser(

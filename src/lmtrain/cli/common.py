@@ -6,6 +6,7 @@ The one module of `cli/` that other `cli/` modules import.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,9 +17,9 @@ from typing import Any, NoReturn
 
 from lmtrain.config import CORPUS_KEYS, LOCATION_KEYS, PATH_KEYS, DataConfig, read_toml
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
-from lmtrain.fields import field_types, from_flat, leaves
+from lmtrain.fields import Leaf, field_types, from_flat, leaves
 from lmtrain.model.config import ModelConfig
-from lmtrain.model.registry import ARCHITECTURES, DEFAULT_ARCH
+from lmtrain.model.registry import DEFAULT_ARCH, architectures, get_arch, model_keys
 from lmtrain.train_config import DEVICES, TrainConfig
 
 
@@ -130,43 +131,71 @@ def add_dataclass_options(
         heading = f"{title}: {leaf.section}" if leaf.section else title
         if heading not in groups:
             groups[heading] = parser.add_argument_group(heading)
-        group = groups[heading]
-        flag = "--" + key.replace("_", "-")
-        shown = prefix == "" and leaf.default is not None and not isinstance(leaf.default, bool)
-        note = f" (default {leaf.default})" if shown else ""
-        kwargs: dict[str, Any] = {"dest": prefix + key, "help": help_text(leaf.doc + note)}
-        if prefix == "":
-            kwargs["default"] = argparse.SUPPRESS
-        if leaf.type is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-            continue
-        if typing.get_origin(leaf.type) is typing.Literal:
-            kwargs["choices"] = typing.get_args(leaf.type)
-        else:
-            base = next((a for a in typing.get_args(leaf.type) if a is not type(None)), leaf.type)
-            names = {int: "INT", float: "FLOAT", str: "TEXT"}
-            kwargs["metavar"] = "DIR" if key.endswith("_dir") else names.get(base, "X")
-        group.add_argument(flag, **kwargs)
+        add_leaf_option(groups[heading], leaf, prefix)
+
+
+def add_leaf_option(group: Any, leaf: Leaf, prefix: str = "") -> None:
+    """The --key option of one config field: a choice for a Literal, --key/--no-key for a bool, else a value."""
+    flag = "--" + leaf.key.replace("_", "-")
+    shown = prefix == "" and leaf.default is not None and not isinstance(leaf.default, bool)
+    note = f" (default {leaf.default})" if shown else ""
+    kwargs: dict[str, Any] = {"dest": prefix + leaf.key, "help": help_text(leaf.doc + note)}
+    if prefix == "":
+        kwargs["default"] = argparse.SUPPRESS
+    if leaf.type is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        return
+    if typing.get_origin(leaf.type) is typing.Literal:
+        kwargs["choices"] = typing.get_args(leaf.type)
+    else:
+        base = next((a for a in typing.get_args(leaf.type) if a is not type(None)), leaf.type)
+        names = {int: "INT", float: "FLOAT", str: "TEXT"}
+        kwargs["metavar"] = "DIR" if leaf.key.endswith("_dir") else names.get(base, "X")
+    group.add_argument(flag, **kwargs)
 
 
 def add_arch_option(parser: argparse.ArgumentParser, keep_unset: bool = False) -> None:
     """--arch: the model family (default DEFAULT_ARCH); `keep_unset` leaves it out of the namespace when not given."""
+    known = architectures()
     parser.add_argument(
         "--arch",
-        choices=tuple(ARCHITECTURES),
+        choices=tuple(known),
         default=argparse.SUPPRESS if keep_unset else DEFAULT_ARCH,
-        help=f"model architecture (default {DEFAULT_ARCH}): "
-        + "; ".join(f"{a.name}: {a.summary}" for a in ARCHITECTURES.values()),
+        help=help_text(
+            f"model architecture (default {DEFAULT_ARCH}): "
+            + "; ".join(f"{a.name}: {a.summary}" for a in known.values())
+        ),
     )
 
 
+def shared_leaf(key: str, owners: list[str]) -> Leaf:
+    """One option for a model key that several architectures have: its type where they agree (the union of the
+    choices of Literals, else text, converted by each architecture's own config), its help naming each owner."""
+    found = [leaves(get_arch(name).config)[key] for name in owners]
+    types = {leaf.type for leaf in found}
+    merged = found[0].type
+    if len(types) > 1:
+        literal = all(typing.get_origin(t) is typing.Literal for t in types)
+        choices = dict.fromkeys(c for leaf in found for c in typing.get_args(leaf.type)) if literal else None
+        merged = typing.Literal[tuple(choices)] if choices else str  # type: ignore[valid-type]
+    docs = {leaf.doc for leaf in found}
+    doc = found[0].doc if len(docs) == 1 else "; ".join(f"--arch {n}: {leaf.doc}" for n, leaf in zip(owners, found))
+    return dataclasses.replace(found[0], type=merged, doc=doc)
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """One --field-name option per model field of every architecture (e.g. --d-model 384, --mlp swiglu); only
-    given ones override the preset."""
+    """One --field-name option per model key of every architecture (e.g. --d-model 384, --mlp swiglu), one flag for a
+    key several architectures share; only given ones override the preset."""
     add_dataclass_options(parser, ModelConfig, "model overrides (default: the preset's value)", prefix=MODEL_DEST)
-    shared = tuple(field_types(ModelConfig))
-    for arch in ARCHITECTURES.values():
-        add_dataclass_options(parser, arch.config, f"model overrides for --arch {arch.name}", MODEL_DEST, shared)
+    base = set(field_types(ModelConfig))
+    groups: dict[tuple[str, ...], Any] = {}
+    for key, owners in model_keys().items():
+        if key in base:
+            continue
+        if tuple(owners) not in groups:
+            title = f"model overrides for --arch {' or '.join(owners)}"
+            groups[tuple(owners)] = parser.add_argument_group(title)
+        add_leaf_option(groups[tuple(owners)], shared_leaf(key, owners), MODEL_DEST)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,9 +1,4 @@
-"""`lmtrain doctor [the train flags]`: what a run would do and what looks wrong, before it spends any compute.
-
-Each finding is OK, WARN or ERROR with one sentence of why and a fix. The same checks run at the start of
-`lmtrain train` (`--doctor warn`, the default, reports them; `--doctor strict` refuses to start on an ERROR).
-Exit code 0, or 1 when there is an ERROR.
-"""
+"""`lmtrain doctor [the train flags]`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -22,11 +17,19 @@ if TYPE_CHECKING:  # the doctor's modules import torch; the CLI imports them onl
     from lmtrain.train.data import TrainingData
 
 
+ABOUT = """`lmtrain doctor [the train flags]`: what a run would do and what looks wrong, before it spends any compute.
+
+Each finding is OK, WARN or ERROR with one sentence of why and a fix. The same checks run at the start of
+`lmtrain train` (`--doctor warn`, the default, reports them; `--doctor strict` refuses to start on an ERROR).
+Exit code 0, or 1 when there is an ERROR.
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor",
         help="check a run's settings before training (takes the train flags)",
-        description=__doc__,
+        description=ABOUT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_options(p)

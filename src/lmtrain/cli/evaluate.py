@@ -1,4 +1,4 @@
-"""`lmtrain eval`: token, word and byte perplexity of a checkpoint on a split, with sliding windows."""
+"""`lmtrain eval`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ EVAL_BATCH_TOKENS = 4096
 holds only the hidden states). On the 2-core CPU 1,024 tokens per pass scored at 2.8x the training throughput."""
 
 
+ABOUT = "`lmtrain eval`: token, word and byte perplexity of a checkpoint on a split, with sliding windows."
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="perplexity of a checkpoint on a split",
-        description=__doc__,
+        description=ABOUT,
         epilog="A run folder means its best checkpoint (else its latest). No architecture flags are "
         "needed: the checkpoint describes the model.",
     )

@@ -1,9 +1,4 @@
-"""`lmtrain generate`: sample text from a checkpoint with a KV cache.
-
-Sampling stops at <|endoftext|>, after --max-new-tokens, or when prompt plus new tokens reach the model's
-max_seq_len: positions are learned, so the model has none beyond it and generation ends there (the output says
-`stopped: context limit`). Temperature 0 is greedy decoding; the same --seed gives the same text.
-"""
+"""`lmtrain generate`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -13,12 +8,19 @@ from pathlib import Path
 from lmtrain.cli.common import add_data_options, add_inference_options, data_paths, log, print_json
 from lmtrain.errors import ConfigError
 
+ABOUT = """`lmtrain generate`: sample text from a checkpoint with a KV cache.
+
+Sampling stops at <|endoftext|>, after --max-new-tokens, or when prompt plus new tokens reach the model's
+max_seq_len: the model has no positions beyond it, so generation ends there (the output says
+`stopped: context limit`). Temperature 0 is greedy decoding; the same --seed gives the same text.
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="sample text from a checkpoint",
-        description=__doc__,
+        description=ABOUT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder, or a run folder (its best)")

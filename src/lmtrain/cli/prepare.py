@@ -1,4 +1,4 @@
-"""`lmtrain prepare`: locate (or download) a dataset or read your corpus, and tokenize its splits into the cache."""
+"""`lmtrain prepare`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -22,11 +22,14 @@ def _splits(text: str) -> list[str]:
     return splits
 
 
+ABOUT = "`lmtrain prepare`: locate (or download) a dataset or read your corpus, and tokenize its splits into the cache."
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="tokenize a dataset into the cache",
-        description=__doc__,
+        description=ABOUT,
         epilog="--dataset text --data-dir PATH reads a file, a folder, a glob or a datasets folder: .txt/.md/.rst "
         "(documents separated by <|endoftext|> lines), .jsonl/.json, .parquet, each optionally .gz/.bz2/.xz/.zst. "
         "Splits without files of their own are held out of the rest by a seeded hash of each document. "

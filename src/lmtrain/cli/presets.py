@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from lmtrain.cli.common import add_arch_option, add_model_options, log, model_overrides, print_json
-from lmtrain.defaults import PRESET_LR
+from lmtrain.defaults import preset_lr
 from lmtrain.errors import ConfigError
 from lmtrain.model.registry import get_arch
 from lmtrain.model.sizing import describe
-from lmtrain.presets import PRESET_NOTES, PRESETS, apply_overrides, ff_warning, get_preset
+from lmtrain.presets import PRESET_NOTES, apply_overrides, ff_warning, get_preset, presets
 
+ABOUT = "Every preset with its sizes, parameter counts, training FLOPs per token and default learning rate."
 FLOPS_NOTE = (
     "FLOPs/token = 6N + 12·L·d·T (training: forward + backward), N = parameters less those only looked up (a "
     "position table, an untied input embedding; a tied token embedding is the output projection), T = max_seq_len. "
@@ -19,7 +20,7 @@ FLOPS_NOTE = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("presets", help="list model presets and their sizes", description=__doc__ + "\n\n" + FLOPS_NOTE)
+    p = sub.add_parser("presets", help="list model presets and their sizes", description=f"{ABOUT}\n\n{FLOPS_NOTE}")
     p.add_argument("preset", nargs="?", help="show only this preset (model overrides apply to it)")
     p.add_argument("--json", action="store_true", help="print a JSON object keyed by preset name")
     add_arch_option(p)
@@ -36,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = model_overrides(args)
     if overrides and not args.preset:
         raise ConfigError("model overrides need a preset: lmtrain presets NAME --d-model ...")
-    names = [args.preset] if args.preset else list(PRESETS[args.arch])
+    names = [args.preset] if args.preset else list(presets(args.arch))
     configs = {name: apply_overrides(get_preset(name, args.arch), overrides) for name in names}
-    rows = {name: describe(cfg) | {"lr": PRESET_LR[args.arch][name]} for name, cfg in configs.items()}
+    rows = {name: describe(cfg) | {"lr": preset_lr(args.arch, name)} for name, cfg in configs.items()}
     if args.json:
         print_json(rows)
         return 0

@@ -1,4 +1,4 @@
-"""`lmtrain tokenizer train`: learn a byte-level BPE from your corpus, for `--tokenizer DIR`."""
+"""`lmtrain tokenizer train`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 
 from lmtrain.cli.common import add_corpus_options, corpus_config, data_paths, log, print_json
 
+ABOUT = "`lmtrain tokenizer train`: learn a byte-level BPE from your corpus, for `--tokenizer DIR`."
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tokenizer", help="train a tokenizer on your corpus", description=__doc__)
+    p = sub.add_parser("tokenizer", help="train a tokenizer on your corpus", description=ABOUT)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     train = actions.add_parser(

@@ -1,4 +1,4 @@
-"""`lmtrain train`: train a preset on a dataset into a run folder, or resume one."""
+"""`lmtrain train`: argument parsing and output; `ABOUT` is what `--help` says the command does."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ if TYPE_CHECKING:  # torch is imported only when a command runs
     from lmtrain.train.resume import Launch
 
 
+ABOUT = "`lmtrain train`: train a preset on a dataset into a run folder, or resume one."
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model (preparing the data first if needed)",
-        description=__doc__,
+        description=ABOUT,
         epilog="Every flag is also a key of --config FILE.toml (batch-size = 32 or batch_size = 32); flags win. "
         "Exit codes: 0 done, 2 bad input, 3 training failed (non-finite values, out of memory, another rank "
         "failed), 130/143 stopped by SIGINT/SIGTERM with a checkpoint. Several processes: "

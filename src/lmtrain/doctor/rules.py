@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from lmtrain.config import RunConfig
 from lmtrain.defaults import WARMUP_SHARE
 from lmtrain.findings import Finding, Level
-from lmtrain.model.sizing import param_counts, step_memory
+from lmtrain.model.sizing import step_memory
 from lmtrain.presets import ff_warning
 from lmtrain.train.schedule import LONG_WARMUP_SHARE, lr_at, run_schedule
 from lmtrain.train_config import BatchLayout
@@ -75,7 +75,7 @@ def _lr_points(f: Facts) -> str:
 
 
 def parameters(f: Facts) -> Finding:
-    counts = param_counts(f.cfg.model)
+    counts = f.cfg.model.param_counts()
     return Finding(
         "OK",
         "parameters",
@@ -85,7 +85,7 @@ def parameters(f: Facts) -> Finding:
 
 
 def tokens_per_parameter(f: Facts) -> Finding:
-    params = param_counts(f.cfg.model)["total"]
+    params = f.cfg.model.param_counts()["total"]
     run_tokens = f.total_steps * f.cfg.train.batch_size * f.cfg.seq_len
     per_epoch, per_run = f.train_tokens / params, run_tokens / params
     epochs = run_tokens / f.train_tokens

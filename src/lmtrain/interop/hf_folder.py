@@ -23,7 +23,7 @@ from lmtrain.data.tokenizers import CARRIED, HFTokenizer
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.files import atomic_dir
 from lmtrain.interop.hf_tokenizer import write_hf_tokenizer
-from lmtrain.model.registry import ARCHITECTURES, hf_adapter, model_to_dict
+from lmtrain.model.registry import hf_adapter, hf_adapters, model_to_dict
 
 
 def _require_new_folder(out: Path) -> None:
@@ -39,10 +39,9 @@ def export_hf(ckpt: Path, out: Path, tokenizer: Tokenizer | None, weights: str =
     _require_new_folder(out)
     model, _config = load_model(ckpt, weights=weights)
     adapter = hf_adapter(model.config)
-    hf_config = adapter.to_hf_config(model.config)
-    if tokenizer is not None:
-        hf_config["bos_token_id"] = hf_config["eos_token_id"] = tokenizer.eot_id
-    ends = {"bos_token_id": hf_config.get("bos_token_id"), "eos_token_id": hf_config.get("eos_token_id")}
+    eot = tokenizer.eot_id if tokenizer is not None else None  # the run's end of document, where it is known
+    ends = {"bos_token_id": eot, "eos_token_id": eot}
+    hf_config = adapter.to_hf_config(model.config) | ends
     weights = adapter.to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()}, model.config)
     with atomic_dir(out) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -73,11 +72,11 @@ def _hf_weights(src: Path) -> dict[str, torch.Tensor]:
 def _adapter_for(hf_config: dict[str, Any]) -> Any:
     """The adapter of the architecture that reads a config.json's model_type."""
     kind = hf_config.get("model_type")
-    for arch in ARCHITECTURES.values():
-        adapter = hf_adapter(arch.name)
+    adapters = hf_adapters()
+    for adapter in adapters:
         if kind in adapter.MODEL_TYPES:
             return adapter
-    known = ", ".join(t for a in ARCHITECTURES.values() for t in hf_adapter(a.name).MODEL_TYPES)
+    known = ", ".join(t for adapter in adapters for t in adapter.MODEL_TYPES)
     raise ConfigError(f"config.json has model_type={kind!r}; lmtrain imports {known}")
 
 

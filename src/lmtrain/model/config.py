@@ -7,8 +7,20 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from lmtrain.errors import ConfigError
+from lmtrain.fields import option
 
 Mlp = Literal["relu2", "swiglu", "gelu"]
+
+
+def counted(groups: dict[str, int], *, lookup: int) -> dict[str, int]:
+    """An architecture's parameter groups with the totals every architecture reports: `total`, `non_embedding` (the
+    blocks and the final norm) and `lookup` (parameters only looked up, never multiplied: a position table, an
+    untied input embedding)."""
+    return groups | {
+        "total": sum(groups.values()),
+        "non_embedding": groups["blocks"] + groups["final_norm"],
+        "lookup": lookup,
+    }
 
 
 def _positive_ints(cfg: object, names: tuple[str, ...]) -> None:
@@ -23,25 +35,22 @@ class ModelConfig:
     """What every decoder-only architecture shares; `arch` names the subclass in config.json."""
 
     arch: ClassVar[str] = ""
-    vocab_size: int = 50257
-    """Number of token ids; GPT-2 BPE has 50,257 (50,256 merges and bytes plus <|endoftext|>)."""
-    n_layer: int = 12
-    """Number of transformer blocks."""
-    n_head: int = 12
-    """Attention heads per block; d_model must be a multiple of it."""
-    d_model: int = 768
-    """Width of the residual stream (GPT-2's n_embd)."""
-    d_ff: int = 3072
-    """Hidden width of the MLP; GPT-2 uses 4 x d_model."""
-    max_seq_len: int = 1024
-    """Longest sequence the model accepts; longer input is an error."""
-    dropout: float = 0.1
-    """Dropout on embeddings, attention weights and residual branches; 0 disables it."""
-    init_std: float = 0.02
-    """Standard deviation of the normal weight initialisation (GPT-2: 0.02)."""
-    pad_vocab_to: int = 1
-    """Round the embedding and output rows up to a multiple of this (64: 50,257 -> 50,304) for GPU matmul alignment;
-    the extra rows never enter a softmax, are never sampled and are dropped on export."""
+    vocab_size: int = option(
+        50257,
+        "Number of token ids; GPT-2 BPE has 50,257 (50,256 merges and bytes plus <|endoftext|>).",
+    )
+    n_layer: int = option(12, "Number of transformer blocks.")
+    n_head: int = option(12, "Attention heads per block; d_model must be a multiple of it.")
+    d_model: int = option(768, "Width of the residual stream (GPT-2's n_embd).")
+    d_ff: int = option(3072, "Hidden width of the MLP; GPT-2 uses 4 x d_model.")
+    max_seq_len: int = option(1024, "Longest sequence the model accepts; longer input is an error.")
+    dropout: float = option(0.1, "Dropout on embeddings, attention weights and residual branches; 0 disables it.")
+    init_std: float = option(0.02, "Standard deviation of the normal weight initialisation (GPT-2: 0.02).")
+    pad_vocab_to: int = option(
+        1,
+        "Round the embedding and output rows up to a multiple of this (64: 50,257 -> 50,304) for GPU matmul "
+        "alignment; the extra rows never enter a softmax, are never sampled and are dropped on export.",
+    )
 
     def __post_init__(self) -> None:
         _positive_ints(self, ("vocab_size", "n_layer", "n_head", "d_model", "d_ff", "max_seq_len", "pad_vocab_to"))
@@ -85,21 +94,38 @@ class ModelConfig:
         """Whether the output head starts at zero, so that the first prediction is uniform (loss exactly ln(V))."""
         return False
 
+    def param_counts(self) -> dict[str, int]:
+        """Parameter counts by group, computed from the config alone (each architecture's own; see `counted`): every
+        trainable parameter, a tied embedding once, padded vocabulary rows included."""
+        raise NotImplementedError(f"{type(self).__name__} must say how many parameters it has")
+
 
 @dataclass(frozen=True, kw_only=True)
 class GPTConfig(ModelConfig):
     """GPT-2's block: learned positions, LayerNorm, tanh-GELU MLP, biases, tied head."""
 
     arch: ClassVar[str] = "gpt2"
-    bias: bool = True
-    """Biases in linear layers and LayerNorms, as GPT-2 has them."""
-    layer_norm_eps: float = 1e-5
-    """LayerNorm epsilon (GPT-2: 1e-5)."""
+    bias: bool = option(True, "Biases in linear layers and LayerNorms, as GPT-2 has them.")
+    layer_norm_eps: float = option(1e-5, "LayerNorm epsilon (GPT-2: 1e-5).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.layer_norm_eps > 0:
             raise ConfigError(f"invalid model config: layer_norm_eps={self.layer_norm_eps} must be > 0")
+
+    def param_counts(self) -> dict[str, int]:
+        """Token and position embeddings, blocks, final LayerNorm; the position table is only looked up."""
+        d, f, b = self.d_model, self.d_ff, int(self.bias)
+        ln = d * (1 + b)
+        attn = d * 3 * d + 3 * d * b + d * d + d * b
+        mlp = d * f + f * b + f * d + d * b
+        groups = {
+            "token_embedding": self.padded_vocab * d,
+            "position_embedding": self.max_seq_len * d,
+            "blocks": self.n_layer * (2 * ln + attn + mlp),
+            "final_norm": ln,
+        }
+        return counted(groups, lookup=groups["position_embedding"])
 
 
 SWIGLU_MULTIPLE = 8
@@ -116,22 +142,30 @@ class ModernConfig(ModelConfig):
     """The modern block: rotary positions, RMSNorm, QK-norm, no biases, zero-initialised output projections."""
 
     arch: ClassVar[str] = "modern"
-    dropout: float = 0.0
-    """Dropout on attention weights and residual branches; 0 disables it (the modern block's default)."""
-    mlp: Mlp = "relu2"
-    """MLP: relu2 (ReLU squared), swiglu (gated SiLU; d_ff defaults to a parameter-matched 2/3 of 4 x d_model) or gelu."""
-    tie: bool = True
-    """Tie the output projection to the token embedding; --no-tie gives an untied head that starts at zero."""
-    n_kv_head: int | None = None
-    """Key/value heads for grouped-query attention; n_head must be a multiple of it (default n_head)."""
-    qk_norm: bool = True
-    """RMSNorm of each head's queries and keys before the rotation."""
-    logit_softcap: float | None = None
-    """Soft-cap the logits to (-C, C) with C*tanh(z/C); no transformers class computes it, so it cannot be exported."""
-    norm_eps: float = 1e-6
-    """RMSNorm epsilon."""
-    rope_theta: float = 10000.0
-    """Base of the rotary position frequencies."""
+    dropout: float = option(
+        0.0,
+        "Dropout on attention weights and residual branches; 0 disables it (the modern block's default).",
+    )
+    mlp: Mlp = option(
+        "relu2",
+        "MLP: relu2 (ReLU squared), swiglu (gated SiLU; d_ff defaults to a parameter-matched 2/3 of 4 x d_model) or"
+        " gelu.",
+    )
+    tie: bool = option(
+        True,
+        "Tie the output projection to the token embedding; --no-tie gives an untied head that starts at zero.",
+    )
+    n_kv_head: int | None = option(
+        None,
+        "Key/value heads for grouped-query attention; n_head must be a multiple of it (default n_head).",
+    )
+    qk_norm: bool = option(True, "RMSNorm of each head's queries and keys before the rotation.")
+    logit_softcap: float | None = option(
+        None,
+        "Soft-cap the logits to (-C, C) with C*tanh(z/C); no transformers class computes it, so it cannot be exported.",
+    )
+    norm_eps: float = option(1e-6, "RMSNorm epsilon.")
+    rope_theta: float = option(10000.0, "Base of the rotary position frequencies.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -168,3 +202,16 @@ class ModernConfig(ModelConfig):
     def uniform_at_init(self) -> bool:
         """Whether the output head starts at zero, so that the first prediction is uniform (loss exactly ln(V))."""
         return not self.tie
+
+    def param_counts(self) -> dict[str, int]:
+        """Token embedding, untied head, blocks, final RMSNorm; an untied input embedding is only looked up."""
+        d, hs = self.d_model, self.head_dim
+        attn = d * (self.n_head + 2 * self.kv_heads) * hs + d * d + (2 * hs if self.qk_norm else 0)
+        mlp = 3 * d * self.d_ff if self.mlp == "swiglu" else 2 * d * self.d_ff
+        groups = {
+            "token_embedding": self.padded_vocab * d,
+            "output_head": 0 if self.tie else self.padded_vocab * d,
+            "blocks": self.n_layer * (2 * d + attn + mlp),
+            "final_norm": d,
+        }
+        return counted(groups, lookup=0 if self.tie else groups["token_embedding"])

@@ -16,10 +16,10 @@ import torch
 
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import ModernConfig
+from lmtrain.model.hf_common import unpadded
 
 MODEL_TYPES = ("llama", "qwen3")
 """The transformers model types this adapter reads."""
-EOT_ID = 50256
 
 _NORMS = {"attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm"}
 _ATTN = {"attn.proj": "self_attn.o_proj", "attn.q_norm": "self_attn.q_norm", "attn.k_norm": "self_attn.k_norm"}
@@ -33,11 +33,6 @@ def _exportable(cfg: ModernConfig) -> None:
         )
     if cfg.mlp == "gelu":
         raise ConfigError("--mlp gelu: no transformers Llama-family class has an ungated GELU MLP; use relu2 or swiglu")
-
-
-def unpadded(weight: torch.Tensor, vocab: int) -> torch.Tensor:
-    """The first `vocab` rows of an embedding or head, as a tensor of its own when rows were padded."""
-    return weight if weight.size(0) == vocab else weight[:vocab].clone()
 
 
 def to_hf_config(cfg: ModernConfig) -> dict[str, Any]:
@@ -63,8 +58,6 @@ def to_hf_config(cfg: ModernConfig) -> dict[str, Any]:
         "attention_dropout": cfg.dropout,
         "tie_word_embeddings": cfg.tie,
         "initializer_range": cfg.init_std,
-        "bos_token_id": EOT_ID if cfg.vocab_size > EOT_ID else None,
-        "eos_token_id": EOT_ID if cfg.vocab_size > EOT_ID else None,
         "torch_dtype": "float32",
     }
     if qwen:

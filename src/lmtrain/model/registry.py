@@ -1,7 +1,11 @@
-"""The architecture registry: name -> config class, module, sizing and Hugging Face adapter (no torch import).
+"""The architecture registry: name -> config class, module and Hugging Face adapter (no torch import).
 
-Adding an architecture is one module under `model/` (its config in `config.py`, its modules meeting
-`model/base.CausalLM`), its transformers adapter, and one entry here.
+Adding an architecture is its config (a `ModelConfig` subclass with its own fields and `param_counts`; a field it
+shares with another architecture becomes one flag for both), one module under `model/` whose model meets
+`model/base.CausalLM`, optionally its transformers adapter (`model/hf_*.py`), and one entry in `ARCHITECTURES`.
+Nothing else needs an edit: every command takes its flags, `--arch` lists it, its presets are the four sizes of
+`presets.SIZES` and its default learning rates are `defaults.SIZE_LR` until it gets an entry of its own in
+`defaults.PRESET_LR`. Everything reads the registry through `architectures()` and `get_arch()`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import Any
 from lmtrain.errors import ConfigError
 from lmtrain.fields import field_types, from_mapping, to_jsonable
 from lmtrain.model.config import GPTConfig, ModelConfig, ModernConfig
-from lmtrain.model.sizing import gpt2_counts, modern_counts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,11 +29,11 @@ class Architecture:
     config: type[ModelConfig]
     module: str
     """`package.module:Class` of its `CausalLM` (imported when a model is built, so configs stay torch-free)."""
-    sizing: Any
-    """cfg -> parameter counts by group (see `model/sizing.py`)."""
-    hf: str
-    """The module of its transformers adapter (`to_hf_config`, `to_hf_state_dict`, `from_hf_config`, ...)."""
     summary: str
+    """One line for `--arch`'s help and `lmtrain presets`."""
+    hf: str | None = None
+    """The module of its transformers adapter (`MODEL_TYPES`, `to_hf_config`, `to_hf_state_dict`, `from_hf_config`,
+    `from_hf_state_dict`); None: no transformers class computes it, so it is neither exported nor imported."""
 
 
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
@@ -39,15 +42,13 @@ ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
             name="gpt2",
             config=GPTConfig,
             module="lmtrain.model.gpt:GPT",
-            sizing=gpt2_counts,
-            hf="lmtrain.model.hf",
+            hf="lmtrain.model.hf_gpt2",
             summary="GPT-2 (2019): learned positions, LayerNorm, GELU, biases, tied head",
         ),
         "modern": Architecture(
             name="modern",
             config=ModernConfig,
             module="lmtrain.model.modern:Modern",
-            sizing=modern_counts,
             hf="lmtrain.model.hf_llama",
             summary="rotary positions, RMSNorm, QK-norm, ReLU^2 (or SwiGLU), no biases, zero-initialised projections",
         ),
@@ -60,31 +61,37 @@ SAVED_DEFAULT_ARCH = "gpt2"
 """The architecture of a config.json without an `arch` key (written before there was a choice)."""
 
 
+def architectures() -> Mapping[str, Architecture]:
+    """Every registered architecture by name (read at each call, so nothing holds a stale copy of the registry)."""
+    return ARCHITECTURES
+
+
 def get_arch(name: str) -> Architecture:
     """The architecture called `name`; an unknown name is a ConfigError listing the known ones."""
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ConfigError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+    known = architectures()
+    if name not in known:
+        raise ConfigError(f"unknown architecture {name!r}; choose one of {', '.join(known)}")
+    return known[name]
 
 
 def arch_of(cfg: ModelConfig) -> Architecture:
     """The registry entry of a config."""
-    return ARCHITECTURES[cfg.arch]
+    return get_arch(cfg.arch)
 
 
-def model_keys() -> dict[str, str]:
-    """Every model key of every architecture -> the first architecture that has it (for flags and TOML keys)."""
-    out: dict[str, str] = {}
-    for arch in ARCHITECTURES.values():
+def model_keys() -> dict[str, list[str]]:
+    """Every model key of every architecture -> the architectures whose config has it, in registry order (one flag
+    and one TOML key each, however many architectures share it)."""
+    out: dict[str, list[str]] = {}
+    for arch in architectures().values():
         for key in field_types(arch.config):
-            out.setdefault(key, arch.name)
+            out.setdefault(key, []).append(arch.name)
     return out
 
 
 def owners(key: str) -> list[str]:
     """The architectures whose config has `key`."""
-    return [a.name for a in ARCHITECTURES.values() if key in field_types(a.config)]
+    return model_keys().get(key, [])
 
 
 def model_to_dict(cfg: ModelConfig) -> dict[str, Any]:
@@ -106,11 +113,13 @@ def build_model(cfg: ModelConfig, loss_impl: str = "fused") -> Any:
 
 
 def hf_adapter(cfg_or_arch: ModelConfig | str) -> Any:
-    """The transformers adapter module of an architecture (by config or name)."""
+    """The transformers adapter module of an architecture (by config or name); a ConfigError for one without."""
     arch = get_arch(cfg_or_arch) if isinstance(cfg_or_arch, str) else arch_of(cfg_or_arch)
+    if arch.hf is None:
+        raise ConfigError(f"--arch {arch.name} has no transformers equivalent, so it cannot be exported or imported")
     return importlib.import_module(arch.hf)
 
 
-def param_counts(cfg: ModelConfig) -> dict[str, int]:
-    """Parameter counts of `cfg` by group (the architecture's own sizing)."""
-    return arch_of(cfg).sizing(cfg)
+def hf_adapters() -> list[Any]:
+    """The transformers adapters of every architecture that has one, in registry order."""
+    return [importlib.import_module(a.hf) for a in architectures().values() if a.hf is not None]

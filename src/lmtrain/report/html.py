@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from lmtrain.model.sizing import mfu_text
+from lmtrain.hardware import mfu_text
 from lmtrain.report.run_data import RunData, value
 from lmtrain.train.observers.console import ppl_text
 

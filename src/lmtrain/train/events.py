@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from lmtrain.config import RunConfig
 from lmtrain.findings import Finding
-from lmtrain.model.sizing import mfu
+from lmtrain.hardware import mfu
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ from lmtrain.eval.loss import loss_sums
 from lmtrain.files import write_text_atomic
 from lmtrain.findings import Finding
 from lmtrain.hardware import peak_flops, stale_note
-from lmtrain.model.sizing import flops_per_token, param_counts
+from lmtrain.model.sizing import flops_per_token
 from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
 from lmtrain.train.data import TrainingData, eval_starts, rank_batches
 from lmtrain.train.distributed import World, lost_peer, rank_seed
@@ -121,7 +121,7 @@ class Trainer:
 
     def plan(self) -> Plan:
         """The run as planned: steps, tokens, parameters, data, device."""
-        counts = param_counts(self.cfg.model)
+        counts = self.cfg.model.param_counts()
         return Plan(
             total_steps=self.total_steps,
             stop_at=self.stop_at,

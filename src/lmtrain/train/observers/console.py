@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lmtrain.fields import field_types, flatten
+from lmtrain.hardware import mfu_text
 from lmtrain.model.config import ModelConfig
-from lmtrain.model.sizing import mfu_text
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,

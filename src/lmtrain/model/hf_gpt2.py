@@ -14,7 +14,7 @@ import torch
 
 from lmtrain.errors import ConfigError
 from lmtrain.model.config import GPTConfig
-from lmtrain.model.hf_llama import EOT_ID, unpadded
+from lmtrain.model.hf_common import unpadded
 
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 """Weights that transformers keeps in Conv1D (in, out) layout."""
@@ -90,8 +90,6 @@ def to_hf_config(cfg: GPTConfig) -> dict[str, Any]:
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": True,
-        "bos_token_id": EOT_ID if cfg.vocab_size > EOT_ID else None,
-        "eos_token_id": EOT_ID if cfg.vocab_size > EOT_ID else None,
         "torch_dtype": "float32",
     }
 
