@@ -60,9 +60,9 @@ def gpt2_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from lmtrain.data.tokenizer import load_tokenizer
+    from lmtrain.data.tokenizers.gpt2 import load_gpt2
 
-    return load_tokenizer([GPT2])
+    return load_gpt2([GPT2])
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.holdout import HoldoutOptions
 from lmtrain.data.prepare import PrepareOptions, prepare_corpus
 from lmtrain.data.shards import TokenStream
-from lmtrain.data.tokenizer import Tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
 
 TEXT = get_dataset("text")
 DOCS = [

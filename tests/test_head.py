@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import MODEL_VARIANTS, randomised
 from lmtrain.model import head
 from lmtrain.model.gpt import GPT, GPTConfig
 from lmtrain.model.head import CPU_CHUNK_ROWS, CPU_EVAL_ROWS, head_loss, nll_sum
@@ -125,3 +126,30 @@ def test_the_fallback_for_older_torch_equals_plain(monkeypatch: pytest.MonkeyPat
     assert calls == [1]
     for a, b in zip(fallback, plain):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", list(MODEL_VARIANTS))
+def test_the_loss_of_every_position_equals_plain_cross_entropy(variant: str) -> None:
+    """`CausalLM.token_losses` per row and position, against cross-entropy of the model's own logits (padding rows of
+    the vocabulary left out, soft cap applied), over several chunks, with padded and ignored targets."""
+    from lmtrain.model.registry import build_model
+
+    torch.manual_seed(3)
+    model = randomised(build_model(MODEL_VARIANTS[variant]), scale=0.3)
+    cfg = model.config
+    g = torch.Generator().manual_seed(7)
+    idx = torch.randint(0, cfg.vocab_size, (12, cfg.max_seq_len), generator=g)  # 192 rows: two CPU chunks
+    y = torch.randint(0, cfg.vocab_size, idx.shape, generator=g)
+    y[0, 5:] = -100  # a padded row
+    y[:, 0] = -100  # ignored targets in every row
+    with torch.no_grad():
+        logits, _ = model(idx)  # (B, T, V)
+        y[1, 3] = logits[1, 3].argmax()  # at least one target the model predicts
+        scores = model.token_losses(model.hidden(idx), y)
+        total, count = model.nll(model.hidden(idx), y)
+    expected = F.cross_entropy(logits.transpose(1, 2).float(), y, reduction="none", ignore_index=-100)  # (B, T)
+    assert scores.nll.shape == y.shape == scores.greedy.shape and scores.nll.dtype == torch.float32
+    torch.testing.assert_close(scores.nll, expected, rtol=1e-5, atol=1e-5)
+    greedy = (logits.argmax(-1) == y) & (y != -100)
+    assert torch.equal(scores.greedy, greedy) and bool(scores.greedy[1, 3]) and not scores.greedy[0, 6:].any()
+    assert count == int((y != -100).sum()) and torch.isclose(total, expected.double().sum(), rtol=1e-6)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lmtrain.model.hf_gpt2 import from_hf_config, from_hf_state_dict, to_hf_config, to_hf_state_dict
 
 from lmtrain.model.config import GPTConfig
 from lmtrain.model.gpt import GPT
+from lmtrain.model.hf_gpt2 import from_hf_config, from_hf_state_dict, to_hf_config, to_hf_state_dict
 
 transformers = pytest.importorskip("transformers")
 

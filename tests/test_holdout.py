@@ -13,7 +13,7 @@ from lmtrain.data.corpus import find_corpus
 from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.holdout import Holdout, HoldoutOptions, Take, doc_hash
 from lmtrain.data.prepare import PrepareOptions, prepare_corpus
-from lmtrain.data.tokenizer import Tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.errors import ConfigError, DataError
 
 TEXT = get_dataset("text")

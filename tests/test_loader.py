@@ -9,7 +9,7 @@ from conftest import SAMPLE
 from lmtrain.data.datasets import get_dataset
 from lmtrain.data.loader import make_batch, window_starts
 from lmtrain.data.prepare import PrepareOptions, prepare_file
-from lmtrain.data.tokenizer import EOT_ID
+from lmtrain.data.tokenizers.gpt2 import EOT_ID
 
 EOT = 50256
 

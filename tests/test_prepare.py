@@ -20,7 +20,8 @@ from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.holdout import HoldoutOptions
 from lmtrain.data.prepare import PrepareOptions, PrepareResult, prepare_corpus, prepare_file
 from lmtrain.data.shards import read_prepared
-from lmtrain.data.tokenizer import EOT_ID, Tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.gpt2 import EOT_ID
 from lmtrain.errors import DataError
 
 WIKI103 = get_dataset("wikitext-103")

@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE
-from lmtrain.data.tokenizer import (
-    EOT_ID,
-    GPT2_FILES,
-    GPT2Tokenizer,
-    Tokenizer,
-    TokenizerSource,
-    find_gpt2_folder,
-    load_tokenizer,
-)
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.gpt2 import EOT_ID, GPT2_FILES, GPT2Tokenizer, TokenizerSource, find_gpt2_folder, load_gpt2
 from lmtrain.errors import DataError
 
 TIKTOKEN_URLS = {
@@ -114,18 +107,18 @@ def test_search_order_takes_the_first_folder_with_both_files(gpt2_dir: Path, tmp
     half.mkdir()
     shutil.copy(gpt2_dir / "vocab.bpe", half / "vocab.bpe")
     assert find_gpt2_folder([tmp_path / "missing", half, gpt2_dir]) == gpt2_dir
-    assert load_tokenizer([half, gpt2_dir]).source.folder == str(gpt2_dir.resolve())
+    assert load_gpt2([half, gpt2_dir]).source.folder == str(gpt2_dir.resolve())
     assert set(GPT2_FILES) == {"encoder.json", "vocab.bpe"}
 
 
 def test_missing_files_and_no_network_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lmtrain.data.tokenizer as tok
+    import lmtrain.data.tokenizers.gpt2 as tok
 
     def offline(_source):
         raise DataError("tiktoken's download of the GPT-2 BPE failed (ConnectionError)")
 
     monkeypatch.setattr(tok, "_encoding", offline)
     with pytest.raises(DataError) as info:
-        load_tokenizer([tmp_path / "a", tmp_path / "b"])
+        load_gpt2([tmp_path / "a", tmp_path / "b"])
     message = str(info.value)
     assert str(tmp_path / "a") in message and "ConnectionError" in message and "\n" not in message

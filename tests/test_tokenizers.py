@@ -19,15 +19,13 @@ from lmtrain.data.corpus import find_corpus
 from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.holdout import HoldoutOptions
 from lmtrain.data.prepare import PrepareOptions, prepare_corpus
-from lmtrain.data.tokenizer import GPT2_PATTERN, Tokenizer, _ranks_from_files
-from lmtrain.data.tokenizer_train import train_tokenizer
-from lmtrain.data.tokenizers import (
-    HFTokenizer,
-    TiktokenFileTokenizer,
-    carried_tokenizer,
-    carry_tokenizer,
-    open_tokenizer,
-)
+from lmtrain.data.tokenizers import open_tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.carry import carried_tokenizer, carry_tokenizer
+from lmtrain.data.tokenizers.gpt2 import GPT2_PATTERN, _ranks_from_files
+from lmtrain.data.tokenizers.tiktoken_file import TiktokenFileTokenizer
+from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
+from lmtrain.data.tokenizers.training import train_tokenizer
 from lmtrain.errors import DataError
 
 TEXT = get_dataset("text")

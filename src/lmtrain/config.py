@@ -99,6 +99,13 @@ PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 
 
+def corpus_from(given: Mapping[str, Any], saved: Mapping[str, Any] | None = None) -> DataConfig:
+    """A DataConfig of the corpus keys `given` over those a run recorded (`saved`, its data section)."""
+    keys = (*CORPUS_KEYS, "tokenizer")
+    base = {k: v for k, v in (saved or {}).items() if k in keys}
+    return from_flat(DataConfig, {**base, **{k: v for k, v in given.items() if k in keys}}, "the corpus flags")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run: the model, the data and the training."""

@@ -31,3 +31,7 @@ class TrainingFailed(LmtrainError):
     """Training stopped on a failure (non-finite values, out of memory); the message names the step and the fix."""
 
     exit_code = EXIT_TRAINING_FAILED
+
+
+DATA_EXTRA = "pip install 'lmtrain[data]'"
+"""How to install the optional readers (pyarrow, zstandard, tokenizers, datasets), named by the errors that need them."""

@@ -14,11 +14,11 @@ import numpy as np
 
 from lmtrain.data.corpus import Corpus, Source
 from lmtrain.data.datasets import DataPaths, DatasetSpec
-from lmtrain.data.formats import DATA_EXTRA
 from lmtrain.data.prepare import PrepareOptions, prepare_corpus, prepare_file
-from lmtrain.data.tokenizer import GPT2Tokenizer, Tokenizer
-from lmtrain.data.tokenizers import HFTokenizer
-from lmtrain.errors import ConfigError, DataError
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.gpt2 import GPT2Tokenizer
+from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
+from lmtrain.errors import DATA_EXTRA, ConfigError, DataError
 
 
 def build_corpus(source: Path, megabytes: float, dest: Path) -> int:

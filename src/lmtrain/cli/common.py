@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lmtrain.config import CORPUS_KEYS, LOCATION_KEYS, PATH_KEYS, DataConfig, read_toml
+from lmtrain.config import CORPUS_KEYS, LOCATION_KEYS, PATH_KEYS, DataConfig, corpus_from, read_toml
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
-from lmtrain.fields import Leaf, field_types, from_flat, leaves
+from lmtrain.data.tokenizers import BUILTIN as BUILTIN_TOKENIZERS
+from lmtrain.fields import Leaf, field_types, leaves
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import DEFAULT_ARCH, architectures, get_arch, model_keys
 from lmtrain.train_config import DEVICES, TrainConfig
@@ -96,10 +97,6 @@ def help_text(text: str) -> str:
     return text.replace("%", "%%")
 
 
-BUILTIN_TOKENIZERS = ("gpt2",)
-"""--tokenizer values that name a tokenizer rather than a path."""
-
-
 def add_corpus_options(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
     """--text-field and the holdout flags (and --tokenizer), help from DataConfig; only the flags given are set."""
     keep = (*CORPUS_KEYS, "tokenizer") if tokenizer else CORPUS_KEYS
@@ -107,12 +104,9 @@ def add_corpus_options(parser: argparse.ArgumentParser, tokenizer: bool = True) 
     add_dataclass_options(parser, DataConfig, "corpus", exclude=exclude)
 
 
-def corpus_config(args: argparse.Namespace, saved: Mapping[str, Any] | None = None) -> DataConfig:
-    """A DataConfig of the corpus keys given on the command line, over those a run saved (`saved`, its data section)."""
-    keys = (*CORPUS_KEYS, "tokenizer")
-    base = {k: v for k, v in (saved or {}).items() if k in keys}
-    given = {k: getattr(args, k) for k in keys if hasattr(args, k)}
-    return from_flat(DataConfig, {**base, **given}, "the corpus flags")
+def corpus_config(args: argparse.Namespace) -> DataConfig:
+    """A DataConfig of the corpus keys given on the command line (the others at their defaults)."""
+    return corpus_from({k: getattr(args, k) for k in (*CORPUS_KEYS, "tokenizer") if hasattr(args, k)})
 
 
 MODEL_DEST = "model__"

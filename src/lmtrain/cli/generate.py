@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.checkpoint import open_checkpoint
-    from lmtrain.data.tokenizers import carried_tokenizer
+    from lmtrain.data.tokenizers.carry import carried_tokenizer
     from lmtrain.eval.generate import generate
     from lmtrain.runtime import autocast, select_dtype
 

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from lmtrain.checkpoint import load_checkpoint_config, resolve_checkpoint
-    from lmtrain.data.tokenizers import carried_tokenizer
+    from lmtrain.data.tokenizers.carry import carried_tokenizer
     from lmtrain.errors import DataError
     from lmtrain.interop.hf_folder import export_hf
 

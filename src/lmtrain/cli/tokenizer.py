@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from lmtrain.data.corpus import find_corpus
     from lmtrain.data.datasets import get_dataset
-    from lmtrain.data.tokenizer_train import train_texts, train_tokenizer
+    from lmtrain.data.tokenizers.training import train_texts, train_tokenizer
     from lmtrain.errors import ConfigError
 
     if args.min_frequency < 1:

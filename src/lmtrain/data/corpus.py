@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmtrain.data.datasets import SPLITS, DataPaths, DatasetSpec, Documents, locate_split
-from lmtrain.data.formats import COMPRESSIONS, DATA_EXTRA, SUFFIXES, CorpusFile, file_format
+from lmtrain.data.formats import COMPRESSIONS, SUFFIXES, CorpusFile, file_format
 from lmtrain.data.holdout import Holdout, HoldoutOptions
-from lmtrain.errors import DataError
+from lmtrain.errors import DATA_EXTRA, DataError
 
 SPLIT_WORDS: Mapping[str, str] = {
     "train": "train",

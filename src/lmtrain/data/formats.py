@@ -24,7 +24,7 @@ from typing import IO, Literal
 
 from lmtrain.data.datasets import Documents
 from lmtrain.data.documents import document_ranges
-from lmtrain.errors import DataError
+from lmtrain.errors import DATA_EXTRA, DataError
 
 Format = Literal["text", "jsonl", "json", "parquet", "datasets"]
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst", ".raw", ".tokens")
@@ -36,7 +36,6 @@ SUFFIXES: dict[str, Format] = {
     ".parquet": "parquet",
 }
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
-DATA_EXTRA = "pip install 'lmtrain[data]'"
 
 
 @dataclass(frozen=True)

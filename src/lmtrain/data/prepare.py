@@ -30,7 +30,7 @@ from lmtrain.data.formats import CorpusFile
 from lmtrain.data.holdout import Bands
 from lmtrain.data.progress import PrepareProgress
 from lmtrain.data.shards import FORMAT, PreparedSplit, ShardWriter, partial_folder, read_prepared
-from lmtrain.data.tokenizer import Tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.data.units import Job, UnitResult, plan_units, run_job, splitter
 from lmtrain.errors import DataError
 

@@ -18,7 +18,6 @@ import numpy as np
 from lmtrain.data.datasets import Documents
 from lmtrain.data.documents import TextCounts, count_text
 from lmtrain.data.formats import (
-    DATA_EXTRA,
     CorpusFile,
     Document,
     json_documents,
@@ -30,8 +29,8 @@ from lmtrain.data.formats import (
     text_documents,
 )
 from lmtrain.data.holdout import Bands, doc_hash
-from lmtrain.data.tokenizer import Tokenizer
-from lmtrain.errors import DataError
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.errors import DATA_EXTRA, DataError
 
 LONGEST_PIECE = 4
 """A text document is cut into pieces once it is this many blocks long."""

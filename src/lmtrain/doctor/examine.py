@@ -16,7 +16,7 @@ import torch
 
 from lmtrain.config import RunConfig
 from lmtrain.data.shards import TokenStream
-from lmtrain.data.tokenizer import EOT_ID
+from lmtrain.data.tokenizers.gpt2 import EOT_ID
 from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
 from lmtrain.errors import ConfigError
 from lmtrain.findings import Finding

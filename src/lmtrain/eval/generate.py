@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lmtrain.data.tokenizer import Tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.model.base import CausalLM
 
 

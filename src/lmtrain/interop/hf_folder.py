@@ -18,8 +18,10 @@ from safetensors.torch import load_file, save_file
 
 from lmtrain import __version__
 from lmtrain.checkpoint import load_model, write_checkpoint
-from lmtrain.data.tokenizer import GPT2_VOCAB_SIZE, Tokenizer, gpt2_fingerprint
-from lmtrain.data.tokenizers import CARRIED, HFTokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.carry import CARRIED
+from lmtrain.data.tokenizers.gpt2 import GPT2_VOCAB_SIZE, gpt2_fingerprint
+from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.files import atomic_dir
 from lmtrain.interop.hf_tokenizer import write_hf_tokenizer

@@ -11,8 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lmtrain.data.tokenizer import EOT_TEXT, GPT2Tokenizer, Tokenizer
-from lmtrain.data.tokenizers import HFTokenizer, TiktokenFileTokenizer
+from lmtrain.data.tokenizers.base import EOT_TEXT, Tokenizer
+from lmtrain.data.tokenizers.gpt2 import GPT2Tokenizer
+from lmtrain.data.tokenizers.tiktoken_file import TiktokenFileTokenizer
+from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 An architecture implements `hidden` (token ids to final hidden states), `blocks` (the modules FSDP2 shards) and
 `output_weight` (the matrix the fused loss multiplies by). Everything the rest of lmtrain needs is derived from
-those here, once: logits, the loss, the evaluation sums, the KV cache and the parameters grouped by role.
+those here, once: logits, the loss, the evaluation sums, the loss of every position, the KV cache and the parameters
+grouped by role.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmtrain.model.config import ModelConfig
-from lmtrain.model.head import LossImpl, head_loss, nll_sum
+from lmtrain.model.head import LossImpl, TokenLosses, head_loss, nll_sum, token_losses
 from lmtrain.model.kv_cache import KVCache
 
 
@@ -94,6 +95,17 @@ class CausalLM(nn.Module):
     def nll(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(summed NLL in float64, count) of `targets` (B, T) given hidden states (B, T, C), without gradients."""
         return nll_sum(
+            h,
+            self.output_weight,
+            targets,
+            vocab=self.config.vocab_size,
+            softcap=self.config.logit_cap,
+        )
+
+    def token_losses(self, h: torch.Tensor, targets: torch.Tensor) -> TokenLosses:
+        """The NLL (B, T) and greedy match (B, T) of every target of `targets` (B, T) given hidden states (B, T, C),
+        without gradients; ignored targets (-100, e.g. padding) score 0 and False."""
+        return token_losses(
             h,
             self.output_weight,
             targets,

@@ -16,8 +16,8 @@ from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.loader import TrainSampler, make_batch, window_starts
 from lmtrain.data.prepare import PrepareOptions, prepare_corpus
 from lmtrain.data.shards import TokenStream
-from lmtrain.data.tokenizer import Tokenizer
 from lmtrain.data.tokenizers import open_tokenizer
+from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.errors import ConfigError, DataError
 from lmtrain.train.distributed import World
 

@@ -12,8 +12,8 @@ import torch
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
-from lmtrain.data.tokenizer import Tokenizer
-from lmtrain.data.tokenizers import CARRIED
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.carry import CARRIED
 from lmtrain.runtime import rng_state, set_rng_state
 from lmtrain.train.distributed import World, full_model_state, full_optimizer_state, load_optimizer_state, rank_seed
 from lmtrain.train.ema import EMA

@@ -1,22 +1,18 @@
-"""What every tokenizer offers (`Tokenizer`), and the default: GPT-2 BPE through tiktoken, built from
-encoder.json + vocab.bpe or tiktoken's own download.
-
-Text is always encoded as ordinary text: the string "<|endoftext|>" inside a document is plain
-characters, never the end-of-document id. That id is inserted only between documents.
-"""
+"""GPT-2's BPE, lmtrain's default tokenizer, through tiktoken: built from the release's encoder.json + vocab.bpe
+(shipped in the package, checked by SHA-256) or tiktoken's own download."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lmtrain.data.tokenizers.base import EOT_TEXT, Tokenizer
 from lmtrain.errors import DataError
 
 GPT2_FILES = {
@@ -28,8 +24,8 @@ GPT2_FILES = {
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 """GPT-2's pre-tokenisation regex as tiktoken writes it for the `gpt2` encoding."""
 
-EOT_TEXT = "<|endoftext|>"
 EOT_ID = 50256
+"""GPT-2's end-of-text id."""
 GPT2_VOCAB_SIZE = 50257
 
 
@@ -111,53 +107,6 @@ def gpt2_fingerprint() -> dict[str, object]:
     }
 
 
-class Tokenizer(ABC):
-    """Encode text to ids and decode ids to text; `eot_id` ends a document. Pickles by what rebuilds it."""
-
-    name: str
-    eot_id: int
-    vocab_size: int
-    """Ids are 0 .. vocab_size - 1."""
-
-    @abstractmethod
-    def encode_array(self, text: str) -> np.ndarray:
-        """Token ids of `text` as a uint32 array, special-token strings treated as ordinary text."""
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, special-token strings treated as ordinary text."""
-        return self.encode_array(text).tolist()
-
-    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """`encode_array` of each text."""
-        return [self.encode_array(text) for text in texts]
-
-    @abstractmethod
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""
-
-    @abstractmethod
-    def fingerprint(self) -> dict[str, object]:
-        """What identifies this tokenizer in prepared data and checkpoints (JSON)."""
-
-    def files(self) -> dict[str, Path]:
-        """The files a run carries so that it can rebuild this tokenizer anywhere ({name in the copy: path})."""
-        return {}
-
-    @property
-    def dtype(self) -> type[np.unsignedinteger]:
-        """Smallest unsigned type that holds every id: uint16 up to 65,536 ids, else uint32."""
-        return np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
-
-    def describe(self) -> str:
-        """One line for logs."""
-        return f"{self.name} ({self.vocab_size:,} ids, end of document {self.eot_id})"
-
-    def cache_id(self) -> str:
-        """Short stable id of the fingerprint, used in cache folder names."""
-        blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
-        return f"{self.name.split(':')[0]}-{hashlib.sha256(blob).hexdigest()[:8]}"
-
-
 class GPT2Tokenizer(Tokenizer):
     """GPT-2 BPE (tiktoken): the default tokenizer; needs no files in a run, its fingerprint names it."""
 
@@ -196,7 +145,7 @@ def find_gpt2_folder(search: Sequence[Path]) -> Path | None:
     return None
 
 
-def load_tokenizer(search: Sequence[Path]) -> GPT2Tokenizer:
+def load_gpt2(search: Sequence[Path]) -> GPT2Tokenizer:
     """GPT-2 BPE from the first folder in `search` holding its files, else tiktoken's download."""
     folder = find_gpt2_folder(search)
     if folder is not None:

@@ -16,12 +16,11 @@ from typing import Any
 
 from lmtrain import __version__
 from lmtrain.data.corpus import Source
-from lmtrain.data.formats import DATA_EXTRA
 from lmtrain.data.prepare import BLOCK_BYTES, assignment, default_workers
-from lmtrain.data.tokenizer import EOT_TEXT
-from lmtrain.data.tokenizers import HFTokenizer
+from lmtrain.data.tokenizers.base import EOT_TEXT
+from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 from lmtrain.data.units import doc_split, plan_units, splitter, unit_documents
-from lmtrain.errors import ConfigError, DataError
+from lmtrain.errors import DATA_EXTRA, ConfigError, DataError
 from lmtrain.files import atomic_dir
 
 MIN_VOCAB = 512

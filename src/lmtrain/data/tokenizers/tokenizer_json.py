@@ -1,0 +1,85 @@
+"""A Hugging Face `tokenizers` tokenizer read from its tokenizer.json (what `lmtrain tokenizer train` writes and what
+Hugging Face model folders hold), with the end-of-document token its tokenizer_config.json names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmtrain.data.tokenizers.base import EOT_TEXT, Tokenizer, file_fingerprint, sha256_file
+from lmtrain.errors import DATA_EXTRA, DataError
+
+EOT_CANDIDATES = (EOT_TEXT, "<|end_of_text|>", "</s>", "<eos>", "<|im_end|>")
+"""End-of-document tokens looked for, in order, when tokenizer_config.json names no eos_token."""
+
+
+class HFTokenizer(Tokenizer):
+    """A Hugging Face `tokenizers` tokenizer from its tokenizer.json (and tokenizer_config.json beside it, if any)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from tokenizers import Tokenizer as Backend
+        except ModuleNotFoundError:
+            raise DataError(f"--tokenizer {path} needs the `tokenizers` package; {DATA_EXTRA}") from None
+        self.path = path
+        try:
+            self._tok = Backend.from_file(str(path))
+        except Exception as exc:  # the Rust side raises plain Exceptions
+            raise DataError(f"{path} is not a tokenizers tokenizer.json ({str(exc)[:120]})") from None
+        self._tok.encode_special_tokens = True  # "<|endoftext|>" inside a document is text, never the id
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        self.vocab_size = max(vocab.values()) + 1
+        self.eot_text = _eot_text(path, vocab)
+        self.eot_id = vocab[self.eot_text]
+        self.name = "hf"
+
+    def __reduce__(self):
+        return (HFTokenizer, (self.path,))
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.uint32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        encoded = self._tok.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.uint32) for e in encoded]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.vocab_size:,} ids, end of document {self.eot_text} = {self.eot_id})"
+
+    def fingerprint(self) -> dict[str, object]:
+        return file_fingerprint(
+            self, "tokenizers", eot_text=self.eot_text, tokenizer_json_sha256=sha256_file(self.path)
+        )
+
+    def files(self) -> dict[str, Path]:
+        found = {"tokenizer.json": self.path}
+        config = self.path.parent / "tokenizer_config.json"
+        if self.path.name == "tokenizer.json" and config.is_file():
+            found["tokenizer_config.json"] = config
+        return found
+
+
+def _eot_text(path: Path, vocab: Mapping[str, int]) -> str:
+    """The end-of-document token: tokenizer_config.json's eos_token, else the first of EOT_CANDIDATES present."""
+    config = path.parent / "tokenizer_config.json"
+    named: Any = None
+    if path.name == "tokenizer.json" and config.is_file():
+        try:
+            named = json.loads(config.read_text()).get("eos_token")
+        except ValueError:
+            raise DataError(f"{config} is not valid JSON; fix or delete it") from None
+        named = named.get("content") if isinstance(named, dict) else named
+    for text in ([named] if named else []) + list(EOT_CANDIDATES):
+        if text in vocab:
+            return text
+    raise DataError(
+        f"{path} has no end-of-document token ({', '.join(EOT_CANDIDATES)}); add one as a special token "
+        f"or name it as eos_token in tokenizer_config.json"
+    )
