@@ -9,8 +9,9 @@ import torch
 
 from conftest import MODEL_VARIANTS
 from lmtrain.model.registry import build_model
-from lmtrain.train.distributed import World, wrap_model
+from lmtrain.train.distributed import World
 from lmtrain.train.optim import build_optimizer
+from lmtrain.train.parallel import wrap_model
 
 CONFIGS = {name: dataclasses.replace(cfg, vocab_size=512, max_seq_len=32) for name, cfg in MODEL_VARIANTS.items()}
 

@@ -24,7 +24,8 @@ from conftest import REPO, SAMPLE, build_trainer, read_jsonl, train_args
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
-from lmtrain.train.distributed import World, init_world, load_optimizer_state, planned_world_size, rank_seed
+from lmtrain.train.distributed import World, init_world, planned_world_size, rank_seed
+from lmtrain.train.parallel import load_optimizer_state
 
 RUN = (
     "--device",
@@ -59,6 +60,11 @@ def patched(self, step):
         warnings.warn("rank one saw something odd")
     if rank == 1 and step == 2 and fault == "raise":
         raise RuntimeError("rank one broke")
+    if rank == 0 and step == 2 and fault == "own-error":  # words a collective's failure also uses
+        raise RuntimeError("timed out reading my file: connection reset by peer")
+    if rank == 1 and step == 2 and fault == "hang":
+        import time
+        time.sleep(7)
     return original(self, step)
 
 step_module.TrainStep.__call__ = patched
@@ -290,6 +296,37 @@ def test_a_rank_that_raises_stops_every_rank_with_its_error(sample_dir: Path, tm
 
 
 @pytest.mark.slow
+def test_an_error_of_a_ranks_own_is_reported_as_itself_whatever_its_text(sample_dir: Path, tmp_path: Path) -> None:
+    """A RuntimeError raised in rank 0's own step, with the words gloo uses when a peer is gone: not "another rank
+    stopped answering" (the peers are alive), but the error itself on rank 0, and on rank 1 rank 0's error."""
+    script = tmp_path / "faults.py"
+    script.write_text(FAULTS)
+    out = tmp_path / "run"
+    args = train_args(sample_dir, out, *RUN, "--max-steps", "50", "--save-every", "0", "--dist-timeout", "30")
+    (code0, _, err0), (code1, _, err1) = finish(launch(2, args, script, FAULT="own-error"), timeout=120)
+    assert code0 == 1 and "stopped answering" not in err0, err0[-2000:]
+    assert err0.strip().splitlines()[-1].endswith("RuntimeError: timed out reading my file: connection reset by peer")
+    line = err1.strip().splitlines()[-1]
+    assert code1 == 3 and line.startswith("lmtrain: error: rank 1 stopped at step 3 because rank 0: RuntimeError: ")
+
+
+@pytest.mark.slow
+def test_a_rank_that_hangs_stops_every_rank_after_the_timeout(sample_dir: Path, tmp_path: Path) -> None:
+    """Rank 1 stops answering (alive, its heartbeat beats) for longer than --dist-timeout: rank 0's collective times
+    out and it stops with exit 3 saying so; rank 1, once it wakes, stops with rank 0's error."""
+    script = tmp_path / "faults.py"
+    script.write_text(FAULTS)
+    out = tmp_path / "run"
+    args = train_args(sample_dir, out, *RUN, "--max-steps", "50", "--save-every", "0", "--dist-timeout", "4")
+    t0 = time.monotonic()
+    (code0, _, err0), (code1, _, err1) = finish(launch(2, args, script, FAULT="hang"), timeout=120)
+    assert time.monotonic() - t0 < 60
+    line = err0.strip().splitlines()[-1]
+    assert code0 == 3 and "because another rank did not answer within --dist-timeout 4 s" in line, err0[-2000:]
+    assert code1 == 3 and "because rank 0: " in err1.strip().splitlines()[-1], err1[-2000:]
+
+
+@pytest.mark.slow
 def test_a_rank_that_dies_stops_every_rank(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = train_args(sample_dir, out, *RUN, "--max-steps", "100000", "--save-every", "0", "--dist-timeout", "30")
@@ -298,7 +335,7 @@ def test_a_rank_that_dies_stops_every_rank(sample_dir: Path, tmp_path: Path) -> 
     t0 = time.monotonic()
     code, _, err = finish(procs[:1], timeout=60)[0]
     assert time.monotonic() - t0 < 35 and code == 3, err
-    assert "because another rank stopped answering" in err.strip().splitlines()[-1]
+    assert "because rank 1 stopped answering" in err.strip().splitlines()[-1]  # its heartbeat stopped
     procs[1].wait()
 
 
@@ -398,8 +435,8 @@ def test_every_rank_scores_its_own_validation_windows_in_as_many_batches(sample_
 
 def test_an_optimizer_state_keyed_by_index_still_loads() -> None:
     from lmtrain.model.gpt import GPT, GPTConfig
-    from lmtrain.train.distributed import full_optimizer_state
     from lmtrain.train.optim import build_optimizer
+    from lmtrain.train.parallel import full_optimizer_state
 
     cfg = GPTConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, d_ff=64, max_seq_len=8, dropout=0.0)
     torch.manual_seed(0)

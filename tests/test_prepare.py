@@ -174,3 +174,25 @@ def test_kill_9_during_prepare_then_again_redoes_only_unfinished_shards(tmp_path
     assert again["reused_units"] == 0 and again["shards"] == row["shards"]
     first, second = (read_prepared(Path(r["path"]))["train"] for r in (row, again))
     assert np.array_equal(np.asarray(first.tokens()), np.asarray(second.tokens()))
+
+
+@pytest.mark.slow
+def test_two_prepares_of_one_corpus_started_at_once_both_succeed_and_share_the_work(tmp_path: Path) -> None:
+    """Two runs started together on a fresh cache: one prepares, the other waits on the source's lock and then reads
+    the finished result (without the lock the second died removing the first one's partial shards)."""
+    data_dir = tmp_path / "corpus"
+    data_dir.mkdir()
+    (data_dir / "wiki.train.raw").write_bytes((SAMPLE / "wiki.train.raw").read_bytes() * 3)  # ~3.5 MB, 70 shards
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "lmtrain", "prepare", "--data-dir", str(data_dir)]
+    cmd += ["--cache-dir", str(cache), "--splits", "train", "--workers", "1", "--shard-mb", "0.05", "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [proc.communicate(timeout=240) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    rows = [json.loads(out)["train"] for out, _ in results]
+    assert rows[0]["path"] == rows[1]["path"] and rows[0]["tokens"] == rows[1]["tokens"] > 0
+    assert sorted(r["cached"] for r in rows) == [False, True]  # tokenized once
+    waited = next(err for (_, err), row in zip(results, rows) if row["cached"])
+    assert "another process is preparing the same data; waiting for it" in waited
+    assert read_prepared(Path(rows[0]["path"])) is not None
+    assert [p.name for p in (cache / "prepared" / "wikitext-103").iterdir() if p.name.startswith(".")] == []

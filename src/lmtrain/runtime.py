@@ -136,3 +136,16 @@ def device_memory(device: torch.device) -> int | None:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+CPU_ALLOCATOR_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+"""What torch's CPU allocator says when an allocation fails: it raises a plain RuntimeError, so this is the one place
+lmtrain has to recognise a failure by its text (a CUDA, MPS or Python allocation failure has a type)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure on any device: torch.OutOfMemoryError (CUDA), MemoryError (Python, NumPy), or the CPU
+    allocator's RuntimeError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and CPU_ALLOCATOR_FAILURE in str(exc)

@@ -34,9 +34,8 @@ from lmtrain.model.config import ModelConfig
 from lmtrain.model.head import LossImpl
 from lmtrain.model.registry import build_model, hf_adapter
 from lmtrain.model.sizing import flops_per_token
-from lmtrain.runtime import autocast, synchronize
+from lmtrain.runtime import autocast, is_out_of_memory, synchronize
 from lmtrain.train.distributed import World
-from lmtrain.train.failures import is_out_of_memory
 from lmtrain.train.parts import build_training
 from lmtrain.train.step import TrainStep
 from lmtrain.train_config import (

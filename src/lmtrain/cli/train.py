@@ -43,11 +43,14 @@ def run_train(args: argparse.Namespace) -> int:
     tc = launch.cfg.train
     tc.layout(planned_world_size())  # a batch that does not split is an error before anything is written
     world = init_world(tc.device, tc.distributed.parallel, tc.distributed.timeout)
+    failed = True
     try:
         with failure_guard(world):
-            return _train(launch, world)
+            code = _train(launch, world)
+        failed = False
+        return code
     finally:
-        world.close()
+        world.close(failed=failed)
 
 
 PREPARE_TIMEOUT_S = 4 * 3600

@@ -33,11 +33,14 @@ from lmtrain.data.shards import FORMAT, PreparedSplit, ShardWriter, partial_fold
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.data.units import Job, UnitResult, plan_units, run_job, splitter
 from lmtrain.errors import DataError
+from lmtrain.files import exclusive_lock
 
 BLOCK_BYTES = 4 << 20
 """Input bytes per unit (and shard): small enough to spread a small corpus over the cores and bound memory."""
 IN_PROCESS_BYTES = 8 << 20
 """Sources smaller than this are tokenized in this process (a pool costs more than it saves)."""
+LOCKS = ".locks"
+"""Folder of CACHE/prepared/ holding a lock file per prepared source, taken while it is prepared."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,6 @@ def prepare_source(
 ) -> PrepareResult:
     """Tokenize `source` into the cache, or reuse an identical earlier result."""
     t0 = time.perf_counter()
-    workers = options.workers or default_workers()
     digests = [file_digest(f) for f in source.files]
     if not any(d["bytes"] for d in digests):
         raise DataError(f"{', '.join(f.describe() for f in source.files)}: empty; the corpus needs text")
@@ -160,6 +162,36 @@ def prepare_source(
     existing = None if options.force else read_prepared(folder)
     if existing is not None:
         return PrepareResult(existing, source, True, time.perf_counter() - t0)
+    lock = cache_dir / "prepared" / LOCKS / f"{spec.name}-{folder.name}.lock"
+
+    def waiting() -> None:
+        if options.log is not None:
+            options.log(f"prepare {spec.name} {label}: another process is preparing the same data; waiting for it")
+
+    with exclusive_lock(lock, waiting):  # one prepare of a source at a time: the others then read its result
+        existing = None if options.force else read_prepared(folder)
+        if existing is not None:
+            return PrepareResult(existing, source, True, time.perf_counter() - t0)
+        return _prepare_locked(
+            spec, source, tokenizer, options, folder=folder, key=key, digests=digests, identity=identity, t0=t0
+        )
+
+
+def _prepare_locked(
+    spec: DatasetSpec,
+    source: Source,
+    tokenizer: Tokenizer,
+    options: PrepareOptions,
+    *,
+    folder: Path,
+    key: str,
+    digests: Sequence[Mapping[str, Any]],
+    identity: Mapping[str, Any],
+    t0: float,
+) -> PrepareResult:
+    """Tokenize `source` into `folder`, holding its lock: units a killed prepare finished are kept."""
+    label = source.split or "pool"
+    workers = options.workers or default_workers()
     if options.force:
         shutil.rmtree(partial_folder(folder), ignore_errors=True)
     total = sum(d["bytes"] for d in digests)

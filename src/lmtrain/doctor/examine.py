@@ -20,7 +20,15 @@ from lmtrain.data.tokenizers.gpt2 import EOT_ID
 from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
 from lmtrain.errors import ConfigError
 from lmtrain.findings import Finding
-from lmtrain.runtime import autocast, device_memory, preserved_rng, seed_everything, select_device, select_dtype
+from lmtrain.runtime import (
+    autocast,
+    device_memory,
+    is_out_of_memory,
+    preserved_rng,
+    seed_everything,
+    select_device,
+    select_dtype,
+)
 from lmtrain.train.data import TrainingData, eval_starts, run_length
 from lmtrain.train.parts import build_training
 
@@ -73,7 +81,9 @@ def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: 
         seed_everything(cfg.train.seed)
         try:
             return _timed_step(cfg, data, device, dtype, world_size)
-        except torch.cuda.OutOfMemoryError:
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
             return Trial(math.nan, math.nan, None, out_of_memory=True)
         finally:
             if device.type == "cuda":

@@ -10,6 +10,7 @@ from typing import Any
 
 from lmtrain.config import RUN_CONFIG
 from lmtrain.errors import ConfigError
+from lmtrain.train.events import EndReason
 from lmtrain.train.observers.jsonl import METRICS
 
 
@@ -39,7 +40,7 @@ class RunData:
             return "running"
         if self.outcome["event"] == "failed":
             return "failed"
-        return "finished" if self.outcome.get("reason") in ("finished", "already_done") else "stopped"
+        return "finished" if self.outcome.get("reason") in (EndReason.FINISHED, EndReason.ALREADY_DONE) else "stopped"
 
     @property
     def findings(self) -> list[dict[str, Any]]:

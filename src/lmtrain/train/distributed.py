@@ -6,6 +6,8 @@ the same code. Nothing else in lmtrain reads those variables or calls torch.dist
 
 Gradients travel on the device's backend (NCCL on CUDA, gloo on the CPU). Small control messages (the stop flag,
 warnings, RNG states, barriers) travel on a gloo group over the CPU, so reading them never waits for the GPU.
+`parallel.py` spreads the model over the ranks; `peers.py` is what the ranks tell each other through the store
+(heartbeats, the first failure), from which `lost_peer` and `failure_guard` turn one rank's failure into every rank's.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
 from lmtrain.errors import ConfigError, LmtrainError, TrainingFailed
-from lmtrain.runtime import DTYPES, select_device
+from lmtrain.runtime import select_device
+from lmtrain.train.peers import Peers, default_store
 
 Parallel = Literal["ddp", "fsdp"]
-FAILURE_KEY = "lmtrain/failure"
-"""Store key where the first rank that fails leaves its error for the others."""
 CLOSED_KEY = "lmtrain/closed"
 """Store key every rank increments once it has left the process group."""
 CLOSE_WAIT_S = 10.0
 """How long rank 0 waits at most for the other ranks to leave the process group."""
+REPORT_WAIT_S = 0.2
+"""How long a failed rank looks for another rank's error before it watches the heartbeats (a rank reports before its
+process leaves, so the error is there by the time a collective fails because of it)."""
 T = TypeVar("T")
 
 
@@ -49,6 +52,8 @@ class World:
     timeout_s: float = 600.0
     control: Any = None
     """The gloo group for CPU messages (None: the default group, when it is gloo itself)."""
+    peers: Peers | None = None
+    """What this rank tells the other ranks through the store, and knows of them (None: one process)."""
 
     @property
     def is_main(self) -> bool:
@@ -129,50 +134,25 @@ class World:
             raise value
         return value
 
-    def report_failure(self, message: str) -> None:
-        """Leave this rank's error where the other ranks look when their collectives fail."""
-        store = _store() if self.distributed else None
-        if store is not None:
-            with contextlib.suppress(Exception):  # the store may be gone with its host
-                if not store.check([FAILURE_KEY]):
-                    store.set(FAILURE_KEY, f"rank {self.rank}: {message}")
-
-    def peer_failure(self, wait_s: float = 2.0) -> str | None:
-        """The error another rank left, if one did (waiting up to `wait_s` for it)."""
-        store = _store() if self.distributed else None
-        deadline = time.monotonic() + wait_s
-        while store is not None:
-            try:
-                if store.check([FAILURE_KEY]):
-                    return store.get(FAILURE_KEY).decode()
-            except Exception:  # the store's host is gone
-                return None
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.05)
-        return None
-
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         """Leave the process group. Rank 0 hosts the store the other ranks' threads talk to, so it waits (at most
-        CLOSE_WAIT_S) until every rank has left before its process may exit."""
+        CLOSE_WAIT_S) until every rank has left before its process may exit; a rank that `failed` first waits instead
+        until every other rank has read its error (they are waiting for it in a collective, which fails only once this
+        process has left)."""
         if not (self.distributed and dist.is_initialized()):
             return
-        store = _store()
+        store = default_store()
+        own_failure = failed and self.peers is not None and self.peers.failed_rank() == self.rank
+        if own_failure:
+            self.peers.wait_until_seen(CLOSE_WAIT_S)
+        if self.peers is not None:
+            self.peers.stop()
         dist.destroy_process_group()
-        deadline = time.monotonic() + CLOSE_WAIT_S
+        deadline = time.monotonic() + (0.0 if own_failure else CLOSE_WAIT_S)
         with contextlib.suppress(Exception):  # a rank that died left nothing to wait for
             if store is not None and store.add(CLOSED_KEY, 1) and self.rank == 0:
                 while store.add(CLOSED_KEY, 0) < self.world_size and time.monotonic() < deadline:
                     time.sleep(0.02)
-
-
-def _store() -> Any:
-    """The default group's key-value store (torch keeps it private; None where it is not there)."""
-    getter = getattr(dist.distributed_c10d, "_get_default_store", None)
-    try:
-        return getter() if getter is not None else None
-    except Exception:
-        return None
 
 
 def launched(env: Mapping[str, str]) -> bool:
@@ -227,6 +207,7 @@ def init_world(device: str, parallel: Parallel, timeout_s: float, env: Mapping[s
     timeout = timedelta(seconds=timeout_s)
     dist.init_process_group(backend, timeout=timeout, **({"device_id": chosen} if backend == "nccl" else {}))
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+    peers = Peers(default_store(), rank=rank, world_size=world_size)
     return World(
         rank=rank,
         local_rank=local_rank,
@@ -235,6 +216,7 @@ def init_world(device: str, parallel: Parallel, timeout_s: float, env: Mapping[s
         backend=backend,
         timeout_s=timeout_s,
         control=control,
+        peers=peers,
     )
 
 
@@ -243,157 +225,58 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] % 2**63)
 
 
-def wrap_model(model: nn.Module, world: World, parallel: Parallel, compile: bool, dtype: str = "fp32") -> nn.Module:
-    """The module the training step calls: FSDP2 shards (per block, then the root) in place, DDP wraps, compile
-    compiles; one process without torchrun only compiles. Checkpoints always come from `model` itself."""
-    if world.distributed and parallel == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        policy = MixedPrecisionPolicy(
-            param_dtype=DTYPES[dtype] if dtype in ("bf16", "fp16") else None, reduce_dtype=torch.float32
-        )
-        for block in model.blocks():
-            fully_shard(block, mp_policy=policy)
-        fully_shard(model, mp_policy=policy)
-    compiled = torch.compile(model) if compile else model
-    if not world.distributed or parallel == "fsdp":
-        return compiled
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [world.device.index] if world.device.type == "cuda" else None
-    return DistributedDataParallel(compiled, device_ids=ids)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-@contextlib.contextmanager
-def gradient_sync(runner: nn.Module, model: nn.Module, sync: bool) -> Iterator[None]:
-    """Synchronise gradients in the backward pass inside this block only when `sync` (the last micro-step)."""
-    if is_sharded(model):  # FSDP2
-        model.set_requires_gradient_sync(sync)
-        yield
-    elif not sync and hasattr(runner, "no_sync"):  # DDP
-        with runner.no_sync():
-            yield
-    else:
-        yield
-
-
-def whole_tensor(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor behind a sharded one (a DTensor; every rank gets it), or `t` itself."""
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
-
-
-def shard_like(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """`full` sharded as `param` is (each rank keeps its own part, no communication), or `full` itself."""
-    if not hasattr(param, "device_mesh"):
-        return full
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
-
-
-def _full(cpu_offload: bool = True) -> Any:
-    """Options for whole (unsharded) state dicts; with `cpu_offload`, on the CPU of rank 0 only."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload)
-
-
-def is_sharded(model: nn.Module) -> bool:
-    """Whether FSDP2 has sharded `model`'s parameters."""
-    return hasattr(model, "set_requires_gradient_sync")
-
-
-def full_model_state(model: nn.Module, world: World) -> dict[str, torch.Tensor]:
-    """The whole model's weights on the CPU on rank 0 (gathered from every rank when sharded); {} elsewhere.
-
-    Every rank must call it when the model is sharded."""
-    if is_sharded(model):
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        state = get_model_state_dict(model, options=_full())
-        return {k: v.contiguous() for k, v in state.items()} if world.is_main else {}
-    from lmtrain.checkpoint import model_state
-
-    return model_state(model) if world.is_main else {}
-
-
-def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> dict[str, Any]:
-    """The optimizer's whole state keyed by parameter name, on the CPU on rank 0; {} elsewhere.
-
-    Keyed by name, it loads into any number of ranks, sharded or not. Every rank must call it."""
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-    state = get_optimizer_state_dict(model, optimizer, options=_full())
-    return state if world.is_main else {}
-
-
-def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Load a saved optimizer state: keyed by parameter name (any world size), or by index (lmtrain < 0.3)."""
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-
-    if any(isinstance(key, int) for key in state.get("state", {})) or _indexed_groups(state):
-        state = _keyed_by_name(model, optimizer, state)
-    set_optimizer_state_dict(model, optimizer, state, options=_full(cpu_offload=False))
-
-
-def _indexed_groups(state: dict[str, Any]) -> bool:
-    groups = state.get("param_groups", [])
-    return bool(groups) and any(isinstance(p, int) for g in groups for p in g["params"])
-
-
-def _keyed_by_name(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
-    """An index-keyed `optimizer.state_dict()` keyed by parameter name instead, matched by group and position."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    state_out: dict[str, Any] = {}
-    groups_out = []
-    for saved, live in zip(state["param_groups"], optimizer.param_groups, strict=True):
-        fqns = [names[id(p)] for p in live["params"]]
-        for index, fqn in zip(saved["params"], fqns, strict=True):
-            if index in state["state"]:
-                state_out[fqn] = state["state"][index]
-        groups_out.append({**saved, "params": fqns})
-    return {"state": state_out, "param_groups": groups_out}
-
-
-COLLECTIVE_ERRORS = ("gloo", "nccl", "connection closed by peer", "connection reset", "timed out", "processgroup")
-"""Words in the errors a collective raises when another rank is gone (gloo raises a plain RuntimeError)."""
-
-
-def is_collective_failure(exc: BaseException) -> bool:
-    """Whether `exc` says a collective failed (a peer died, hung or closed its connection)."""
-    return isinstance(exc, dist.DistError) or (
-        isinstance(exc, RuntimeError) and any(word in str(exc).lower() for word in COLLECTIVE_ERRORS)
-    )
-
-
-def lost_peer(world: World, exc: BaseException) -> str | None:
-    """Why another rank stopped, when `exc` is this rank's collective failing because of it (the error that rank
-    left, or that it stopped answering); None when `exc` is this rank's own failure."""
-    if not world.distributed:
+def lost_peer(world: World, exc: BaseException, *, waited_s: float | None = None) -> str | None:
+    """Why another rank stopped, when `exc` is this rank failing because of it; None when `exc` is this rank's own
+    failure. Decided by the store and by what torch raises, never by `exc`'s text: another rank's error in the store;
+    a rank whose heartbeat stopped (gone or frozen); an error torch types as a collective's (`DistError`: NCCL, the
+    store, the network); or, for a rank that hangs (gloo's timeout is a plain RuntimeError), a step that failed only
+    after waiting `waited_s` >= --dist-timeout seconds."""
+    if not world.distributed or world.peers is None:
         return None
-    collective = is_collective_failure(exc)
-    peer = world.peer_failure(wait_s=2.0 if collective else 0.0)
-    if peer is None and collective:
-        return f"another rank stopped answering ({str(exc).strip().splitlines()[0][:200]})"
-    return peer
+    reported = world.peers.peer_failure(wait_s=REPORT_WAIT_S)
+    if reported is not None:
+        return reported
+    silent = world.peers.silent_ranks()
+    if silent is None:
+        return f"the store of the process group stopped answering (its host is gone; {_first_line(exc)})"
+    if silent:
+        return f"{', '.join(f'rank {r}' for r in silent)} stopped answering ({_first_line(exc)})"
+    if isinstance(exc, dist.DistError):
+        return f"another rank stopped answering ({_first_line(exc)})"
+    if waited_s is not None and waited_s >= world.timeout_s:
+        return f"another rank did not answer within --dist-timeout {world.timeout_s:g} s ({_first_line(exc)})"
+    return world.peers.peer_failure()  # a last look: a rank may have reported while the heartbeats were read
+
+
+def report_failure(world: World, message: str) -> None:
+    """Leave this rank's error where the other ranks look when their own steps fail (the first error stays)."""
+    if world.peers is not None:
+        world.peers.report(f"rank {world.rank}: {message}")
 
 
 @contextlib.contextmanager
 def failure_guard(world: World) -> Iterator[None]:
-    """Turn one rank's failure into every rank's: a rank that raises leaves its error for the others; a rank whose
-    collective fails because another rank stopped raises TrainingFailed naming that rank's error."""
-    if not world.distributed:
+    """Turn one rank's failure into every rank's: a rank that raises leaves its error for the others; a rank that
+    fails because another rank stopped raises TrainingFailed naming that rank's error."""
+    if not world.distributed or world.peers is None:
         yield
         return
     try:
         yield
     except LmtrainError as exc:
-        world.report_failure(str(exc))
+        report_failure(world, str(exc))
         raise
     except Exception as exc:
+        if world.peers.failed_rank() == world.rank:  # this rank's own failure, already judged by the trainer
+            raise
         peer = lost_peer(world, exc)
         if peer is None:
-            world.report_failure(f"{type(exc).__name__}: {exc}")
+            report_failure(world, f"{type(exc).__name__}: {exc}")
             raise
         raise TrainingFailed(
             f"rank {world.rank} stopped because {peer}; every rank stopped (a rank waits at most --dist-timeout "

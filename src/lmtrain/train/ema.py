@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from lmtrain.train.distributed import shard_like
+from lmtrain.train.parallel import shard_like
 
 
 class EMA:

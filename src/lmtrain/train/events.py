@@ -10,12 +10,42 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
 from lmtrain.config import RunConfig
 from lmtrain.findings import Finding
 from lmtrain.hardware import mfu
+
+
+class Reason(str, Enum):
+    """A closed set of reasons (a typo is an AttributeError, not a silently different branch); each is its value in
+    JSON, in logs and in messages."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class EndReason(Reason):
+    """Why a run stopped normally."""
+
+    FINISHED = "finished"
+    STOP_AT = "stop_at"
+    SIGNAL = "signal"
+    ALREADY_DONE = "already_done"
+
+
+class FailureReason(Reason):
+    """Why a run failed (each has its advice in `failures.py`)."""
+
+    NON_FINITE = "non_finite"
+    OUT_OF_MEMORY = "out_of_memory"
+    RANK_FAILED = "rank_failed"
+    """Another rank failed first, under torchrun."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,8 +174,7 @@ class RunEnded:
     """The run stopped normally: finished, at --stop-at, or on a signal."""
 
     step: int
-    reason: str
-    """finished, stop_at, signal or already_done."""
+    reason: EndReason
     exit_code: int
     best_val_loss: float | None
     best_checkpoint: Path | None
@@ -163,8 +192,7 @@ class RunFailed:
     """The run stopped on a failure; no checkpoint was written from the failed state."""
 
     step: int
-    reason: str
-    """non_finite, out_of_memory or rank_failed (another rank failed first, under torchrun)."""
+    reason: FailureReason
     message: str
     last_checkpoint: Path | None
 

@@ -1,43 +1,54 @@
-"""Training failures: recognising them, and the one-line message that names the step, what is kept, what to try."""
+"""Training failures: the one-line message that names what happened, what is kept and what to try, by reason."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-
-import torch
+from types import MappingProxyType
 
 from lmtrain.config import RunConfig
+from lmtrain.train.events import FailureReason
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """A GPU or CPU allocation failure (the CPU allocator raises a plain RuntimeError)."""
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+def _rank_failed(cfg: RunConfig) -> str:
+    return (
+        f"fix what stopped that rank (its own error is in its output) and continue; a rank waits at most "
+        f"--dist-timeout {cfg.train.distributed.timeout:g} s for the others"
+    )
 
 
-def failure_message(reason: str, what: str, cfg: RunConfig, out: Path, last: Path | None) -> str:
+def _non_finite(cfg: RunConfig) -> str:
+    tc = cfg.train
+    warmup = tc.schedule.warmup if tc.schedule.warmup is not None else "5% of the run"
+    return (
+        f"try a lower --lr (now {tc.optimizer.peak_lr:g}) or a longer --warmup (now {warmup}), keep --grad-clip "
+        f"on, prefer --dtype bf16 or fp32 to fp16, or pass --on-nan skip to skip such steps"
+    )
+
+
+def _out_of_memory(cfg: RunConfig) -> str:
+    tc = cfg.train
+    return (
+        f"lower --micro-batch-size (now {tc.micro}; gradients still add up to --batch-size {tc.batch_size}) "
+        f"or --seq-len (now {cfg.seq_len}), or use --dtype bf16"
+    )
+
+
+ADVICE: Mapping[FailureReason, Callable[[RunConfig], str]] = MappingProxyType(
+    {
+        FailureReason.RANK_FAILED: _rank_failed,
+        FailureReason.NON_FINITE: _non_finite,
+        FailureReason.OUT_OF_MEMORY: _out_of_memory,
+    }
+)
+"""What to try after each failure (every FailureReason has an entry; a test checks)."""
+
+
+def failure_message(reason: FailureReason, what: str, cfg: RunConfig, out: Path, last: Path | None) -> str:
     """`what` happened; nothing was saved from it; the last good checkpoint (or none); what to try."""
     kept = (
         f"the last good checkpoint is {last} (continue from it with lmtrain train --resume {out})"
         if last
         else "no checkpoint was written yet"
     )
-    tc = cfg.train
-    if reason == "rank_failed":
-        advice = (
-            f"fix what stopped that rank (its own error is in its output) and continue; a rank waits at most "
-            f"--dist-timeout {tc.distributed.timeout:g} s for the others"
-        )
-    elif reason == "non_finite":
-        warmup = tc.schedule.warmup if tc.schedule.warmup is not None else "5% of the run"
-        advice = (
-            f"try a lower --lr (now {tc.optimizer.peak_lr:g}) or a longer --warmup (now {warmup}), keep --grad-clip "
-            f"on, prefer --dtype bf16 or fp32 to fp16, or pass --on-nan skip to skip such steps"
-        )
-    else:
-        advice = (
-            f"lower --micro-batch-size (now {tc.micro}; gradients still add up to --batch-size {tc.batch_size}) "
-            f"or --seq-len (now {cfg.seq_len}), or use --dtype bf16"
-        )
-    return f"{what}; nothing was saved from that state; {kept}; {advice}"
+    return f"{what}; nothing was saved from that state; {kept}; {ADVICE[reason](cfg)}"

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.optim.adamw import adamw
 
 from lmtrain.runtime import FUSED_ADAMW_DEVICES
-from lmtrain.train.distributed import shard_like, whole_tensor
+from lmtrain.train.parallel import shard_like, whole_tensor
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
 

@@ -18,8 +18,9 @@ from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
 from lmtrain.model.registry import build_model
 from lmtrain.train.data import run_length
-from lmtrain.train.distributed import World, wrap_model
+from lmtrain.train.distributed import World
 from lmtrain.train.optim import run_optimizer
+from lmtrain.train.parallel import wrap_model
 from lmtrain.train.schedule import run_schedule
 from lmtrain.train.step import TrainStep
 

@@ -15,8 +15,9 @@ from lmtrain.config import RunConfig
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.data.tokenizers.carry import CARRIED
 from lmtrain.runtime import rng_state, set_rng_state
-from lmtrain.train.distributed import World, full_model_state, full_optimizer_state, load_optimizer_state, rank_seed
+from lmtrain.train.distributed import World, rank_seed
 from lmtrain.train.ema import EMA
+from lmtrain.train.parallel import full_model_state, full_optimizer_state, load_optimizer_state
 from lmtrain.train.resume import Restore
 from lmtrain.train.step import TrainStep
 from lmtrain.train_config import BatchLayout

@@ -26,14 +26,16 @@ from lmtrain.files import write_text_atomic
 from lmtrain.findings import Finding
 from lmtrain.hardware import peak_flops, stale_note
 from lmtrain.model.sizing import flops_per_token
-from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
+from lmtrain.runtime import autocast, configure_device, is_out_of_memory, seed_everything, select_device, select_dtype
 from lmtrain.train.data import TrainingData, eval_starts, rank_batches
-from lmtrain.train.distributed import World, lost_peer, rank_seed
+from lmtrain.train.distributed import World, lost_peer, rank_seed, report_failure
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
     CheckpointSaved,
+    EndReason,
     Evaluated,
     EventBus,
+    FailureReason,
     Plan,
     RunEnded,
     RunFailed,
@@ -41,7 +43,7 @@ from lmtrain.train.events import (
     StepEnded,
     Warned,
 )
-from lmtrain.train.failures import failure_message, is_out_of_memory
+from lmtrain.train.failures import failure_message
 from lmtrain.train.parts import build_training
 from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
@@ -113,6 +115,8 @@ class Trainer:
         self.last_val: tuple[int, float] | None = None
         self.last_save: int | None = self.step if restore is not None else None
         self.clock = StepClock()
+        self.step_began = time.monotonic()
+        """When the step now running began (a collective that fails after --dist-timeout of it timed out)."""
         self._plan = self.plan()
 
     @property
@@ -166,7 +170,7 @@ class Trainer:
             )
         )
         if self.step >= self.stop_at:
-            return self._end("already_done", 0)
+            return self._end(EndReason.ALREADY_DONE, 0)
         stop = 0
         with StopSignals() as signals, self.outbox.capturing(lambda: self.step):
             try:
@@ -176,22 +180,28 @@ class Trainer:
                     stop = self.world.max_int(signals.received or 0)
                     if stop:
                         break
+                    self.step_began = time.monotonic()
                     self._advance()
                 self._final_checkpoint(evaluate=not stop)
             except Exception as exc:
-                lost = lost_peer(self.world, exc)
-                if lost is not None:  # another rank failed first: stop with its error
-                    self.pending = []
-                    what = f"rank {self.world.rank} stopped at step {self.step + 1} because {lost}"
-                    raise self._fail("rank_failed", self.step, what) from None
-                if not is_out_of_memory(exc):
-                    raise
-                self.pending = []
-                what = f"out of memory on {self.device} at step {self.step + 1} ({str(exc).strip()[:200]})"
-                raise self._fail("out_of_memory", self.step, what) from None
+                self._stop_on(exc)
         if stop:
-            return self._end("signal", 128 + stop)
-        return self._end("finished" if self.step >= self.total_steps else "stop_at", 0)
+            return self._end(EndReason.SIGNAL, 128 + stop)
+        return self._end(EndReason.FINISHED if self.step >= self.total_steps else EndReason.STOP_AT, 0)
+
+    def _stop_on(self, exc: Exception) -> None:
+        """Raise the failure `exc` stands for: another rank's (it failed first), out of memory, or `exc` itself (left
+        in the store first, for the other ranks to report)."""
+        lost = lost_peer(self.world, exc, waited_s=time.monotonic() - self.step_began)
+        self.pending = []
+        if lost is not None:  # another rank failed first: stop with its error
+            what = f"rank {self.world.rank} stopped at step {self.step + 1} because {lost}"
+            raise self._fail(FailureReason.RANK_FAILED, self.step, what) from None
+        if not is_out_of_memory(exc):
+            report_failure(self.world, f"{type(exc).__name__}: {exc}")
+            raise exc
+        what = f"out of memory on {self.device} at step {self.step + 1} ({str(exc).strip()[:200]})"
+        raise self._fail(FailureReason.OUT_OF_MEMORY, self.step, what) from None
 
     def _advance(self) -> None:
         """Take one optimizer step; log, evaluate and save where due."""
@@ -233,7 +243,7 @@ class Trainer:
         for (step, result), (loss, grad_norm, bad) in zip(pending, values):
             if bad and not result.skipped:
                 raise self._fail(
-                    "non_finite",
+                    FailureReason.NON_FINITE,
                     step,
                     f"the training loss became {loss} at step {step} (gradient norm {grad_norm})",
                 )
@@ -280,7 +290,7 @@ class Trainer:
         )
         if self.skipped_in_row >= limit:
             raise self._fail(
-                "non_finite",
+                FailureReason.NON_FINITE,
                 self.step,
                 f"{self.skipped_in_row} optimizer steps in a row up to step {self.step} had a non-finite loss or "
                 f"gradient norm, so their updates were skipped",
@@ -311,7 +321,9 @@ class Trainer:
             val = self.evaluate()
         self.bus.publish(Evaluated(self.step, self.step * self.tokens_per_step, val, time.perf_counter() - t0))
         if not math.isfinite(val):
-            raise self._fail("non_finite", self.step, f"the validation loss became {val} at step {self.step}")
+            raise self._fail(
+                FailureReason.NON_FINITE, self.step, f"the validation loss became {val} at step {self.step}"
+            )
         self.last_val = (self.step, val)
         self.clock.mark()
         return val
@@ -357,17 +369,17 @@ class Trainer:
             val = self._evaluate()
         self._save(val)
 
-    def _fail(self, reason: str, step: int, what: str) -> TrainingFailed:
+    def _fail(self, reason: FailureReason, step: int, what: str) -> TrainingFailed:
         """Announce a failure and return the error to raise."""
         last = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "latest")
         message = failure_message(reason, what, self.cfg, self.out, last)
         self.bus.publish(RunFailed(step, reason, message, last))
         return TrainingFailed(message)
 
-    def _end(self, reason: str, code: int) -> int:
+    def _end(self, reason: EndReason, code: int) -> int:
         tc = self.cfg.train
         tokens = tc.logging.sample_tokens
-        sample = self.sample(tokens) if reason == "finished" and tokens else None
+        sample = self.sample(tokens) if reason is EndReason.FINISHED and tokens else None
         best = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "best")
         tps = self.clock.steps * self.tokens_per_step / self.clock.seconds if self.clock.steps else None
         best_val = self.best_val if math.isfinite(self.best_val) else None

@@ -9,6 +9,7 @@ from lmtrain.hardware import mfu_text
 from lmtrain.model.config import ModelConfig
 from lmtrain.train.events import (
     CheckpointSaved,
+    EndReason,
     Evaluated,
     Event,
     Plan,
@@ -106,11 +107,11 @@ def step_line(event: StepEnded, total_steps: int) -> str:
 def end_lines(event: RunEnded, out: str, total_steps: int) -> list[str]:
     """What the console says when a run stops normally."""
     resume = f"continue with: lmtrain train --resume {out}"
-    if event.reason == "already_done":
+    if event.reason is EndReason.ALREADY_DONE:
         return [f"the run is already at step {event.step} of {total_steps}; pass --max-steps or --epochs to go on"]
-    if event.reason == "signal":
+    if event.reason is EndReason.SIGNAL:
         return [f"stopped by signal {event.exit_code - 128} at step {event.step}; {resume}"]
-    if event.reason == "stop_at":
+    if event.reason is EndReason.STOP_AT:
         return [f"stopped at step {event.step} of {total_steps}; {resume}"]
     speed = f"; {event.tokens_per_s:,.0f} tok/s in training steps" if event.tokens_per_s else ""
     speed += f" (MFU {mfu_text(event.mfu)})" if event.mfu is not None else ""
