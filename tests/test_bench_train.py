@@ -16,6 +16,7 @@ from lmtrain import hardware
 from lmtrain.bench import train as bench
 from lmtrain.errors import ConfigError
 from lmtrain.hardware import Peak, datasheet_flops, peak_flops
+from lmtrain.model.sizing import flops_per_token
 from lmtrain.presets import get_preset
 from lmtrain.train.step import TrainStep
 
@@ -37,7 +38,9 @@ def test_bench_train_cli_reports_throughput_mfu_and_speedup(tmp_path: Path) -> N
     assert r["speedup"] == pytest.approx(r["tokens_per_s"] / r["hf_tokens_per_s"], rel=1e-2)
     peak = r["peak_tflops_measured"] * 1e12
     assert r["mfu"] == pytest.approx(r["tokens_per_s"] * r["flops_per_token"] / peak, rel=1e-2)
-    assert r["flops_per_token"] > 0 and r["peak_memory_bytes"] > 0 and r["eval_tokens_per_s"] > 0
+    assert r["flops_per_token"] == flops_per_token(MICRO, 64) and r["eval_tokens_per_s"] > 0
+    # the step's peak holds at least the fp32 weights, gradients and AdamW's two moments: 16 bytes a parameter
+    assert r["peak_memory_kind"] == "process_peak_rss" and r["peak_memory_bytes"] >= 16 * r["parameters"]
     assert r["provenance"]["torch"] == torch.__version__ and r["dtype"] == "fp32"
     assert (tmp_path / "c" / "peak_flops.json").is_file()  # measured once, cached per device
 
@@ -90,7 +93,7 @@ def test_max_batch_bisects_between_the_last_fit_and_the_first_failure(monkeypatc
 def test_max_batch_really_steps_at_each_size() -> None:
     b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
     result = bench.max_batch(b, limit=3)
-    assert result["max_batch"] == 3 and result["max_batch_peak_memory_bytes"] > 0
+    assert result["max_batch"] == 3 and result["max_batch_peak_memory_bytes"] >= 16 * MICRO.param_counts()["total"]
 
 
 def test_peak_is_measured_once_and_then_read_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

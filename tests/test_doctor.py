@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import FAST_MODEL, step_losses, train_args
+from conftest import FAST_MODEL, build_trainer, step_losses, train_args
 from lmtrain.cli import main
 from lmtrain.config import build_run_config
 from lmtrain.doctor import rules
@@ -227,3 +228,27 @@ def test_lr_names_the_muon_matrices_peak() -> None:
     assert rules.learning_rate(_facts(lr=1e-3, optimizer="muon", muon_lr=5e-3)).message.endswith(
         "Muon matrices at 0.005"
     )
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_measured_step_running_out_of_memory_is_a_finding_on_every_device(
+    device: str, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The doctor's trial step and the trainer recognise an allocation failure the same way (`is_out_of_memory`): the
+    CPU allocator's own RuntimeError (raised for real here) as well as CUDA's type."""
+    import torch
+
+    from lmtrain.doctor import examine
+
+    def allocate(*_args):
+        if device == "cuda":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return torch.empty(10**13)  # 40 TB: the CPU allocator refuses it
+
+    trainer = build_trainer(sample_dir, tmp_path / "run", tmp_path / "cache", max_steps=2)
+    monkeypatch.setattr(examine, "_timed_step", allocate)
+    trial = examine.trial_step(trainer.cfg, trainer.data, torch.device("cpu"), "fp32")
+    assert trial.out_of_memory and math.isnan(trial.step_seconds)
+    monkeypatch.setattr(examine, "_timed_step", lambda *_: (_ for _ in ()).throw(RuntimeError("my own bug")))
+    with pytest.raises(RuntimeError, match="my own bug"):  # anything else is not taken for a lack of memory
+        examine.trial_step(trainer.cfg, trainer.data, torch.device("cpu"), "fp32")

@@ -83,3 +83,17 @@ def test_known_counts_of_the_tokenized_wikitext103(relative: str, original_token
     data = mirror_file(relative).read_bytes()
     assert count_text(data).original_tokens == original_tokens
     assert len(document_ranges(data, "wikitext")) == documents
+
+
+def test_one_separator_rule_for_whole_files_and_for_pieces_of_them() -> None:
+    """The same line rule cuts a whole file into documents and a stream into pieces; only a piece's unfinished last
+    line is not a separator yet (it may go on, `<|endoftext|>x`, in the next piece)."""
+    from lmtrain.data.formats import last_cut
+
+    data = b"one\n<|endoftext|>\ntwo\n<|endoftext|>"
+    assert document_ranges(data, "text") == [(0, 4), (18, 22)]  # a file's last line needs no newline
+    assert last_cut(data, "text", "text") == 18
+    assert last_cut(data + b"\n", "text", "text") == len(data) + 1
+    assert last_cut(b"a\n<|endoftext|>x\nb", "text", "text") == 0  # not a line holding only the token
+    wiki = b" = A = \nx\n = B = \ny\n"
+    assert last_cut(wiki, "text", "wikitext") == 10 and document_ranges(wiki, "wikitext") == [(0, 10), (10, 20)]

@@ -231,3 +231,12 @@ def test_wandb_gets_the_scalars_and_the_outcome(tmp_path: Path, monkeypatch: pyt
     assert [step for data, step in logged if "train/loss" in data] == [1, 3, 4]
     assert ({"val/loss": 8.5, "val/ppl": pytest.approx(math.exp(8.5))}, 3) in logged
     assert run.summary["warnings"] == 1 and run.summary["outcome"] == "finished" and run.exit_code == 0
+    observer = TensorBoardObserver(tmp_path / "tb")  # both sinks record the same scalars
+    for event in _run_events(tmp_path):
+        observer.on_event(event)
+    observer.close()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    acc.Reload()
+    assert set(acc.Tags()["scalars"]) == {name for data, _ in logged for name in data}

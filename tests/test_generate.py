@@ -35,12 +35,27 @@ def test_cached_and_uncached_greedy_decoding_give_identical_tokens(prompt_len: i
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_generate_restores_the_models_mode(training: bool) -> None:
+def test_every_evaluation_runs_in_eval_mode_and_restores_the_models_mode(training: bool) -> None:
+    """Generation, the validation loss and perplexity scoring each run the model in eval mode and leave it in the
+    mode it was in, also when they fail."""
+    import numpy as np
+
+    from lmtrain.eval.loss import loss_sums
+    from lmtrain.eval.perplexity import score_tokens
+    from lmtrain.runtime import eval_mode
+
     model = _model().train(training)
     seen: list[bool] = []
-    model.register_forward_pre_hook(lambda m, _: seen.append(m.training))
+    model.blocks()[0].register_forward_pre_hook(lambda m, _: seen.append(m.training))  # every evaluation calls it
     generate(model, torch.zeros(1, 2, dtype=torch.long), 3, temperature=0)
-    assert seen == [False, False, False] and model.training is training
+    x = torch.randint(0, 97, (2, 8), generator=torch.Generator().manual_seed(1))
+    loss_sums(model, [(x, x)])
+    assert score_tokens(model, np.arange(20) % 97, context=8, stride=8, batch_size=2, eot_id=0).tokens == 20
+    assert seen == [False] * 3 + [False] + [False] * 2 and model.training is training
+    with pytest.raises(ValueError), eval_mode(model):
+        assert not model.training
+        raise ValueError("the block failed")
+    assert model.training is training
 
 
 @ARCHS

@@ -63,3 +63,43 @@ def test_help_of_the_familiar_entry_points(command: list[str]) -> None:
     assert "--warmup" in text and "(default: 5% of the run" in text  # the help text that once crashed argparse
     if command[0] == "bash":
         assert proc.stdout.startswith("usage: run/run_train_lm.sh") and "--rdzv-endpoint" in proc.stdout
+
+
+def test_every_config_field_has_its_help() -> None:
+    """A flag's help is its field's `option(..., doc)` (field metadata, not a docstring that -OO would strip)."""
+    from lmtrain.config import DataConfig
+    from lmtrain.fields import leaves, option
+    from lmtrain.model.config import ModelConfig
+    from lmtrain.model.registry import architectures
+    from lmtrain.train_config import TrainConfig
+
+    classes = (DataConfig, TrainConfig, ModelConfig, *(a.config for a in architectures().values()))
+    empty = [f"{cls.__name__}.{key}" for cls in classes for key, leaf in leaves(cls).items() if not leaf.doc.strip()]
+    assert empty == []
+    with pytest.raises(TypeError, match="help text"):
+        option(3)
+
+
+OPTIMIZED_HELP = """
+import contextlib, io, sys
+from lmtrain.cli import build_parser, main
+sys.path.insert(0, sys.argv[1])
+from test_help import subcommands
+for command in sorted(subcommands(build_parser())):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main([*command, "--help"])
+    assert out.getvalue().startswith("usage: lmtrain"), command
+    if command == ("train",):
+        assert "Peak learning rate of the AdamW groups" in out.getvalue()
+print(len(sorted(subcommands(build_parser()))))
+"""
+
+
+def test_every_help_survives_python_OO() -> None:
+    """Under `python -OO` (docstrings stripped, as PYTHONOPTIMIZE=2 does) every command's help still prints in full."""
+    proc = subprocess.run(
+        [sys.executable, "-OO", "-c", OPTIMIZED_HELP, str(REPO / "tests")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) == len(COMMANDS)

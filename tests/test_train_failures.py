@@ -247,3 +247,31 @@ def test_toml_paths_expand_home_and_start_at_the_file(
     (conf / "rel.toml").write_text(toml.read_text().replace('"~/sample"', f'"{os.path.relpath(sample_dir, conf)}"'))
     assert main(["train", "--config", str(conf / "rel.toml"), "--out", "flag-out"]) == 0
     assert (elsewhere / "flag-out" / "config.json").is_file()  # a flag's path starts at the working folder
+
+
+def test_out_of_memory_is_recognised_by_type_on_every_device() -> None:
+    from lmtrain.runtime import is_out_of_memory
+
+    with pytest.raises(RuntimeError) as cpu:
+        torch.empty(10**13)  # 40 TB: torch's CPU allocator raises a plain RuntimeError
+    assert is_out_of_memory(cpu.value)
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory")) and is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("can't allocate memory for my cache"))  # a user's own words
+    assert not is_out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"))
+
+
+def test_every_failure_reason_has_its_advice() -> None:
+    from lmtrain.config import build_run_config
+    from lmtrain.train.events import EndReason, FailureReason
+    from lmtrain.train.failures import ADVICE, failure_message
+
+    assert set(ADVICE) == set(FailureReason)
+    cfg = build_run_config({"preset": "micro"})
+    for reason in FailureReason:
+        message = failure_message(reason, "it broke", cfg, Path("runs/x"), None)
+        assert message.startswith("it broke; nothing was saved") and len(message) > 80
+    assert json.dumps({"reason": FailureReason.NON_FINITE}) == '{"reason": "non_finite"}'
+    assert f"{EndReason.STOP_AT}" == "stop_at" == EndReason("stop_at")
+    with pytest.raises(AttributeError):
+        FailureReason.NON_FINTE  # noqa: B018 - a typo fails loudly

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,12 @@ from lmtrain.files import atomic_dir, remove_dir, remove_stale_temps, write_text
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import model_from_dict
 from lmtrain.runtime import unwrap
+from lmtrain.train_config import Weights
 
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "model_ema.safetensors"
 """The averaged weights of a run trained with --ema, beside the raw ones."""
-WEIGHTS = ("auto", "ema", "raw")
-"""--weights of eval, generate and export: auto (the EMA where the checkpoint has it, else the raw weights)."""
+WEIGHTS: tuple[str, ...] = typing.get_args(Weights)
 CONFIG_FILE = "config.json"
 STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"
@@ -197,7 +198,7 @@ def load_state_into(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Pa
     model.load_state_dict(weights, strict=True)
 
 
-def load_model(ckpt: Path, device: torch.device | str = "cpu", weights: str = "auto"):  # -> tuple[GPT, dict]
+def load_model(ckpt: Path, device: torch.device | str = "cpu", weights: str = "auto") -> tuple[Any, dict[str, Any]]:
     """Rebuild the model from a checkpoint alone (no architecture flags) and load its weights (`weights`: auto, the
     EMA where the checkpoint has one, else the raw weights; ema; raw)."""
     from lmtrain.model.registry import build_model

@@ -8,6 +8,8 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from lmtrain.errors import ConfigError
+
 
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries (a rename inside it) to disk."""
@@ -38,6 +40,17 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def new_or_empty(path: Path) -> bool:
+    """Whether `path` does not exist yet or is an empty folder: where a new run, export or tokenizer may be written."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def require_new_folder(path: Path, flag: str = "--out") -> None:
+    """A ConfigError unless `path` is new or an empty folder (nothing there is ever replaced)."""
+    if not new_or_empty(path):
+        raise ConfigError(f"{flag} {path} already exists and is not empty; choose a new folder")
 
 
 def remove_dir(path: Path) -> None:
@@ -85,7 +98,7 @@ def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
             if path.is_file():
                 fsync_file(path)
         fsync_dir(tmp)
-        if final.is_dir() and not any(final.iterdir()):
+        if final.is_dir() and new_or_empty(final):
             final.rmdir()  # an empty folder is as good as none
         elif final.exists():
             if not replace:

@@ -128,6 +128,18 @@ def preserved_rng() -> Iterator[None]:
         set_rng_state(saved)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode (no dropout) for the block; its train or eval mode is restored afterwards, whatever the
+    block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def device_memory(device: torch.device) -> int | None:
     """Bytes of memory on `device` (GPU memory, or the machine's RAM for the CPU); None where unknown."""
     if device.type == "cuda":

@@ -20,7 +20,14 @@ Schedule = Literal["cosine", "linear", "constant", "wsd"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DEVICES: tuple[str, ...] = typing.get_args(Device)
 """The --device choices of every command."""
-DType = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16"]
+"""The precision of a command that runs a trained model (--dtype of eval and generate)."""
+DType = Literal["auto", Precision]
+"""--dtype of train and bench: a precision, or auto (bf16 on CUDA that has it, else fp32)."""
+Optimizer = Literal["adamw", "muon"]
+Parallel = Literal["ddp", "fsdp"]
+Weights = Literal["auto", "ema", "raw"]
+"""--weights of eval, generate and export: auto (the EMA where the checkpoint has it, else the raw weights), ema or raw."""
 SINKS = ("jsonl", "tensorboard", "wandb")
 """What --log may name."""
 
@@ -41,7 +48,7 @@ def non_negative(name: str, value: float | None) -> None:
 class OptimizerConfig:
     """The optimizer and what it clips and averages."""
 
-    name: Literal["adamw", "muon"] = option(
+    name: Optimizer = option(
         "muon",
         "muon: Muon for the matrices inside the blocks, AdamW for embeddings, biases and LayerNorms; or adamw.",
         key="optimizer",
@@ -212,7 +219,7 @@ class HealthConfig:
 class DistributedConfig:
     """Several processes under torchrun."""
 
-    parallel: Literal["ddp", "fsdp"] = option(
+    parallel: Parallel = option(
         "ddp",
         "Under torchrun: ddp (a full copy per rank) or fsdp (parameters, gradients and optimizer state sharded).",
     )

@@ -2,7 +2,8 @@
 
 Each side trains on random tokens: forward, backward, gradient clipping and fused AdamW, timed step by step after
 warm-up (the device is synchronised around each step). The two models are timed in alternating rounds so a noisy
-machine slows both alike. `--against hf` builds transformers' GPT2LMHeadModel (sdpa attention) with the same config
+machine slows both alike. `--against hf` builds the transformers class the architecture exports to (GPT2LMHeadModel,
+LlamaForCausalLM or Qwen3ForCausalLM; sdpa attention) with the same config
 and weights and trains it through the same `TrainStep`, with the loss transformers computes for
 `labels=input_ids` (as `run_clm.py` trains).
 """
@@ -30,8 +31,7 @@ from lmtrain.errors import ConfigError
 from lmtrain.eval.loss import evaluate
 from lmtrain.hardware import Peak, mfu, peak_flops, stale_note
 from lmtrain.model.base import CausalLM, ParamRoles
-from lmtrain.model.config import ModelConfig
-from lmtrain.model.head import LossImpl
+from lmtrain.model.config import LossImpl, ModelConfig
 from lmtrain.model.registry import build_model, hf_adapter
 from lmtrain.model.sizing import flops_per_token
 from lmtrain.runtime import autocast, is_out_of_memory, synchronize
@@ -107,7 +107,7 @@ class TrainBench:
 
 
 class HFCausalLM(nn.Module):
-    """transformers' GPT2LMHeadModel called the way `TrainStep` calls a model: (x, y) -> (None, loss)."""
+    """A transformers causal LM called the way `TrainStep` calls a model: (x, y) -> (None, loss)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

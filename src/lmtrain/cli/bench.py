@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from lmtrain.cli.common import (
 from lmtrain.data.datasets import SPLITS, get_dataset, locate_split
 from lmtrain.data.prepare import default_workers
 from lmtrain.errors import ConfigError
+from lmtrain.model.config import LossImpl
+from lmtrain.train_config import DType, Optimizer, Parallel
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from lmtrain.model.config import ModelConfig
@@ -82,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_option(train)
     train.add_argument(
         "--dtype",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=typing.get_args(DType),
         default="auto",
         help="autocast precision (default auto: bf16 on a GPU that has it, else fp32)",
     )
@@ -100,23 +103,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--compile", action="store_true", help="torch.compile both models")
     train.add_argument(
         "--loss",
-        choices=("fused", "plain"),
+        choices=typing.get_args(LossImpl),
         default="fused",
         help="lmtrain's LM head + loss: fused (default) or plain full logits",
     )
     train.add_argument(
         "--optimizer",
-        choices=("adamw", "muon"),
+        choices=typing.get_args(Optimizer),
         default="adamw",
         help="lmtrain's optimizer: adamw (default) or muon; transformers always gets AdamW",
     )
-    train.add_argument("--against", choices=("hf",), help="also time transformers' GPT2LMHeadModel (hf)")
+    train.add_argument(
+        "--against",
+        choices=("hf",),
+        help="also time the transformers class the architecture exports to (GPT2LMHeadModel, LlamaForCausalLM or "
+        "Qwen3ForCausalLM)",
+    )
     train.add_argument(
         "--profile", action="store_true", help="add the top operators of 3 profiled steps (torch.profiler)"
     )
     train.add_argument(
         "--parallel",
-        choices=("ddp", "fsdp"),
+        choices=typing.get_args(Parallel),
         default="ddp",
         help="under torchrun: ddp (default) or fsdp; reports per-rank and total tokens/s and the scaling efficiency "
         "against one rank alone",
@@ -185,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_option(peak)
     peak.add_argument(
         "--dtype",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=typing.get_args(DType),
         default="auto",
         help="the dtype to measure (default auto: bf16 on a GPU that has it, else fp32)",
     )
@@ -299,13 +307,13 @@ def _train_bench(args: argparse.Namespace, cfg: ModelConfig, world: World) -> in
             log(f"bench train: {what}; one rank alone, then {world.world_size} ranks ({args.parallel})")
         result = bench_scaling(bench, world)
         return _emit(base | result, args.out) if result is not None else 0
+    if args.max_batch is not None and args.best_batch is not None:
+        raise ConfigError("give --max-batch or --best-batch, not both")
     if args.max_batch is not None:
         if args.max_batch < 1:
             raise ConfigError("--max-batch must be at least 1")
         log(f"bench train: largest micro-batch up to {args.max_batch} for {what}")
         return _emit(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
-    if args.max_batch is not None and args.best_batch is not None:
-        raise ConfigError("give --max-batch or --best-batch, not both")
     cache = args.cache_dir or default_cache_dir(os.environ)
     peak = peak_flops(device, dtype, cache)
     if args.best_batch is not None:
@@ -341,9 +349,9 @@ def run_peak_bench(args: argparse.Namespace) -> int:
 
 def run_recipe_bench(args: argparse.Namespace) -> int:
     from lmtrain.bench.recipe import race, table
+    from lmtrain.files import require_new_folder
 
-    if args.workdir.exists() and any(args.workdir.iterdir()):
-        raise ConfigError(f"--workdir {args.workdir} is not empty; choose a new folder")
+    require_new_folder(args.workdir, "--workdir")
     base = {
         "preset": args.preset,
         "dataset": args.dataset,

@@ -21,7 +21,7 @@ from lmtrain.data.tokenizers import BUILTIN as BUILTIN_TOKENIZERS
 from lmtrain.fields import Leaf, field_types, leaves
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import DEFAULT_ARCH, architectures, get_arch, model_keys
-from lmtrain.train_config import DEVICES, TrainConfig
+from lmtrain.train_config import DEVICES, Precision, TrainConfig, Weights
 
 
 class Parser(argparse.ArgumentParser):
@@ -251,7 +251,7 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser)
     parser.add_argument(
         "--dtype",
-        choices=("fp32", "bf16", "fp16"),
+        choices=typing.get_args(Precision),
         default="fp32",
         help="autocast precision (default fp32, the exact figure)",
     )
@@ -262,7 +262,7 @@ def add_weights_option(parser: argparse.ArgumentParser) -> None:
     """--weights: which weights of a checkpoint to use."""
     parser.add_argument(
         "--weights",
-        choices=("auto", "ema", "raw"),
+        choices=typing.get_args(Weights),
         default="auto",
         help="auto (the EMA weights where the run kept them with --ema, else the raw weights), ema or raw",
     )

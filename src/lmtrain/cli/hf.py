@@ -1,4 +1,4 @@
-"""`lmtrain export` and `lmtrain import-hf`: move models to and from transformers' GPT-2 format."""
+"""`lmtrain export` and `lmtrain import-hf`: move models to and from the transformers class each architecture equals."""
 
 from __future__ import annotations
 
@@ -11,21 +11,23 @@ from lmtrain.cli.common import add_data_options, add_weights_option, data_paths,
 def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
         "export",
-        help="write a checkpoint as a transformers GPT-2 folder",
-        description="Write CHECKPOINT as a folder that transformers.GPT2LMHeadModel.from_pretrained(OUT) loads, "
-        "with the GPT-2 tokenizer files when they are available.",
+        help="write a checkpoint as a transformers folder (GPT-2, Llama or Qwen3)",
+        description="Write CHECKPOINT as a folder that transformers' AutoModelForCausalLM.from_pretrained(OUT) loads, as "
+        "the class its architecture equals (--arch gpt2: GPT2LMHeadModel; --arch modern: Qwen3ForCausalLM with QK-norm, "
+        "else LlamaForCausalLM), with the run's tokenizer in a form AutoTokenizer loads.",
     )
     ex.add_argument("checkpoint", type=Path, help="checkpoint folder, or a run folder (its best)")
-    ex.add_argument("--format", choices=("hf",), default="hf", help="output format (hf: transformers GPT-2)")
+    ex.add_argument("--format", choices=("hf",), default="hf", help="output format (hf: a transformers folder)")
     ex.add_argument("--out", type=Path, required=True, help="new folder to write")
     add_weights_option(ex)
     add_data_options(ex, dataset=False)
     ex.set_defaults(handler=run_export)
     im = sub.add_parser(
         "import-hf",
-        help="turn a transformers GPT-2 folder into an lmtrain checkpoint",
-        description="Convert a transformers GPT-2 folder (config.json + model.safetensors or pytorch_model.bin) "
-        "into an lmtrain checkpoint that `lmtrain eval` and `lmtrain generate` read.",
+        help="turn a transformers GPT-2, Llama or Qwen3 folder into an lmtrain checkpoint",
+        description="Convert a transformers GPT-2, Llama or Qwen3 folder (config.json + model.safetensors, its shards or "
+        "pytorch_model.bin) into an lmtrain checkpoint that `lmtrain eval` and `lmtrain generate` read, with the folder's "
+        "tokenizer.json where it has one.",
     )
     im.add_argument("folder", type=Path, help="transformers model folder")
     im.add_argument("--out", type=Path, required=True, help="new checkpoint folder to write")

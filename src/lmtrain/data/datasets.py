@@ -6,7 +6,7 @@ the tests need neither a download nor a local mirror.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -217,10 +217,3 @@ def locate_split(spec: DatasetSpec, split: str, paths: DataPaths, log: Callable[
     if not found.is_file():
         raise DataError(f"{archive.filename} did not contain {spec.folder}/{filename}")
     return found
-
-
-def locate_splits(
-    spec: DatasetSpec, splits: Sequence[str], paths: DataPaths, log: Callable[[str], None] = print
-) -> dict[str, Path]:
-    """`locate_split` for each of `splits`, keyed by split."""
-    return {split: locate_split(spec, split, paths, log=log) for split in splits}

@@ -17,10 +17,13 @@ import numpy as np
 
 from lmtrain.data.datasets import Documents
 
-_HEADING = re.compile(rb"\n = (?!=)[^\n]*[^=\n] = \r?\n")
+HEADING = re.compile(rb"\n = (?!=)[^\n]*[^=\n] = \r?\n")
+"""A WikiText article heading: the line ` = Title = ` (the newline before it included; the article starts after it)."""
+SEPARATOR = re.compile(rb"^<\|endoftext\|>\r?(?:\n|\Z)", re.MULTILINE)
+"""A line holding only <|endoftext|>, between two plain-text documents (the last line of a file may lack its
+newline)."""
 _ASCII_SPACE = np.zeros(256, dtype=bool)
 _ASCII_SPACE[list(b" \t\n\r\x0b\x0c")] = True  # what bytes.split() splits on
-_SEPARATOR = re.compile(rb"^<\|endoftext\|>\r?(?:\n|\Z)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -56,20 +59,26 @@ def count_words(data: bytes) -> int:
     return int(not space[0]) + int(np.count_nonzero(space[:-1] & ~space[1:]))
 
 
+def boundaries(data: bytes | memoryview, kind: Documents, *, complete: bool = True) -> list[tuple[int, int]]:
+    """(end of one document, start of the next) at each boundary in `data`: a WikiText heading starts an article (an
+    empty span at the heading line); a separator line lies between two text documents and belongs to neither. With
+    `complete=False`, `data` is a piece of a longer stream: a separator on its unfinished last line may go on in the
+    next piece, so it is not one yet."""
+    if kind == "wikitext":
+        return [(m.start() + 1, m.start() + 1) for m in HEADING.finditer(data)]
+    if kind != "text":
+        raise ValueError(f"unknown document kind {kind!r}")
+    found = [(m.start(), m.end()) for m in SEPARATOR.finditer(data)]
+    if found and not complete and not bytes(data[found[-1][0] : found[-1][1]]).endswith(b"\n"):
+        found.pop()
+    return found
+
+
 def document_ranges(data: bytes | memoryview, kind: Documents) -> list[tuple[int, int]]:
     """Byte ranges [start, end) of the documents in `data`; empty documents are dropped."""
-    if kind == "wikitext":
-        starts = [0] + [m.start() + 1 for m in _HEADING.finditer(data)]
-        if len(starts) > 1 and not bytes(data[: starts[1]]).strip():
-            del starts[1]  # only blank lines before the first heading: they open the first article
-        ends = starts[1:] + [len(data)]
-        ranges = list(zip(starts, ends))
-    elif kind == "text":
-        ranges, start = [], 0
-        for m in _SEPARATOR.finditer(data):
-            ranges.append((start, m.start()))
-            start = m.end()
-        ranges.append((start, len(data)))
-    else:
-        raise ValueError(f"unknown document kind {kind!r}")
-    return [(s, e) for s, e in ranges if e > s]
+    cuts = boundaries(data, kind)
+    if kind == "wikitext" and cuts and not bytes(data[: cuts[0][0]]).strip():
+        del cuts[0]  # only blank lines before the first heading: they open the first article
+    starts = [0] + [start for _, start in cuts]
+    ends = [end for end, _ in cuts] + [len(data)]
+    return [(s, e) for s, e in zip(starts, ends) if e > s]

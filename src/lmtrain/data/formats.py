@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from lmtrain.data.datasets import Documents
-from lmtrain.data.documents import document_ranges
+from lmtrain.data.documents import boundaries, document_ranges
 from lmtrain.errors import DATA_EXTRA, DataError
 
 Format = Literal["text", "jsonl", "json", "parquet", "datasets"]
@@ -86,8 +86,6 @@ def open_binary(file: CorpusFile) -> tuple[IO[bytes], IO[bytes]]:
     return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw)), raw
 
 
-_SEPARATOR_LINE = re.compile(rb"(?:^|\n)<\|endoftext\|>\r?\n")
-_HEADING_LINE = re.compile(rb"\n = (?!=)[^\n]*[^=\n] = \r?\n")
 _SAFE_BREAK = re.compile(rb"(?<=[^\s])\n(?=[^\s])")
 
 
@@ -95,13 +93,8 @@ def last_cut(data: bytes, fmt: Format, kind: Documents) -> int:
     """The last position in `data` where a document (JSON lines: a record) starts, or 0 when none does."""
     if fmt == "jsonl":
         return data.rfind(b"\n") + 1
-    if kind == "wikitext":
-        starts = [m.start() + 1 for m in _HEADING_LINE.finditer(data)]
-        return starts[-1] if starts else 0
-    end = 0
-    for m in _SEPARATOR_LINE.finditer(data):
-        end = m.end()
-    return end
+    cuts = boundaries(data, kind, complete=False)
+    return cuts[-1][1] if cuts else 0
 
 
 def safe_break(data: bytes) -> int:

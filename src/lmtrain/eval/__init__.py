@@ -1,1 +1,1 @@
-"""Evaluation (losses, perplexity) and generation."""
+"""Evaluation (validation loss, perplexity, a checkpoint evaluated on a split) and generation."""

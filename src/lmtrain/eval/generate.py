@@ -1,7 +1,7 @@
 """Sampling from a language model with a KV cache: temperature, top-k, top-p; greedy at temperature 0.
 
-At the context limit the model has seen max_seq_len positions and cannot go further (positions are
-learned), so generation stops there: prompt + new tokens never exceed max_seq_len.
+A model accepts at most max_seq_len positions (GPT-2's learned table has no more; the modern block was never trained
+on more), so generation stops there: prompt + new tokens never exceed max_seq_len.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.model.base import CausalLM
+from lmtrain.runtime import eval_mode
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -61,15 +62,11 @@ def generate(
     the whole sequence is recomputed every step (same tokens, slower). Rows that reached `eot_id` are
     padded with `eot_id` while the others continue. The model's train/eval mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        sample = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    sample = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    with eval_mode(model):
         return _generate(
             model, prompt, max_new_tokens=max_new_tokens, sample=sample, eot_id=eot_id, use_cache=use_cache
         )
-    finally:
-        model.train(was_training)
 
 
 def continuation(model: CausalLM, prompt: np.ndarray, new_tokens: int, *, tokenizer: Tokenizer, seed: int) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn as nn
 
+from lmtrain.runtime import eval_mode
+
 
 def loss_sums(
     model: nn.Module,
@@ -19,21 +21,16 @@ def loss_sums(
     A batch whose targets are all -100 adds nothing but is still run (sharded models gather weights in every
     forward, so every rank runs as many).
     """
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    try:
-        with torch.no_grad():
-            for x, y in batches:
-                with autocast():
-                    _, loss = model(x, y)
-                n = int((y != -100).sum())
-                if n:
-                    total += loss.double().cpu() * n
-                    count += n
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for x, y in batches:
+            with autocast():
+                _, loss = model(x, y)
+            n = int((y != -100).sum())
+            if n:
+                total += loss.double().cpu() * n
+                count += n
     return float(total), count
 
 

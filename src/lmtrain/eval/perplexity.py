@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lmtrain.model.base import CausalLM
+from lmtrain.runtime import eval_mode
 
 
 def plan_windows(n_tokens: int, context: int, stride: int) -> Iterator[tuple[int, int, int]]:
@@ -83,21 +84,15 @@ def score_tokens(
     total = 0.0
     count = 0
     windows = list(plan_windows(n_tokens, context, stride))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(windows), batch_size):
-                pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
-                x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
-                y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
-                scored = y != -100
-                with autocast():
-                    nll, _ = model.nll(model.hidden(x), y)
-                total += float(nll)
-                count += int(scored.sum())
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for i in range(0, len(windows), batch_size):
+            pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
+            x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
+            with autocast():
+                nll, scored = model.nll(model.hidden(x), y)
+            total += float(nll)
+            count += scored
     if count != n_tokens:
         raise AssertionError(f"scored {count} tokens, expected {n_tokens}")
     return Scores(total, count, len(windows))

@@ -23,22 +23,16 @@ from lmtrain.data.tokenizers.carry import CARRIED
 from lmtrain.data.tokenizers.gpt2 import GPT2_VOCAB_SIZE, gpt2_fingerprint
 from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 from lmtrain.errors import CheckpointError, ConfigError
-from lmtrain.files import atomic_dir
+from lmtrain.files import atomic_dir, require_new_folder
 from lmtrain.interop.hf_tokenizer import write_hf_tokenizer
 from lmtrain.model.registry import hf_adapter, hf_adapters, model_to_dict
-
-
-def _require_new_folder(out: Path) -> None:
-    """`out` must not exist yet, or be an empty folder."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
 
 
 def export_hf(ckpt: Path, out: Path, tokenizer: Tokenizer | None, weights: str = "auto") -> list[str]:
     """Write checkpoint `ckpt` (its `weights`: auto, ema or raw) as a transformers folder `out` (new or empty) of the
     class its architecture equals, with the run's `tokenizer`; return the files written. A model no class computes
     exactly is a ConfigError."""
-    _require_new_folder(out)
+    require_new_folder(out)
     model, _config = load_model(ckpt, weights=weights)
     adapter = hf_adapter(model.config)
     eot = tokenizer.eot_id if tokenizer is not None else None  # the run's end of document, where it is known
@@ -85,7 +79,7 @@ def _adapter_for(hf_config: dict[str, Any]) -> Any:
 def import_hf(src: Path, out: Path) -> Path:
     """Convert a transformers folder (GPT-2, Llama or Qwen3 of a shape lmtrain builds) into an lmtrain checkpoint
     folder `out` (evaluable, not resumable)."""
-    _require_new_folder(out)
+    require_new_folder(out)
     try:
         hf_config = json.loads((src / "config.json").read_text())
     except FileNotFoundError:

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmtrain.model.config import ModelConfig
-from lmtrain.model.head import LossImpl, TokenLosses, head_loss, nll_sum, token_losses
+from lmtrain.model.config import LossImpl, ModelConfig
+from lmtrain.model.head import TokenLosses, head_loss, nll_sum, token_losses
 from lmtrain.model.kv_cache import KVCache
 
 

@@ -10,6 +10,8 @@ from lmtrain.errors import ConfigError
 from lmtrain.fields import option
 
 Mlp = Literal["relu2", "swiglu", "gelu"]
+LossImpl = Literal["fused", "plain"]
+"""How a model computes its training loss: fused (chunked head + loss, no logits tensor) or plain (full logits)."""
 
 
 def counted(groups: dict[str, int], *, lookup: int) -> dict[str, int]:

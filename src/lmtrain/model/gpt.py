@@ -13,8 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmtrain.model.base import CausalLM
-from lmtrain.model.config import GPTConfig
-from lmtrain.model.head import LossImpl
+from lmtrain.model.config import GPTConfig, LossImpl
 from lmtrain.model.kv_cache import KVCache
 
 __all__ = ["GPT", "GPTConfig"]

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from lmtrain.model.config import LossImpl
 
 try:  # torch >= 2.13
     from torch.nn.modules.linear_cross_entropy_options import LinearCrossEntropyOptions
 except ImportError:  # older torch (the GPU machines' 2.11): `ChunkedHeadLoss` below does the same job
     LinearCrossEntropyOptions = None  # type: ignore[assignment,misc]  # and F.linear_cross_entropy with it
 
-LossImpl = Literal["fused", "plain"]
-LOSS_IMPLS: tuple[str, ...] = ("fused", "plain")
 
 CPU_EVAL_ROWS = 128
 """Rows per chunk of `nll_sum` on the CPU: a (50,257 x 128) fp32 logits block is 26 MB (measured fastest of 64-2,048)."""

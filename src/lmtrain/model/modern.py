@@ -15,8 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmtrain.model.base import CausalLM
-from lmtrain.model.config import ModernConfig
-from lmtrain.model.head import LossImpl
+from lmtrain.model.config import LossImpl, ModernConfig
 from lmtrain.model.kv_cache import KVCache
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ import torch.distributed as dist
 from lmtrain.errors import ConfigError, LmtrainError, TrainingFailed
 from lmtrain.runtime import select_device
 from lmtrain.train.peers import Peers, default_store
+from lmtrain.train_config import Parallel
 
-Parallel = Literal["ddp", "fsdp"]
 CLOSED_KEY = "lmtrain/closed"
 """Store key every rank increments once it has left the process group."""
 CLOSE_WAIT_S = 10.0

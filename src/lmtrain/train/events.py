@@ -197,6 +197,21 @@ class RunFailed:
     last_checkpoint: Path | None
 
 
+def scalars(event: StepEnded | Evaluated) -> dict[str, float]:
+    """The scalars every metrics sink (TensorBoard, W&B) records for a logged step or an evaluation, by name."""
+    if isinstance(event, Evaluated):
+        ppl = perplexity(event.val_loss)
+        return {"val/loss": event.val_loss, **({"val/ppl": ppl} if ppl is not None else {})}
+    found = {
+        "train/loss": event.loss,
+        "train/lr": event.lr,
+        "train/grad_norm": event.grad_norm,
+        "train/tokens_per_s": event.tokens_per_s,
+        "train/tokens": float(event.tokens),
+    }
+    return found | ({"train/mfu": event.mfu} if event.mfu is not None else {})
+
+
 def perplexity(loss: float) -> float | None:
     """exp(loss), the perplexity of a mean loss per token; None where the loss is not finite or exp would overflow."""
     return math.exp(loss) if math.isfinite(loss) and loss < 700 else None

@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 
 from lmtrain.runtime import DTYPES
-from lmtrain.train.distributed import Parallel, World
+from lmtrain.train.distributed import World
+from lmtrain.train_config import Parallel
 
 
 def wrap_model(model: nn.Module, world: World, parallel: Parallel, compile: bool, dtype: str = "fp32") -> nn.Module:

@@ -22,6 +22,7 @@ from lmtrain.config import (
 )
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import coerce, field_types, from_flat
+from lmtrain.files import new_or_empty
 from lmtrain.presets import apply_overrides
 from lmtrain.train_config import TrainConfig
 
@@ -154,11 +155,12 @@ def check_run_dir(out: Path, resume: bool) -> None:
         if not (out / RUN_CONFIG).is_file():
             raise CheckpointError(f"--resume {out}: no run there ({out / RUN_CONFIG} is missing)")
         return
-    if out.exists() and not out.is_dir():
+    if new_or_empty(out):
+        return
+    if not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()):
-        what = "another run" if (out / RUN_CONFIG).exists() or (out / ckpt.CHECKPOINTS).exists() else "files"
-        raise ConfigError(f"--out {out} already holds {what}; continue it with --resume {out} or choose another --out")
+    what = "another run" if (out / RUN_CONFIG).exists() or (out / ckpt.CHECKPOINTS).exists() else "files"
+    raise ConfigError(f"--out {out} already holds {what}; continue it with --resume {out} or choose another --out")
 
 
 def decide_launch(

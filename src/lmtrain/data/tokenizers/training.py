@@ -21,7 +21,7 @@ from lmtrain.data.tokenizers.base import EOT_TEXT
 from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 from lmtrain.data.units import doc_split, plan_units, splitter, unit_documents
 from lmtrain.errors import DATA_EXTRA, ConfigError, DataError
-from lmtrain.files import atomic_dir
+from lmtrain.files import atomic_dir, require_new_folder
 
 MIN_VOCAB = 512
 MAX_VOCAB = 1 << 20
@@ -55,8 +55,7 @@ def train_tokenizer(
     empty) atomically; `about` is recorded beside it."""
     if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
         raise ConfigError(f"--vocab-size {vocab_size} must be between {MIN_VOCAB} and {MAX_VOCAB:,}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} already exists and is not empty; choose a new folder")
+    require_new_folder(out)
     try:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     except ModuleNotFoundError:

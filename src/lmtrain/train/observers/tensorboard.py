@@ -18,14 +18,14 @@ from lmtrain.train.events import (
     RunStarted,
     StepEnded,
     Warned,
-    perplexity,
+    scalars,
 )
 
 FOLDER = "tensorboard"
 
 
 class TensorBoardObserver:
-    """Scalars train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mfu, val/loss, val/ppl; text for the rest."""
+    """The scalars of `events.scalars` (train/loss, train/lr, ..., val/loss, val/ppl); text for the rest."""
 
     def __init__(self, out: Path) -> None:
         self.logdir = out / FOLDER
@@ -40,21 +40,9 @@ class TensorBoardObserver:
                 self.writer = SummaryWriter(str(self.logdir), purge_step=purge)
                 config = json.dumps(event.config.to_dict(), indent=2)
                 self.writer.add_text("run/config", f"```\n{config}\n```", event.plan.start_step)
-            case StepEnded(log_point=True) if self.writer is not None:
-                for name, value in (
-                    ("train/loss", event.loss),
-                    ("train/lr", event.lr),
-                    ("train/grad_norm", event.grad_norm),
-                    ("train/tokens_per_s", event.tokens_per_s),
-                ):
+            case StepEnded(log_point=True) | Evaluated() if self.writer is not None:
+                for name, value in scalars(event).items():
                     self.writer.add_scalar(name, value, event.step)
-                if event.mfu is not None:
-                    self.writer.add_scalar("train/mfu", event.mfu, event.step)
-            case Evaluated() if self.writer is not None:
-                self.writer.add_scalar("val/loss", event.val_loss, event.step)
-                ppl = perplexity(event.val_loss)
-                if ppl is not None:
-                    self.writer.add_scalar("val/ppl", ppl, event.step)
             case Warned() if self.writer is not None:
                 self.writer.add_text("run/warnings", f"[{event.code}] {event.message}", event.step)
             case CheckpointSaved() if self.writer is not None:

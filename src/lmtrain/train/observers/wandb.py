@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtrain.errors import ConfigError
-from lmtrain.train.events import Evaluated, Event, RunEnded, RunFailed, RunStarted, StepEnded, Warned, perplexity
+from lmtrain.train.events import Evaluated, Event, RunEnded, RunFailed, RunStarted, StepEnded, Warned, scalars
 
 ID_FILE = "wandb_id"
 
@@ -48,24 +48,8 @@ class WandbObserver:
                     dir=str(self.out),
                     config=event.config.to_dict(),
                 )
-            case StepEnded(log_point=True) if self.run is not None:
-                self.run.log(
-                    {
-                        "train/loss": event.loss,
-                        "train/lr": event.lr,
-                        "train/grad_norm": event.grad_norm,
-                        "train/tokens_per_s": event.tokens_per_s,
-                        "train/tokens": event.tokens,
-                        **({"train/mfu": event.mfu} if event.mfu is not None else {}),
-                    },
-                    step=event.step,
-                )
-            case Evaluated() if self.run is not None:
-                scalars = {"val/loss": event.val_loss}
-                ppl = perplexity(event.val_loss)
-                if ppl is not None:
-                    scalars["val/ppl"] = ppl
-                self.run.log(scalars, step=event.step)
+            case StepEnded(log_point=True) | Evaluated() if self.run is not None:
+                self.run.log(scalars(event), step=event.step)
             case Warned() if self.run is not None:
                 self.warnings += 1
                 self.run.summary["warnings"] = self.warnings
