@@ -168,5 +168,65 @@ def test_every_lr_default_is_in_defaults_py() -> None:
 
 
 def test_no_module_is_longer_than_about_400_lines() -> None:
-    long = {name(p): n for p in modules() if (n := len(p.read_text().splitlines())) > 420}
+    long = {name(p): n for p in modules() if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """Imports at the top or inside functions form no cycle: every module's dependencies point one way (a package's
+    `__init__` importing its own modules aside)."""
+    names = {_module_name(p): p for p in modules()}
+    graph = {
+        name: {m for m in imported(path) if m in names and m != name and not name.startswith(m + ".")}
+        for name, path in names.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert cycles == []
+
+
+def test_each_constant_is_defined_once() -> None:
+    """A module-level constant (an UPPER_CASE name bound to a literal) is assigned in one module; the others import it."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for p in modules():
+        for node in tree(p).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                target, value = node.targets[0].id, node.value
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                target, value = node.target.id, node.value
+            else:
+                continue
+            if target.isupper() and isinstance(value, (ast.Constant, ast.Tuple)):
+                seen.setdefault((target, ast.dump(value)), []).append(name(p))
+    twice = {k[0]: v for k, v in seen.items() if len(v) > 1}
+    assert twice == {}

@@ -39,8 +39,8 @@ BLOCK_BYTES = 4 << 20
 """Input bytes per unit (and shard): small enough to spread a small corpus over the cores and bound memory."""
 IN_PROCESS_BYTES = 8 << 20
 """Sources smaller than this are tokenized in this process (a pool costs more than it saves)."""
-LOCKS = ".locks"
-"""Folder of CACHE/prepared/ holding a lock file per prepared source, taken while it is prepared."""
+LOCKS = "locks"
+"""Folder of the cache holding a lock file per prepared source (empty files, taken while it is prepared)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def prepare_source(
     existing = None if options.force else read_prepared(folder)
     if existing is not None:
         return PrepareResult(existing, source, True, time.perf_counter() - t0)
-    lock = cache_dir / "prepared" / LOCKS / f"{spec.name}-{folder.name}.lock"
+    lock = cache_dir / LOCKS / f"prepare-{spec.name}-{folder.name}.lock"
 
     def waiting() -> None:
         if options.log is not None:

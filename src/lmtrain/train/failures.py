@@ -1,4 +1,5 @@
-"""Training failures: the one-line message that names what happened, what is kept and what to try, by reason."""
+"""Training failures: recognising them, and the one-line message that names what happened, what is kept and what to
+try, by reason."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from lmtrain.config import RunConfig
+from lmtrain.runtime import is_out_of_memory
+from lmtrain.train.distributed import World, lost_peer, report_failure
 from lmtrain.train.events import FailureReason
 
 
@@ -42,6 +45,19 @@ ADVICE: Mapping[FailureReason, Callable[[RunConfig], str]] = MappingProxyType(
     }
 )
 """What to try after each failure (every FailureReason has an entry; a test checks)."""
+
+
+def failure_of(exc: Exception, *, world: World, step: int, waited_s: float) -> tuple[FailureReason, str]:
+    """The failure `exc` stands for at `step` (after `waited_s` seconds of it), with what happened: another rank's
+    failure (it failed first) or out of memory; any other exception is reported to the other ranks and raised as
+    itself."""
+    lost = lost_peer(world, exc, waited_s=waited_s)
+    if lost is not None:
+        return FailureReason.RANK_FAILED, f"rank {world.rank} stopped at step {step} because {lost}"
+    if not is_out_of_memory(exc):
+        report_failure(world, f"{type(exc).__name__}: {exc}")
+        raise exc
+    return FailureReason.OUT_OF_MEMORY, f"out of memory on {world.device} at step {step} ({str(exc).strip()[:200]})"
 
 
 def failure_message(reason: FailureReason, what: str, cfg: RunConfig, out: Path, last: Path | None) -> str:

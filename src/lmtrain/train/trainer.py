@@ -26,9 +26,9 @@ from lmtrain.files import write_text_atomic
 from lmtrain.findings import Finding
 from lmtrain.hardware import peak_flops, stale_note
 from lmtrain.model.sizing import flops_per_token
-from lmtrain.runtime import autocast, configure_device, is_out_of_memory, seed_everything, select_device, select_dtype
+from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
 from lmtrain.train.data import TrainingData, eval_starts, rank_batches
-from lmtrain.train.distributed import World, lost_peer, rank_seed, report_failure
+from lmtrain.train.distributed import World, rank_seed
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
     CheckpointSaved,
@@ -43,7 +43,7 @@ from lmtrain.train.events import (
     StepEnded,
     Warned,
 )
-from lmtrain.train.failures import failure_message
+from lmtrain.train.failures import failure_message, failure_of
 from lmtrain.train.parts import build_training
 from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
@@ -115,13 +115,12 @@ class Trainer:
         self.last_val: tuple[int, float] | None = None
         self.last_save: int | None = self.step if restore is not None else None
         self.clock = StepClock()
-        self.step_began = time.monotonic()
-        """When the step now running began (a collective that fails after --dist-timeout of it timed out)."""
+        self.step_began = time.monotonic()  # a collective failing --dist-timeout after this timed out
         self._plan = self.plan()
 
     @property
     def tokens_per_step(self) -> int:
-        return self.cfg.train.batch_size * self.cfg.seq_len
+        return self.layout.global_batch * self.cfg.seq_len
 
     def plan(self) -> Plan:
         """The run as planned: steps, tokens, parameters, data, device."""
@@ -158,13 +157,12 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             record = run_record(self.cfg, self.layout, parallel=self.parallelism, backend=self.world.backend)
             write_text_atomic(self.out / RUN_CONFIG, json.dumps(record, indent=2) + "\n")
-        resumed_from = self.restore.checkpoint if self.restore is not None else None
         self.bus.publish(
             RunStarted(
                 out=self.out,
                 config=self.cfg,
                 plan=self._plan,
-                resumed_from=resumed_from,
+                resumed_from=self.restore.checkpoint if self.restore is not None else None,
                 changes=self.changes,
                 findings=self.findings,
             )
@@ -184,24 +182,13 @@ class Trainer:
                     self._advance()
                 self._final_checkpoint(evaluate=not stop)
             except Exception as exc:
-                self._stop_on(exc)
+                self.pending = []
+                waited = time.monotonic() - self.step_began
+                reason, what = failure_of(exc, world=self.world, step=self.step + 1, waited_s=waited)
+                raise self._fail(reason, self.step, what) from None
         if stop:
             return self._end(EndReason.SIGNAL, 128 + stop)
         return self._end(EndReason.FINISHED if self.step >= self.total_steps else EndReason.STOP_AT, 0)
-
-    def _stop_on(self, exc: Exception) -> None:
-        """Raise the failure `exc` stands for: another rank's (it failed first), out of memory, or `exc` itself (left
-        in the store first, for the other ranks to report)."""
-        lost = lost_peer(self.world, exc, waited_s=time.monotonic() - self.step_began)
-        self.pending = []
-        if lost is not None:  # another rank failed first: stop with its error
-            what = f"rank {self.world.rank} stopped at step {self.step + 1} because {lost}"
-            raise self._fail(FailureReason.RANK_FAILED, self.step, what) from None
-        if not is_out_of_memory(exc):
-            report_failure(self.world, f"{type(exc).__name__}: {exc}")
-            raise exc
-        what = f"out of memory on {self.device} at step {self.step + 1} ({str(exc).strip()[:200]})"
-        raise self._fail(FailureReason.OUT_OF_MEMORY, self.step, what) from None
 
     def _advance(self) -> None:
         """Take one optimizer step; log, evaluate and save where due."""
