@@ -22,6 +22,7 @@ import torch
 
 from conftest import REPO, SAMPLE, build_trainer, read_jsonl, train_args
 from lmtrain import checkpoint as ckpt
+from lmtrain.cli import main
 from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
 from lmtrain.train.distributed import World, init_world, planned_world_size, rank_seed
@@ -130,19 +131,17 @@ def _weights(out: Path, which: str = "raw") -> dict[str, torch.Tensor]:
     return ckpt.load_weights(ckpt.resolve_checkpoint(out, "latest"), which)
 
 
+def in_process(args: list[str]) -> None:
+    """`lmtrain ARGS` in this process (one process, no torchrun): the reference the ranks are compared with."""
+    assert main(args) == 0
+
+
 @pytest.fixture(scope="module")
 def one_process(sample_dir_module: Path, tmp_path_factory) -> Path:
     """The reference: one process, the global batch of 4 in two micro-batches of 2."""
     root = tmp_path_factory.mktemp("one")
     out = root / "run"
-    args = train_args(sample_dir_module, out, *RUN, "--micro-batch-size", "2", "--cache-dir", str(root / "cache"))
-    code = subprocess.run(
-        [sys.executable, "-m", "lmtrain", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"OMP_NUM_THREADS": "1"},
-    )
-    assert code.returncode == 0, code.stderr
+    in_process(train_args(sample_dir_module, out, *RUN, "--micro-batch-size", "2", "--cache-dir", str(root / "cache")))
     return out
 
 
@@ -164,7 +163,7 @@ def test_two_ranks_train_like_one_process(
     run = (*RUN, "--optimizer", optimizer, "--arch", arch, *ema)
     if (optimizer, arch, ema) != ("adamw", "modern", ()):  # the reference: one process with the same settings
         reference = tmp_path / "one"
-        assert finish(launch(1, train_args(sample_dir, reference, *run, "--micro-batch-size", "2")))[0][0] == 0
+        in_process(train_args(sample_dir, reference, *run, "--micro-batch-size", "2"))
     out = tmp_path / "two"
     args = train_args(sample_dir, out, *run, "--parallel", parallel, "--doctor", "warn")
     results = finish(launch(2, args))
@@ -204,8 +203,7 @@ def test_a_run_of_two_ranks_resumes_on_one(one_process: Path, sample_dir: Path, 
     assert len(state["rng_ranks"]) == 2 and not torch.equal(
         state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"]
     )
-    code, _, err = finish(launch(1, ["train", "--resume", str(out), "--micro-batch-size", "2"]))[0]
-    assert code == 0, err
+    in_process(["train", "--resume", str(out), "--micro-batch-size", "2"])
     ours, theirs = _losses(out), _losses(one_process)
     np.testing.assert_allclose([ours[s] for s in range(1, 5)], [theirs[s] for s in range(1, 5)], atol=1e-5)
     for name, tensor in _weights(one_process).items():

@@ -1,30 +1,44 @@
-"""Export to and import from transformers' GPT-2 folders: same logits, same greedy text, round trip."""
+"""Export to and import from transformers folders (GPT-2, Qwen3): same logits, same greedy text, round trip; every
+command in process through `main`, each exported folder built once per module."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import LMTRAIN
 from lmtrain.checkpoint import load_model, load_weights, resolve_checkpoint
+from lmtrain.cli import main
 from lmtrain.eval.generate import generate
 
-pytestmark = pytest.mark.slow  # every test here trains a model or runs the CLI in a subprocess
+pytestmark = pytest.mark.slow  # every test here trains a model (the session's trained runs) or exports one
 
 transformers = pytest.importorskip("transformers")
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LMTRAIN, *args], capture_output=True, text=True, timeout=300)
+@dataclasses.dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-@pytest.fixture
-def exported(trained_run: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "hf"
+def _run(*args: str) -> Result:
+    """`lmtrain ARGS` in this process: its exit code and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "hf"
     proc = _run("export", str(trained_run), "--format", "hf", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
@@ -105,9 +119,9 @@ def test_export_into_an_empty_folder_and_a_failed_export_leaves_it(trained_run: 
     assert (empty / "model.safetensors").is_file()
 
 
-@pytest.fixture
-def exported_modern(trained_modern_run: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "hf-modern"
+@pytest.fixture(scope="module")
+def exported_modern(trained_modern_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "hf-modern"
     proc = _run("export", str(trained_modern_run), "--format", "hf", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
