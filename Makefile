@@ -19,12 +19,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
+# Two pytest-xdist workers of one thread each (tests/conftest.py); the tests that start torchrun's ranks share one
+# worker (--dist loadgroup, xdist_group "ranks").
+XDIST ?= -n 2 --dist loadgroup
 test: setup
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q $(XDIST) --durations=15
 
 # The inner loop: everything but the tests marked slow (training runs, subprocesses, torchrun).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

@@ -10,8 +10,9 @@
 #   behind PRESET_LR (bench/lr_sweep.py: small and base, both architectures, Muon and AdamW).
 # Usage: bench/gpu.sh [--smoke] [--out FILE] [--presets "tiny small base"] [--archs "modern gpt2"]
 #                     [--modes "eager compiled"] [--parts DIR] [--dist] [--sweep [--sweep-data DIR]]
-#   --smoke: the same script end to end on the CPU with the micro preset, the modern block and 2 timed steps (the
-#            test suite runs it), 2 CPU processes for --dist, the sweep's --smoke flow for --sweep.
+#   --smoke: the same script end to end on the CPU with the micro preset (narrowed to one layer of width 32 and, on
+#            random tokens, a 500-id vocabulary), the modern block and 2 timed steps (the test suite runs it), 2 CPU
+#            processes for --dist, the sweep's --smoke flow for --sweep.
 #   --presets/--archs/--modes: a subset, to split the work over calls; --parts DIR keeps each measurement's JSON.
 #   --sweep-data: the sweep's corpus (default ../shared/data/linux-docs; on a device machine, a copy carried inside
 #            the working tree).
@@ -59,10 +60,11 @@ mkdir -p "$parts"
 if [ "$smoke" = 1 ]; then
   device=cpu; dtype=fp32; presets="micro"; archs="modern"; steps=2; warmup=1; compiles="eager"; max_limit=4; gen_tokens=8
   base=micro; nproc=2; dist_model="--preset micro --d-model 32 --n-head 2 --n-layer 1 --max-seq-len 32"
+  shrink="--d-model 32 --n-head 2 --n-layer 1 --vocab-size 500"  # random tokens: the flow, not the speed
   dist_run="--seq-len 32 --max-steps 4 --warmup 1"
 else
   device=cuda; dtype=bf16; presets="tiny small base"; archs="modern gpt2"; steps=10; warmup=3; compiles="eager compiled"
-  max_limit=256
+  max_limit=256; shrink=""
   gen_tokens=256; base=base; nproc=$(${PYTHON:-python3} -c "import torch; print(max(1, torch.cuda.device_count()))")
   dist_model="--preset tiny"; dist_run="--seq-len 128 --max-steps 300 --warmup 30"
 fi
@@ -107,7 +109,7 @@ PY
   for par in $scaling_modes; do
     echo "== torchrun x$nproc bench train --parallel $par" >&2
     # shellcheck disable=SC2086
-    $torchrun -m lmtrain bench train --preset "$base" --device "$device" --dtype "$dtype" --parallel "$par" \
+    $torchrun -m lmtrain bench train --preset "$base" $shrink --device "$device" --dtype "$dtype" --parallel "$par" \
       --batch-size "$(( $(batch_for "$base") * nproc ))" --steps "$steps" --warmup-steps "$warmup" \
       --out "$parts/scaling-$base-$par.json" >/dev/null  # the global batch: one micro-batch per process
   done
@@ -122,18 +124,18 @@ for preset in $presets; do
   for arch in $archs; do
     # The micro-batch that maximises tokens/s (eager, Muon: the default run), then every timed run at it.
     echo "== bench train $preset --arch $arch --best-batch $max_limit" >&2
-    $LMTRAIN bench train --preset "$preset" --arch "$arch" --device "$device" --dtype "$dtype" --optimizer muon \
+    $LMTRAIN bench train --preset "$preset" --arch "$arch" $shrink --device "$device" --dtype "$dtype" --optimizer muon \
       --best-batch "$max_limit" --steps "$steps" --warmup-steps "$warmup" \
       --out "$parts/best-batch-$preset-$arch.json" >/dev/null
     batch=$(best_of "$parts/best-batch-$preset-$arch.json")
     for mode in $compiles; do
       flag=""; [ "$mode" = compiled ] && flag="--compile"
       echo "== bench train $preset --arch $arch $mode, micro-batch $batch: muon, then adamw against transformers" >&2
-      $LMTRAIN bench train --preset "$preset" --arch "$arch" --device "$device" --dtype "$dtype" --batch-size "$batch" \
-        --optimizer muon --steps "$steps" --warmup-steps "$warmup" $flag \
+      $LMTRAIN bench train --preset "$preset" --arch "$arch" $shrink --device "$device" --dtype "$dtype" \
+        --batch-size "$batch" --optimizer muon --steps "$steps" --warmup-steps "$warmup" $flag \
         --out "$parts/train-$preset-$arch-muon-$mode.json" >/dev/null
-      $LMTRAIN bench train --preset "$preset" --arch "$arch" --device "$device" --dtype "$dtype" --batch-size "$batch" \
-        --optimizer adamw --against hf --steps "$steps" --warmup-steps "$warmup" $flag \
+      $LMTRAIN bench train --preset "$preset" --arch "$arch" $shrink --device "$device" --dtype "$dtype" \
+        --batch-size "$batch" --optimizer adamw --against hf --steps "$steps" --warmup-steps "$warmup" $flag \
         --out "$parts/train-$preset-$arch-adamw-$mode.json" >/dev/null
     done
   done
@@ -146,15 +148,15 @@ case " $presets " in
   for arch in $archs; do
     batch=$(best_of "$parts/best-batch-$base-$arch.json")
     echo "== lever: $base --arch $arch --pad-vocab-to 64 ($lever_mode)" >&2
-    $LMTRAIN bench train --preset "$base" --arch "$arch" --device "$device" --dtype "$dtype" --batch-size "$batch" \
-      --optimizer adamw --pad-vocab-to 64 --steps "$steps" --warmup-steps "$warmup" $flag \
+    $LMTRAIN bench train --preset "$base" --arch "$arch" $shrink --device "$device" --dtype "$dtype" \
+      --batch-size "$batch" --optimizer adamw --pad-vocab-to 64 --steps "$steps" --warmup-steps "$warmup" $flag \
       --out "$parts/lever-pad64-$base-$arch-$lever_mode.json" >/dev/null
   done
   arch=$(echo "$archs" | awk '{print $1}')
   batch=$(best_of "$parts/best-batch-$base-$arch.json")
   echo "== bench train $base --profile" >&2
-  $LMTRAIN bench train --preset "$base" --arch "$arch" --device "$device" --dtype "$dtype" --batch-size "$batch" \
-    --optimizer muon --steps "$steps" --warmup-steps "$warmup" --profile --out "$parts/profile-$base.json" >/dev/null
+  $LMTRAIN bench train --preset "$base" --arch "$arch" $shrink --device "$device" --dtype "$dtype" \
+    --batch-size "$batch" --optimizer muon --steps "$steps" --warmup-steps "$warmup" --profile --out "$parts/profile-$base.json" >/dev/null
   echo "== bench generate $base" >&2
   $LMTRAIN bench generate --preset "$base" --device "$device" --new-tokens "$gen_tokens" --out "$parts/generate-$base.json" >/dev/null
   ;;

@@ -24,6 +24,16 @@ WIKITEXT103_TEST_RAW_SHA256 = "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d
 """The WikiText-103 raw test split (identical to WikiText-2's), as the official archive holds it."""
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker (and every process a test starts) computes on one thread: two workers on a
+    two-core machine, each with a thread per core, would make OpenMP's threads wait on each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def _mirror() -> Path | None:
     for candidate in (os.environ.get("LMTRAIN_DATA_DIR"), REPO.parent / "shared" / "data"):
         if candidate and Path(candidate).is_dir():
@@ -72,10 +82,42 @@ def cache_dir(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def measured_peak(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """peak_flops.json as lmtrain writes it, measured once per session on matmuls up to 1,024 (a fraction of a second),
+    for this process's threads and for the one thread of each torchrun rank the tests start: a run that finds it in
+    its cache reports MFU without measuring the peak (seconds of 4,096-wide matmuls) again."""
+    import json
+    from dataclasses import asdict
+
+    import torch
+
+    from lmtrain import hardware
+
+    cpu, entries, threads = torch.device("cpu"), {}, torch.get_num_threads()
+    try:
+        for n in sorted({threads, 1}):
+            torch.set_num_threads(n)
+            flops, size = hardware.measure_peak(cpu, "fp32", max_size=1024)
+            name = hardware.device_name(cpu)
+            peak = hardware.Peak(device_name=name, dtype="fp32", measured_flops=flops, matmul_size=size)
+            entries[hardware._cache_key(name, "fp32")] = asdict(peak)
+    finally:
+        torch.set_num_threads(threads)
+    return json.dumps(entries, indent=2)
+
+
+def seed_peak(cache: Path, measured_peak: str) -> Path:
+    """`cache` (created) holding the session's measured peak; returns it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "peak_flops.json").write_text(measured_peak)
+    return cache
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never write to the real user cache."""
-    monkeypatch.setenv("LMTRAIN_CACHE_DIR", str(tmp_path / "user-cache"))
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, measured_peak: str) -> None:
+    """Tests never write to the real user cache; theirs starts with the session's measured peak."""
+    monkeypatch.setenv("LMTRAIN_CACHE_DIR", str(seed_peak(tmp_path / "user-cache", measured_peak)))
 
 
 FAST_MODEL = ("--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--max-seq-len", "32")
@@ -178,11 +220,31 @@ def step_losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "step"]
 
 
-def _trained(base: Path, *model: str) -> Path:
-    """A `micro` model of flags `model` trained for 60 steps on the sample (seconds on a CPU); its run folder."""
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test run that every pytest-xdist worker shares (the session's own without xdist): what a
+    session fixture builds there once, under `built_once`, the other workers read."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    root = tmp_path_factory.getbasetemp().parent / f"shared-{run}" if run else tmp_path_factory.getbasetemp()
+    root.mkdir(parents=True, exist_ok=True)
+    return root / name
+
+
+def _trained(base: Path, peak: str, *model: str) -> Path:
+    """A `micro` model of flags `model` trained for 60 steps on the sample (seconds on a CPU), once per test run
+    however many workers ask for it (the first trains it, holding its lock; the others wait and read it); its run
+    folder."""
     from lmtrain.cli import main
+    from lmtrain.files import exclusive_lock
 
     out = base / "run"
+    with exclusive_lock(base.with_name(base.name + ".lock")):
+        if (out / "checkpoints" / "latest").is_file():
+            return out
+        _train_into(out, base, peak, model, main)
+    return out
+
+
+def _train_into(out: Path, base: Path, peak: str, model: tuple[str, ...], main) -> None:
     args = [
         "train",
         "--preset",
@@ -192,7 +254,7 @@ def _trained(base: Path, *model: str) -> Path:
         "--out",
         str(out),
         "--cache-dir",
-        str(base / "cache"),
+        str(seed_peak(base / "cache", peak)),
         "--max-steps",
         "60",
         "--batch-size",
@@ -209,27 +271,29 @@ def _trained(base: Path, *model: str) -> Path:
         "0",
         "--sample-tokens",
         "0",
+        "--eval-windows",
+        "16",
         "--log-every",
         "60",
         *model,
     ]
     assert main(args) == 0
-    return out
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_run(tmp_path_factory: pytest.TempPathFactory, measured_peak: str) -> Path:
     """A GPT-2 `micro` model trained for 60 steps on the sample; its run folder."""
-    return _trained(tmp_path_factory.mktemp("trained"), "--arch", "gpt2")
+    return _trained(shared_folder(tmp_path_factory, "trained"), measured_peak, "--arch", "gpt2")
 
 
 @pytest.fixture(scope="session")
-def trained_modern_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_modern_run(tmp_path_factory: pytest.TempPathFactory, measured_peak: str) -> Path:
     """A modern `micro` model (untied head, grouped-query attention, the vocabulary padded to 64) trained for 60 steps
     on the sample with Muon (its zero-initialised projections grow too slowly under AdamW at 3e-3 for the attention
     to use the context in 60 steps); its run folder."""
     return _trained(
-        tmp_path_factory.mktemp("trained-modern"),
+        shared_folder(tmp_path_factory, "trained-modern"),
+        measured_peak,
         *("--arch", "modern", "--no-tie", "--n-kv-head", "1", "--pad-vocab-to", "64", "--optimizer", "muon"),
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import LMTRAIN, REPO, read_jsonl, train_args
+from conftest import LMTRAIN, REPO, read_jsonl, seed_peak, train_args
 from lmtrain import hardware
 from lmtrain.bench import train as bench
 from lmtrain.errors import ConfigError
@@ -127,9 +127,10 @@ def test_training_logs_carry_mfu_by_the_same_definition(trained_run: Path) -> No
 
 
 @pytest.mark.slow
-def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
-    out = tmp_path / "gpu.json"
-    env = os.environ | {"LMTRAIN": LMTRAIN, "LMTRAIN_CACHE_DIR": str(tmp_path / "cache"), "PYTHON": sys.executable}
+@pytest.mark.xdist_group("ranks")  # it starts torchrun's ranks: on the worker of test_distributed.py
+def test_gpu_script_smoke_runs_end_to_end_on_the_cpu(tmp_path: Path, measured_peak: str) -> None:
+    out, cache = tmp_path / "gpu.json", seed_peak(tmp_path / "cache", measured_peak)
+    env = os.environ | {"LMTRAIN": LMTRAIN, "LMTRAIN_CACHE_DIR": str(cache), "PYTHON": sys.executable}
     proc = subprocess.run(
         ["bash", str(REPO / "bench" / "gpu.sh"), "--smoke", "--out", str(out), "--dist", "--sweep"],
         capture_output=True,

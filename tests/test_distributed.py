@@ -20,13 +20,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, SAMPLE, build_trainer, read_jsonl, train_args
+from conftest import REPO, SAMPLE, build_trainer, read_jsonl, seed_peak, train_args
 from lmtrain import checkpoint as ckpt
 from lmtrain.cli import main
 from lmtrain.config import build_run_config
 from lmtrain.errors import ConfigError
 from lmtrain.train.distributed import World, init_world, planned_world_size, rank_seed
 from lmtrain.train.parallel import load_optimizer_state
+
+pytestmark = pytest.mark.xdist_group("ranks")
+"""Under pytest-xdist these tests run on one worker, one after another: never two sets of ranks at once."""
 
 RUN = (
     "--device",
@@ -137,11 +140,21 @@ def in_process(args: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_process(sample_dir_module: Path, tmp_path_factory) -> Path:
+def one_process(sample_dir_module: Path, tmp_path_factory, measured_peak: str) -> Path:
     """The reference: one process, the global batch of 4 in two micro-batches of 2."""
     root = tmp_path_factory.mktemp("one")
     out = root / "run"
-    in_process(train_args(sample_dir_module, out, *RUN, "--micro-batch-size", "2", "--cache-dir", str(root / "cache")))
+    in_process(
+        train_args(
+            sample_dir_module,
+            out,
+            *RUN,
+            "--micro-batch-size",
+            "2",
+            "--cache-dir",
+            str(seed_peak(root / "cache", measured_peak)),
+        )
+    )
     return out
 
 

@@ -16,7 +16,10 @@ from lmtrain.checkpoint import load_model, load_weights, resolve_checkpoint
 from lmtrain.cli import main
 from lmtrain.eval.generate import generate
 
-pytestmark = pytest.mark.slow  # every test here trains a model (the session's trained runs) or exports one
+pytestmark = [
+    pytest.mark.slow,  # every test here trains a model (the session's trained runs) or exports one
+    pytest.mark.xdist_group("hf-export"),  # one worker builds the module's exported folders once
+]
 
 transformers = pytest.importorskip("transformers")
 

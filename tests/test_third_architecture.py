@@ -5,6 +5,7 @@ it, without an edit anywhere else in lmtrain."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -133,10 +134,10 @@ def test_presets_lists_the_new_architecture(with_toy: None, capsys: pytest.Captu
 
 
 def test_train_and_eval_run_the_new_architecture(with_toy: None, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "run"
+    out, cache = tmp_path / "run", os.environ["LMTRAIN_CACHE_DIR"]
     argv = ["train", "--arch", "toy", "--preset", "micro", "--d-model", "32", "--mixer-width", "8", "--mlp", "relu2"]
     argv += ["--norm-eps", "1e-4", "--dataset", "sample", "--max-steps", "2", "--batch-size", "2", "--seq-len", "32"]
-    argv += ["--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--doctor", "off", "--sample-tokens", "0"]
+    argv += ["--out", str(out), "--cache-dir", cache, "--doctor", "off", "--sample-tokens", "0"]
     argv += ["--eval-windows", "4", "--optimizer", "adamw", "--log", "jsonl"]
     assert main(argv) == 0
     saved = json.loads((out / "config.json").read_text())["model"]
@@ -144,7 +145,7 @@ def test_train_and_eval_run_the_new_architecture(with_toy: None, tmp_path: Path,
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in steps if r["event"] == "step"] == [1, 2]
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "valid", "--json", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["eval", str(out), "--split", "valid", "--json", "--cache-dir", cache]) == 0
     assert json.loads(capsys.readouterr().out)["tokens"] > 0
     assert main(["export", str(out), "--out", str(tmp_path / "hf")]) == 2
     assert "--arch toy has no transformers equivalent" in capsys.readouterr().err

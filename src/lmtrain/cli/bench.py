@@ -347,6 +347,11 @@ def run_peak_bench(args: argparse.Namespace) -> int:
     return _emit({"bench": "peak", "refreshed": args.refresh} | dataclasses.asdict(peak), args.out)
 
 
+RACE_EVAL_WINDOWS = 8
+"""Validation windows of each race run's own end-of-run evaluation: the race scores every run with `lmtrain eval
+--split valid` afterwards, so the run's evaluation only gives its checkpoint a validation loss."""
+
+
 def run_recipe_bench(args: argparse.Namespace) -> int:
     from lmtrain.bench.recipe import race, table
     from lmtrain.files import require_new_folder
@@ -360,6 +365,7 @@ def run_recipe_bench(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "max_steps": args.max_steps,
         "eval_every": 0,
+        "eval_windows": RACE_EVAL_WINDOWS,
         "save_every": 0,
         "sample_tokens": 0,
         "log": "jsonl",
