@@ -197,3 +197,42 @@ def test_eval_counts_on_the_wikitext103_test_split(
     )
     assert (result["tokens"], result["original_tokens"], result["bytes"]) == (286_282, 245_569, 1_290_590)
     assert result["windows"] == math.ceil(286_282 / 512) and sum(scored) == 286_282 and len(scored) == 35
+
+
+def test_the_windows_of_an_evaluation_come_from_the_training_unless_asked() -> None:
+    from lmtrain.errors import ConfigError
+    from lmtrain.eval.checkpoint_eval import EVAL_BATCH_TOKENS, EvalRequest, eval_windows
+
+    model = CONFIGS["gpt2"]  # max_seq_len 64
+    trained = eval_windows(model, {"seq_len": 32}, EvalRequest())
+    assert (trained.context, trained.stride, trained.batch_size, trained.notes) == (32, 32, EVAL_BATCH_TOKENS // 32, ())
+    longer = eval_windows(model, {"seq_len": 32}, EvalRequest(context=64, stride=16, batch_size=3))
+    assert (longer.context, longer.stride, longer.batch_size) == (64, 16, 3) and "positions past them" in longer.notes[
+        0
+    ]
+    assert eval_windows(model, {}, EvalRequest()).context == 64  # no recorded window: the model's context
+    for request, message in (
+        (EvalRequest(context=65), "--context 65 must be between 1 and the model's max_seq_len=64"),
+        (EvalRequest(stride=40), "--stride 40 must be between 1 and the context (32)"),
+        (EvalRequest(batch_size=0), "--batch-size 0 must be at least 1"),
+    ):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            eval_windows(model, {"seq_len": 32}, request)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_is_evaluated_by_one_library_call(trained_run: Path, tmp_path: Path) -> None:
+    """`evaluate_checkpoint` works out what `lmtrain eval` prints: the run's data folder and window, its tokenizer."""
+    from lmtrain.data.datasets import DataPaths
+    from lmtrain.eval.checkpoint_eval import EvalRequest, evaluate_checkpoint
+
+    paths = DataPaths(data_dir=None, env_dir=None, cache_dir=tmp_path / "cache", download=False)
+    result = evaluate_checkpoint(trained_run, EvalRequest(split="valid", device="cpu"), paths, log=lambda _: None)
+    report = result.report
+    assert (result.dataset, result.split, result.checkpoint.parent.name) == ("wikitext-103", "valid", "checkpoints")
+    assert (report.tokens, report.context, report.stride) == (
+        10_819,
+        64,
+        64,
+    )  # the sample's valid split, trained window
+    assert report.token_ppl == pytest.approx(math.exp(report.nll_per_token)) and result.to_json()["split"] == "valid"
