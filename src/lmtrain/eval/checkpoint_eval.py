@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmtrain.config import DataConfig, corpus_from
 from lmtrain.data.datasets import DEFAULT_DATASET, SPLITS, DataPaths, DatasetSpec, get_dataset
 from lmtrain.errors import ConfigError, DataError
 from lmtrain.model.config import ModelConfig
+
+if TYPE_CHECKING:  # perplexity.py imports torch, which this module leaves to the call that evaluates
+    from lmtrain.eval.perplexity import PerplexityReport
 
 EVAL_BATCH_TOKENS = 4096
 """Tokens per forward pass by default: 32 windows of 128, 4 of 1,024 (logits are chunked, so memory holds only the
@@ -98,8 +101,7 @@ class CheckpointEval:
     checkpoint: Path
     dataset: str
     split: str
-    report: Any
-    """The `perplexity.PerplexityReport`."""
+    report: PerplexityReport
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
