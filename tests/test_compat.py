@@ -36,7 +36,10 @@ def test_an_old_run_config_loads_into_the_sections(tmp_path: Path) -> None:
     assert (tc.health.doctor, tc.distributed.parallel, tc.distributed.timeout) == ("warn", "ddp", 600.0)
     assert (tc.max_steps, tc.stop_at, tc.batch_size, cfg.model.d_model) == (6, 3, 4, 32)
     flat_before = json.loads((FIXTURE / "run-config.json").read_text())["train"]
-    assert flatten(tc) == flat_before  # every key kept its value
+    flat = flatten(tc)
+    assert {k: flat[k] for k in flat_before} == flat_before  # every key kept its value
+    new = {"tasks": None, "tasks_every": 2000, "tasks_max_per_task": 500, "tasks_dir": None}  # keys added since
+    assert {k: v for k, v in flat.items() if k not in flat_before} == new
     again = json.loads(json.dumps(cfg.to_dict()))  # written back nested, and read again
     assert again["train"]["optimizer"]["name"] == "adamw" and run_config_from_dict(again) == cfg
 

@@ -81,7 +81,8 @@ class Toy(CausalLM):
     def output_weight(self) -> torch.Tensor:
         return self.embed.weight if self.head is None else self.head.weight
 
-    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, packing=None) -> torch.Tensor:
+        # position-wise blocks mix no tokens, so a packed row needs nothing of `packing`
         start = cache.length if cache is not None else 0
         self.check_length(start, idx.size(1))
         x = self.embed(idx)  # (B, T, C)

@@ -159,7 +159,14 @@ def test_metrics_and_checkpoints(sample_dir: Path, tmp_path: Path, capsys) -> No
     state = torch.load(latest / "trainer_state.pt", weights_only=True)
     assert state["step"] == 9 and state["data"]["position"] == 9 and {"python", "numpy", "torch"} <= set(state["rng"])
     assert json.loads((out / "config.json").read_text())["train"]["max_steps"] == 9
-    assert config["train"]["evaluation"] == {"every": 3, "windows": 8}  # the training sections, nested
+    assert config["train"]["evaluation"] == {  # the training sections, nested
+        "every": 3,
+        "windows": 8,
+        "tasks": None,
+        "tasks_every": 2000,
+        "tasks_max_per_task": 500,
+        "tasks_dir": None,
+    }
 
 
 def test_a_checkpoint_alone_rebuilds_the_model(sample_dir: Path, tmp_path: Path, capsys) -> None:

@@ -95,7 +95,7 @@ LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
 """DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
 CORPUS_KEYS = ("text_field", "valid_docs", "test_docs", "valid_fraction", "test_fraction", "split_seed")
 """DataConfig keys that say how a corpus is read and split (flags shared with prepare and eval)."""
-PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer")
+PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer", "tasks_dir")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 
 

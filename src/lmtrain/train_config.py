@@ -143,10 +143,24 @@ class EvalConfig:
         "Validation windows of seq_len tokens per evaluation, always the first ones of the split; 0: all of them.",
         key="eval_windows",
     )
+    tasks: str | None = option(
+        None,
+        "Benchmark tasks scored during training and at the end: core, task names or a .toml file of your own, "
+        "comma-separated (docs/benchmarks.md); default: none.",
+    )
+    tasks_every: int = option(2000, "Score the --tasks every N optimizer steps (and at the end); 0: only at the end.")
+    tasks_max_per_task: int = option(
+        500, "Items of each task scored during training, the first N of its shuffled order; 0: every item."
+    )
+    tasks_dir: str | None = option(
+        None, "Folder of task files in the CORE layout (default: $LMTRAIN_DATA_DIR/core, the cache, a download)."
+    )
 
     def __post_init__(self) -> None:
         non_negative("eval_every", self.every)
         non_negative("eval_windows", self.windows)
+        non_negative("tasks_every", self.tasks_every)
+        non_negative("tasks_max_per_task", self.tasks_max_per_task)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,6 +313,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs is not None and self.max_steps is not None:
             raise ConfigError("give --epochs or --max-steps, not both")
+        if self.evaluation.tasks and self.distributed.parallel == "fsdp":
+            raise ConfigError(
+                "--tasks during training runs under --parallel ddp or one process, not fsdp (each rank scores other "
+                "items, which sharded blocks cannot); score the checkpoints with lmtrain eval RUN --tasks instead"
+            )
         positive("epochs", self.epochs)
         for name in ("max_steps", "stop_at", "batch_size", "micro_batch_size"):
             positive(name, getattr(self, name))

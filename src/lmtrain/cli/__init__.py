@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from lmtrain import __version__
-from lmtrain.cli import bench, doctor, evaluate, generate, hf, prepare, presets, report, tokenizer, train
+from lmtrain.cli import bench, bench_tasks, doctor, evaluate, generate, hf, prepare, presets, report, tokenizer, train
 from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
@@ -20,7 +20,9 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for command in COMMANDS:
-        command.register(sub)
+        added = command.register(sub)
+        if command is bench:  # `bench tasks` lives in its own module: bench.py is full
+            bench_tasks.register_tasks(added)
     parser.set_defaults(lmtrain_main=main)  # for commands that run other commands (bench recipe)
     return parser
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import typing
 from pathlib import Path
@@ -19,9 +18,9 @@ from lmtrain.cli.common import (
     corpus_config,
     data_paths,
     default_cache_dir,
+    emit_result,
     log,
     model_overrides,
-    print_json,
 )
 from lmtrain.data.datasets import SPLITS, get_dataset, locate_split
 from lmtrain.data.prepare import default_workers
@@ -37,7 +36,8 @@ if TYPE_CHECKING:  # torch is imported only when a command runs
 ABOUT = "`lmtrain bench`: throughput benchmarks, each measured as a ratio against a peer in the same run."
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """`lmtrain bench` and its benchmarks; returns its subcommands (`cli/__init__` adds `bench tasks` to them)."""
     p = sub.add_parser("bench", help="run a benchmark", description=ABOUT)
     benches = p.add_subparsers(dest="bench", metavar="BENCH", parser_class=type(p))
     benches.required = True
@@ -203,6 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     peak.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     peak.set_defaults(handler=run_peak_bench)
+    return benches
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -220,11 +221,11 @@ def run_prepare(args: argparse.Namespace) -> int:
         corpus = find_corpus(spec, list(SPLITS), paths, corpus_cfg.holdout_options(), log=log)
         log(f"bench prepare: {spec.name} with lmtrain and with HF datasets + tokenizers, {args.workers} workers")
         result = bench_against_hf(spec, corpus, tokenizer, text_field=corpus_cfg.text_field, workers=args.workers)
-        return _emit(result, args.out)
+        return emit_result(result, args.out)
     source = locate_split(spec, args.split, paths, log=log)
     log(f"bench prepare: {args.mb:g} MB from {source}, 1 worker vs {args.workers}")
     result = bench_prepare(spec, source, tokenizer, args.mb, args.workers)
-    return _emit(result, args.out)
+    return emit_result(result, args.out)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -251,7 +252,7 @@ def run_generate(args: argparse.Namespace) -> int:
         )
     log(f"bench generate: {what}, {args.new_tokens} new tokens after {args.prompt_tokens}, on {device}")
     result = bench_generate(model, device, args.new_tokens, args.prompt_tokens) | {"model": what}
-    return _emit(result, args.out)
+    return emit_result(result, args.out)
 
 
 def run_train_bench(args: argparse.Namespace) -> int:
@@ -306,14 +307,14 @@ def _train_bench(args: argparse.Namespace, cfg: ModelConfig, world: World) -> in
         if world.is_main:
             log(f"bench train: {what}; one rank alone, then {world.world_size} ranks ({args.parallel})")
         result = bench_scaling(bench, world)
-        return _emit(base | result, args.out) if result is not None else 0
+        return emit_result(base | result, args.out) if result is not None else 0
     if args.max_batch is not None and args.best_batch is not None:
         raise ConfigError("give --max-batch or --best-batch, not both")
     if args.max_batch is not None:
         if args.max_batch < 1:
             raise ConfigError("--max-batch must be at least 1")
         log(f"bench train: largest micro-batch up to {args.max_batch} for {what}")
-        return _emit(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
+        return emit_result(base | {"bench": "max_batch", "dtype": dtype} | max_batch(bench, args.max_batch), args.out)
     cache = args.cache_dir or default_cache_dir(os.environ)
     peak = peak_flops(device, dtype, cache)
     if args.best_batch is not None:
@@ -322,13 +323,15 @@ def _train_bench(args: argparse.Namespace, cfg: ModelConfig, world: World) -> in
         if args.best_batch < 1:
             raise ConfigError("--best-batch must be at least 1")
         log(f"bench train: the fastest micro-batch up to {args.best_batch} for {what}")
-        return _emit(base | {"device_name": peak.device_name} | best_batch(bench, peak, args.best_batch), args.out)
+        return emit_result(
+            base | {"device_name": peak.device_name} | best_batch(bench, peak, args.best_batch), args.out
+        )
     log(f"bench train: {what}; peak {peak.measured_flops / 1e12:.3g} TFLOP/s measured ({peak.device_name})")
     result = bench_train(bench, peak, against_hf=args.against == "hf", profile=args.profile)
     result = checked_peak(result, device=device, dtype=dtype, cache_dir=cache)
     if result["peak_stale"]:
         log(f"note: {result['peak_note']}")
-    return _emit(base | {"device_name": peak.device_name} | result, args.out)
+    return emit_result(base | {"device_name": peak.device_name} | result, args.out)
 
 
 def run_peak_bench(args: argparse.Namespace) -> int:
@@ -344,7 +347,7 @@ def run_peak_bench(args: argparse.Namespace) -> int:
         f"bench peak: {peak.measured_flops / 1e12:.4g} TFLOP/s ({dtype}) on {peak.device_name}, n={peak.matmul_size}, "
         f"measured {peak.measured_at or 'by an earlier lmtrain'}; cached in {cache / PEAK_CACHE}"
     )
-    return _emit({"bench": "peak", "refreshed": args.refresh} | dataclasses.asdict(peak), args.out)
+    return emit_result({"bench": "peak", "refreshed": args.refresh} | dataclasses.asdict(peak), args.out)
 
 
 RACE_EVAL_WINDOWS = 8
@@ -382,16 +385,4 @@ def run_recipe_bench(args: argparse.Namespace) -> int:
     result = race(args.recipes, seeds=args.seeds, base=base, out=args.workdir, run=args.lmtrain_main, log=log)
     for line in table(result):
         log(line)
-    return _emit(result, args.out)
-
-
-def _emit(result: dict, out: Path | None) -> int:
-    """Print a benchmark result, with where it was measured, as JSON and, with --out, also write it to that file."""
-    from lmtrain.bench import provenance
-
-    result = result | {"provenance": provenance()}
-    print_json(result)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return emit_result(result, args.out)

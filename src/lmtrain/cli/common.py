@@ -282,3 +282,15 @@ def log(message: str) -> None:
 def log_stdout(message: str) -> None:
     """Progress message on stdout, flushed (training logs)."""
     print(message, flush=True)
+
+
+def emit_result(result: dict, out: Path | None) -> int:
+    """Print a benchmark result, with where it was measured, as JSON and, with --out, also write it to that file."""
+    from lmtrain.bench import provenance
+
+    result = result | {"provenance": provenance()}
+    print_json(result)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0

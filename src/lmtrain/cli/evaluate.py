@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from lmtrain.cli.common import add_corpus_options, add_data_options, add_inference_options, data_paths, log, print_json
 from lmtrain.config import CORPUS_KEYS
+from lmtrain.errors import ConfigError
 from lmtrain.eval.checkpoint_eval import EVAL_BATCH_TOKENS
+from lmtrain.files import write_text_atomic
 
-ABOUT = "`lmtrain eval`: token, word and byte perplexity of a checkpoint on a split, with sliding windows."
+ABOUT = (
+    "`lmtrain eval`: token, word and byte perplexity of a checkpoint on a split, with sliding windows; with --tasks, "
+    "its accuracy on benchmark tasks (the CORE suite: HellaSwag, LAMBADA, ARC, PIQA, Winogrande, ...)."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +44,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_inference_options(p)
     p.add_argument("--json", action="store_true", help="print the figures as a JSON object")
+    add_task_options(p)
+    p.add_argument(
+        "--items-out",
+        type=Path,
+        metavar="FILE",
+        help="with --tasks: write every item's outcome to FILE as JSON lines (task, record number, correct, choice)",
+    )
     p.set_defaults(handler=run)
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    """--tasks, --tasks-dir, --max-per-task and --batch-tokens."""
+    parser.add_argument(
+        "--tasks",
+        help="score benchmark tasks instead of perplexity: core (every CORE task present), task names "
+        "(hellaswag,arc_easy), or a .toml file of your own tasks; comma-separated (docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--tasks-dir",
+        type=Path,
+        help="folder of task files in the CORE layout (default: $LMTRAIN_DATA_DIR/core, then the cache, then a "
+        "download)",
+    )
+    parser.add_argument(
+        "--max-per-task",
+        type=int,
+        metavar="N",
+        help="score the first N items of each task in its shuffled order (default: every item)",
+    )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        metavar="N",
+        help="padded tokens per forward pass when scoring tasks (default 8,192 on the CPU, 65,536 on a GPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from lmtrain.eval.checkpoint_eval import EvalRequest, evaluate_checkpoint
+
+    if args.tasks:
+        return run_tasks(args)
+    if args.items_out:
+        raise ConfigError("--items-out needs --tasks (it lists the outcome of every task item)")
 
     request = EvalRequest(
         split=args.split,
@@ -72,4 +117,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"token ppl       {report.token_ppl:,.3f}")
     print(f"word ppl        {report.word_ppl:,.3f}")
     print(f"bits per byte   {report.bits_per_byte:.4f}")
+    return 0
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    """`lmtrain eval RUN --tasks ...`: the table (or --json), recorded in the run's tasks.json."""
+    from lmtrain.tasks.checkpoint_tasks import TasksRequest, evaluate_checkpoint_tasks
+
+    if args.batch_tokens is not None and args.batch_tokens < 1:
+        raise ConfigError(f"--batch-tokens {args.batch_tokens} must be at least 1")
+    request = TasksRequest(
+        tasks=args.tasks,
+        tasks_dir=args.tasks_dir,
+        max_per_task=args.max_per_task,
+        device=args.device,
+        dtype=args.dtype,
+        weights=args.weights,
+        batch_tokens=args.batch_tokens,
+    )
+    result = evaluate_checkpoint_tasks(args.checkpoint, request, data_paths(args), log=log)
+    if result.recorded is None:  # not rank 0
+        return 0
+    report = result.report
+    if args.items_out:
+        write_text_atomic(args.items_out, "".join(json.dumps(row) + "\n" for row in report.item_rows()))
+    if args.json:
+        print_json(report.to_json() | {"checkpoint": str(result.checkpoint), "step": result.step})
+        return 0
+    print(f"checkpoint  {result.checkpoint} (step {result.step})")
+    print(
+        f"prompts     begin with {report.bos}"
+        + (f"; at most {report.max_per_task} items per task" if report.max_per_task else "")
+    )
+    print(f"{'task':<34} {'accuracy':>9} {'centred':>9} {'items':>7} {'seconds':>8}")
+    for t in report.tasks:
+        print(f"{t.name:<34} {t.accuracy:>9.2%} {t.centred:>+9.4f} {t.items:>7,} {t.seconds:>8.1f}")
+    if report.core is not None:
+        print(f"{report.core_label:<34} {'':>9} {report.core:>+9.4f}")
+    print(f"recorded    {result.recorded} ({report.seconds:.1f} s)")
     return 0

@@ -38,4 +38,11 @@ def run_compare(args: argparse.Namespace) -> int:
 
     out, runs = write_compare(args.runs, args.out)
     print(f"compare: {out} ({', '.join(r.name for r in runs)})")
+    scored = [(r, max(r.tasks.items())) for r in runs if r.tasks]
+    if scored:
+        width = max(len(r.name) for r, _ in scored)
+        print(f"{'run':<{width}}  {'step':>8}  {'CORE':>8}  over")
+        for run, (step, entry) in scored:
+            core = f"{entry['core']:+.4f}" if entry.get("core") is not None else "-"
+            print(f"{run.name:<{width}}  {step:>8,}  {core:>8}  {entry.get('core_label', '')}")
     return 0

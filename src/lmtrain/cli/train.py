@@ -60,6 +60,7 @@ PREPARE_TIMEOUT_S = 4 * 3600
 def _train(launch: Launch, world: World) -> int:
     """Check the run against the world, prepare the data (rank 0 first), then train; rank 0 alone logs."""
     from lmtrain.doctor.examine import preflight
+    from lmtrain.train.benchmarks import load_run_tasks
     from lmtrain.train.data import load_training_data
     from lmtrain.train.events import EventBus
     from lmtrain.train.observers import build_bus
@@ -70,9 +71,10 @@ def _train(launch: Launch, world: World) -> int:
     paths = data_paths(launch.cfg.data)
     log = log_stdout if world.is_main else lambda _message: None
     wait = max(PREPARE_TIMEOUT_S, launch.cfg.train.distributed.timeout)
+    tasks = world.in_turn(lambda: load_run_tasks(launch.cfg.train.evaluation, paths, log=log), timeout_s=wait)
     data = world.in_turn(lambda: load_training_data(launch.cfg, paths, log=log), timeout_s=wait)
     findings = world.from_main(
-        lambda: preflight(launch.cfg, data, start_step=launch.start_step, world_size=world.world_size)
+        lambda: preflight(launch.cfg, data, start_step=launch.start_step, world_size=world.world_size, tasks=tasks)
     )
     if world.is_main:
         bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
@@ -89,6 +91,7 @@ def _train(launch: Launch, world: World) -> int:
             findings=findings,
             cache_dir=paths.cache_dir,
             world=world,
+            tasks=tasks,
         )
         return trainer.run()
     finally:

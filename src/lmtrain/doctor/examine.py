@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from lmtrain.data.tokenizers.gpt2 import EOT_ID
 from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
 from lmtrain.errors import ConfigError
 from lmtrain.findings import Finding
+from lmtrain.model.config import ModelConfig
 from lmtrain.runtime import (
     autocast,
     device_memory,
@@ -31,6 +34,9 @@ from lmtrain.runtime import (
 )
 from lmtrain.train.data import TrainingData, eval_starts, run_length
 from lmtrain.train.parts import build_training
+
+if TYPE_CHECKING:
+    from lmtrain.tasks.evaluate import LoadedTask
 
 
 @dataclass(frozen=True)
@@ -113,10 +119,16 @@ def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype:
 
 
 def examine(
-    cfg: RunConfig, data: TrainingData, *, start_step: int = 0, measure: bool = True, world_size: int = 1
+    cfg: RunConfig,
+    data: TrainingData,
+    *,
+    start_step: int = 0,
+    measure: bool = True,
+    world_size: int = 1,
+    tasks: Sequence[LoadedTask] = (),
 ) -> DoctorReport:
     """The doctor's report for `cfg` on `data` (with a measured step unless `measure` is False), for a run of
-    `world_size` processes."""
+    `world_size` processes that scores `tasks` on the way."""
     device = select_device(cfg.train.device)
     dtype = select_dtype(cfg.train.dtype, device)
     _, total = run_length(cfg, len(data.train))
@@ -134,19 +146,22 @@ def examine(
         device_memory=memory,
         cpu_has_bf16=bool(cpu_bf16),
         world_size=world_size,
+        tasks_tokens=_scoring_tokens(tasks, data, cfg.model),
     )
     if measure and (memory is None or memory_estimate(facts) <= memory):  # never try a step that cannot fit
         facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype, world_size))
     return DoctorReport(diagnose(facts), facts)
 
 
-def preflight(cfg: RunConfig, data: TrainingData, *, start_step: int = 0, world_size: int = 1) -> tuple[Finding, ...]:
+def preflight(
+    cfg: RunConfig, data: TrainingData, *, start_step: int = 0, world_size: int = 1, tasks: Sequence[LoadedTask] = ()
+) -> tuple[Finding, ...]:
     """The doctor at the start of `lmtrain train` (of `world_size` processes), as --doctor asks: no findings (off),
     its findings (warn), or a ConfigError naming the first ERROR (strict)."""
     mode = cfg.train.health.doctor
     if mode == "off":
         return ()
-    report = examine(cfg, data, start_step=start_step, world_size=world_size)
+    report = examine(cfg, data, start_step=start_step, world_size=world_size, tasks=tasks)
     if mode == "strict" and report.errors:
         first = report.errors[0]
         raise ConfigError(
@@ -154,3 +169,10 @@ def preflight(cfg: RunConfig, data: TrainingData, *, start_step: int = 0, world_
             f"[{first.code}] {first.message}"
         )
     return tuple(report.findings)
+
+
+def _scoring_tokens(tasks: Sequence[LoadedTask], data: TrainingData, model: ModelConfig) -> int:
+    """Tokens one scoring of `tasks` runs through the model (0 without tasks)."""
+    from lmtrain.tasks.evaluate import scoring_tokens
+
+    return scoring_tokens(tasks, data.tokenizer, model.max_seq_len, model.d_model) if tasks else 0

@@ -61,6 +61,8 @@ class Facts:
     trial: Trial | None = None
     world_size: int = 1
     """Processes training together (under torchrun); each takes its share of the batch."""
+    tasks_tokens: int = 0
+    """Tokens one scoring of the --tasks runs through the model (estimated from a sample of their items); 0: none."""
 
     @property
     def layout(self) -> BatchLayout:
@@ -219,11 +221,20 @@ def time_estimate(f: Facts) -> Finding:
     left = f.total_steps - f.start_step
     seconds = f.trial.step_seconds * left
     compiled = "; measured without --compile" if f.cfg.train.compile else ""
+    tasks = ""
+    if f.tasks_tokens:
+        every = f.cfg.train.evaluation.tasks_every
+        due = f.total_steps // every - f.start_step // every if every else 0
+        scorings = due + (0 if every and f.total_steps % every == 0 else 1)  # and one at the end
+        # a forward pass is about a third of a training step's work per token; the ranks share the items
+        each = f.trial.step_seconds * f.tasks_tokens / (3 * f.layout.per_rank * f.cfg.seq_len * f.world_size)
+        seconds += scorings * each
+        tasks = f", {scorings:,} scorings of the benchmark tasks (about {_duration(each)} each)"
     return Finding(
         "OK",
         "time",
         f"one step took {f.trial.step_seconds:.3g} s on {f.device} ({f.dtype}): about {_duration(seconds)} for "
-        f"{left:,} steps, plus evaluations and checkpoints{compiled}",
+        f"{left:,} steps{tasks}, plus evaluations and checkpoints{compiled}",
     )
 
 

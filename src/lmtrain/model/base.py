@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from lmtrain.model.config import LossImpl, ModelConfig
 from lmtrain.model.head import TokenLosses, head_loss, nll_sum, token_losses
 from lmtrain.model.kv_cache import KVCache
+from lmtrain.model.packing import Packing
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ class CausalLM(nn.Module):
         self.config = cfg
         self.loss_impl: LossImpl = loss_impl
 
-    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Final hidden states (B, T, C) for token ids `idx` (B, T); with `cache`, `idx` continues its sequence."""
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C) for token ids `idx` (B, T); with `cache`, `idx` continues its sequence; with
+        `packing`, each row holds several sequences, their positions and attention as it says."""
         raise NotImplementedError
 
     def blocks(self) -> list[nn.Module]:

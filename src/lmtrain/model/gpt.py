@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from lmtrain.model.base import CausalLM
 from lmtrain.model.config import GPTConfig, LossImpl
 from lmtrain.model.kv_cache import KVCache
+from lmtrain.model.packing import Packing
 
 __all__ = ["GPT", "GPTConfig"]
 
@@ -31,7 +32,7 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -40,6 +41,8 @@ class CausalSelfAttention(nn.Module):
         mask, causal = None, True
         if cache is not None:
             k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
+        elif packing is not None:
+            mask, causal = packing.attention()  # (B, 1, T, T)
         dropout_p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
@@ -70,8 +73,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, packing)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -118,18 +121,23 @@ class GPT(CausalLM):
         """The tied token embedding (padded_vocab, C)."""
         return self.transformer.wte.weight
 
-    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C) after ln_f for token ids `idx` (B, T).
 
-        With `cache`, `idx` continues the sequence the cache holds and positions start after it.
+        With `cache`, `idx` continues the sequence the cache holds and positions start after it; with `packing`,
+        each row holds several sequences (their positions and attention as it says).
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
-        self.check_length(start, T)
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        if packing is not None:
+            self.check_length(0, packing.length())
+            pos = packing.positions  # (B, T)
+        else:
+            self.check_length(start, T)
+            pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
-            x = block(x, cache)
+            x = block(x, cache, packing)
         if cache is not None:
             cache.advance(T)
         return self.transformer.ln_f(x)  # (B, T, C)

@@ -17,18 +17,20 @@ import torch.nn.functional as F
 from lmtrain.model.base import CausalLM
 from lmtrain.model.config import LossImpl, ModernConfig
 from lmtrain.model.kv_cache import KVCache
+from lmtrain.model.packing import Packing
 
 
 def rotary(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin), each (T, hs), of the rotation at `positions` (T,), halves laid out as Llama's rotate_half."""
+    """(cos, sin), each (..., T, hs), of the rotation at `positions` (..., T), halves laid out as Llama's
+    rotate_half."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)  # (hs/2,)
-    freqs = torch.outer(positions.float(), inv_freq)  # (T, hs/2)
-    angles = torch.cat([freqs, freqs], dim=-1)  # (T, hs)
+    freqs = positions.float()[..., None] * inv_freq  # (..., T, hs/2)
+    angles = torch.cat([freqs, freqs], dim=-1)  # (..., T, hs)
     return angles.cos(), angles.sin()
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, nh, T, hs) rotated by (cos, sin) (T, hs): x*cos + rotate_half(x)*sin."""
+    """x (B, nh, T, hs) rotated by (cos, sin) (T, hs) or (B, 1, T, hs): x*cos + rotate_half(x)*sin."""
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     turned = torch.cat([-x2, x1], dim=-1)  # (B, nh, T, hs)
@@ -49,7 +51,9 @@ class Attention(nn.Module):
         self.attn_dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None, packing: Packing | None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         hs = self.head_dim
         q, k, v = self.qkv(x).split([self.n_head * hs, self.n_kv * hs, self.n_kv * hs], dim=2)
@@ -63,6 +67,8 @@ class Attention(nn.Module):
         mask, causal = None, True
         if cache is not None:
             k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
+        elif packing is not None:
+            mask, causal = packing.attention()  # (B, 1, T, T)
         dropout_p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=self.n_kv != self.n_head
@@ -104,8 +110,10 @@ class Block(nn.Module):
         self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, cache)
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None, packing: Packing | None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, cache, packing)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -145,16 +153,22 @@ class Modern(CausalLM):
         """The head (padded_vocab, C): the token embedding when tied."""
         return self.embed.weight if self.head is None else self.head.weight
 
-    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Final hidden states (B, T, C) after the last RMSNorm; with `cache`, positions start after its sequence."""
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C) after the last RMSNorm; with `cache`, positions start after its sequence;
+        with `packing`, each row holds several sequences (their positions and attention as it says)."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
-        self.check_length(start, T)
-        positions = torch.arange(start, start + T, device=idx.device)  # (T,)
-        rope = rotary(positions, self.config.head_dim, self.config.rope_theta)  # 2 x (T, hs)
+        if packing is not None:
+            self.check_length(0, packing.length())
+            cos, sin = rotary(packing.positions, self.config.head_dim, self.config.rope_theta)  # 2 x (B, T, hs)
+            rope = cos[:, None], sin[:, None]  # 2 x (B, 1, T, hs)
+        else:
+            self.check_length(start, T)
+            positions = torch.arange(start, start + T, device=idx.device)  # (T,)
+            rope = rotary(positions, self.config.head_dim, self.config.rope_theta)  # 2 x (T, hs)
         x = self.drop(self.embed(idx))  # (B, T, C)
         for block in self.layers:
-            x = block(x, rope, cache)
+            x = block(x, rope, cache, packing)
         if cache is not None:
             cache.advance(T)
         return self.norm(x)  # (B, T, C)

@@ -11,6 +11,7 @@ from typing import Any
 
 from lmtrain.hardware import mfu_text
 from lmtrain.report.run_data import RunData, value
+from lmtrain.tasks.results import GPT2_REFERENCE
 from lmtrain.train.observers.console import ppl_text
 
 STYLE = """
@@ -63,6 +64,28 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
     return rows
 
 
+def benchmark_rows(run: RunData) -> tuple[tuple[str, ...], list[tuple[str, ...]], str]:
+    """(header, rows, caption) of the latest scoring of the benchmark tasks beside GPT-2's published figures."""
+    step, entry = max(run.tasks.items())
+    references = list(GPT2_REFERENCE)
+    header = ("task", "accuracy", "centred", "items", *references)
+    rows = []
+    for name, t in entry["tasks"].items():
+        refs = [f"{GPT2_REFERENCE[m][name]:.1%}" if name in GPT2_REFERENCE[m] else "" for m in references]
+        rows.append((name, f"{t['accuracy']:.2%}", f"{t['centred']:+.4f}", f"{t['items']:,}", *refs))
+    if entry.get("core") is not None:
+        refs = [f"{GPT2_REFERENCE[m]['core']:.4f} (22 tasks)" for m in references]
+        rows.append((entry["core_label"], "", f"{entry['core']:+.4f}", "", *refs))
+    cap = entry.get("max_per_task")
+    caption = (
+        f"At step {step:,}"
+        + (f", at most {cap} items per task" if cap else ", every item")
+        + f"; prompts begin with {entry.get('bos', '?')}. GPT-2's figures: the published OpenAI checkpoints "
+        "(nanochat's estimate_gpt3_core); their CORE covers all 22 tasks."
+    )
+    return header, rows, caption
+
+
 def render(run: RunData, figures: dict[str, str]) -> str:
     """The report page; `figures` maps plot names to paths relative to the page."""
     status_cls = "failed" if run.status == "failed" else ""
@@ -76,6 +99,9 @@ def render(run: RunData, figures: dict[str, str]) -> str:
         "<h2>Plots</h2>",
     ]
     parts += [f"<img src='{escape(src)}' alt='{escape(name)}'>" for name, src in figures.items()]
+    if run.tasks:
+        header, rows, caption = benchmark_rows(run)
+        parts += ["<h2>Benchmark tasks</h2>", f"<p>{escape(caption)}</p>", _table(rows, header)]
     findings = run.findings
     parts.append("<h2>Doctor</h2>")
     if findings:

@@ -10,6 +10,7 @@ from typing import Any
 
 from lmtrain.config import RUN_CONFIG
 from lmtrain.errors import ConfigError
+from lmtrain.tasks.results import read_results
 from lmtrain.train.events import EndReason
 from lmtrain.train.observers.jsonl import METRICS
 
@@ -28,6 +29,8 @@ class RunData:
     starts: list[dict[str, Any]] = field(default_factory=list)
     outcome: dict[str, Any] | None = None
     """The last `end` or `failed` record, if it came after the last start."""
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """The benchmark scores of tasks.json by step (during training and from `lmtrain eval --tasks`)."""
 
     @property
     def name(self) -> str:
@@ -58,6 +61,10 @@ class RunData:
     def tokens(self, record: dict[str, Any]) -> int:
         """Training tokens seen at a record's step."""
         return int(record.get("tokens", record["step"] * self.tokens_per_step))
+
+    def task_points(self) -> list[tuple[int, dict[str, Any]]]:
+        """(training tokens, entry) of every scoring of the benchmark tasks, in step order."""
+        return [(int(e.get("tokens") or step * self.tokens_per_step), e) for step, e in sorted(self.tasks.items())]
 
     def best_eval(self) -> dict[str, Any] | None:
         finite = [e for e in self.evals if _number(e.get("val_loss")) is not None]
@@ -107,7 +114,7 @@ def read_run(folder: Path) -> RunData:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{folder}: cannot read the run ({exc})") from None
     records = _parse(lines)
-    run = RunData(folder, config, records)
+    run = RunData(folder, config, records, tasks=read_results(folder))
     for record in records:
         kind = _kind(record)
         if kind == "start":

@@ -148,6 +148,21 @@ class Evaluated:
     seconds: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class TasksScored:
+    """The benchmark tasks scored on the weights the run keeps (`tasks.evaluate.TasksReport.to_json`)."""
+
+    step: int
+    tokens: int
+    report: dict[str, Any]
+    """core, core_label, core_tasks, bos, max_per_task, seconds, and per task its figures."""
+    seconds: float
+
+    def accuracies(self) -> dict[str, float]:
+        """Each task's accuracy, by name."""
+        return {name: t["accuracy"] for name, t in self.report["tasks"].items()}
+
+
 @dataclass(frozen=True)
 class CheckpointSaved:
     """A checkpoint folder is complete and `latest` names it."""
@@ -197,8 +212,13 @@ class RunFailed:
     last_checkpoint: Path | None
 
 
-def scalars(event: StepEnded | Evaluated) -> dict[str, float]:
-    """The scalars every metrics sink (TensorBoard, W&B) records for a logged step or an evaluation, by name."""
+def scalars(event: StepEnded | Evaluated | TasksScored) -> dict[str, float]:
+    """The scalars every metrics sink (TensorBoard, W&B) records for a logged step, an evaluation or a scoring of
+    the benchmark tasks, by name."""
+    if isinstance(event, TasksScored):
+        core = event.report.get("core")
+        found = {f"tasks/{name}": acc for name, acc in event.accuracies().items()}
+        return found | ({"tasks/core": core} if core is not None else {})
     if isinstance(event, Evaluated):
         ppl = perplexity(event.val_loss)
         return {"val/loss": event.val_loss, **({"val/ppl": ppl} if ppl is not None else {})}
@@ -217,7 +237,7 @@ def perplexity(loss: float) -> float | None:
     return math.exp(loss) if math.isfinite(loss) and loss < 700 else None
 
 
-Event = RunStarted | StepEnded | Evaluated | CheckpointSaved | Warned | RunEnded | RunFailed
+Event = RunStarted | StepEnded | Evaluated | TasksScored | CheckpointSaved | Warned | RunEnded | RunFailed
 
 
 class Observer(Protocol):

@@ -17,8 +17,10 @@ import torch.nn as nn
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
 from lmtrain.model.registry import build_model
-from lmtrain.train.data import run_length
+from lmtrain.model.sizing import flops_per_token
+from lmtrain.train.data import TrainingData, run_length
 from lmtrain.train.distributed import World
+from lmtrain.train.events import Plan
 from lmtrain.train.optim import run_optimizer
 from lmtrain.train.parallel import wrap_model
 from lmtrain.train.schedule import run_schedule
@@ -72,4 +74,38 @@ def build_training(
         skip_non_finite=tc.health.on_nan == "skip",
         world=world,
         lr_of=lr_of,
+    )
+
+
+def plan_of(
+    cfg: RunConfig,
+    step: TrainStep,
+    data: TrainingData,
+    *,
+    start_step: int,
+    stop_at: int,
+    eval_windows: int,
+    world: World,
+    peak: float | None,
+    parallel: str,
+) -> Plan:
+    """The plan a run announces at its start, from its parts (`peak`: the measured peak FLOP/s, None unmeasured)."""
+    counts = cfg.model.param_counts()
+    return Plan(
+        total_steps=step.schedule.total_steps,
+        stop_at=stop_at,
+        start_step=start_step,
+        tokens_per_step=cfg.train.layout(world.world_size).global_batch * cfg.seq_len,
+        parameters=counts["total"],
+        non_embedding_parameters=counts["non_embedding"],
+        train_tokens=len(data.train),
+        valid_tokens=len(data.valid),
+        steps_per_epoch=step.sampler.steps_per_epoch,
+        eval_windows=eval_windows,
+        device=str(step.device),
+        dtype=step.dtype,
+        flops_per_token=flops_per_token(cfg.model, cfg.seq_len),
+        peak_flops=peak,
+        world_size=world.world_size,
+        parallel=parallel,
     )

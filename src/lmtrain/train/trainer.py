@@ -1,7 +1,7 @@
 """The training loop: optimizer steps, evaluation and checkpoints, each announced as an event.
 
-The trainer prints nothing and writes no logs: metrics.jsonl, the console, TensorBoard and the health checks
-are observers on its event bus. It receives prepared token arrays and, on resume, what to restore.
+The trainer prints nothing and writes no logs: metrics.jsonl, the console, TensorBoard and the health checks are
+observers on its event bus. It receives prepared token arrays, loaded benchmark tasks and what a resume restores.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from lmtrain.eval.loss import loss_sums
 from lmtrain.files import write_text_atomic
 from lmtrain.findings import Finding
 from lmtrain.hardware import peak_flops, stale_note
-from lmtrain.model.sizing import flops_per_token
 from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
+from lmtrain.train.benchmarks import RunTasks
 from lmtrain.train.data import TrainingData, eval_starts, rank_batches
 from lmtrain.train.distributed import World, rank_seed
 from lmtrain.train.ema import EMA
@@ -44,13 +45,16 @@ from lmtrain.train.events import (
     Warned,
 )
 from lmtrain.train.failures import failure_message, failure_of
-from lmtrain.train.parts import build_training
+from lmtrain.train.parts import build_training, plan_of
 from lmtrain.train.relay import Outbox
 from lmtrain.train.resume import Restore, check_restore
 from lmtrain.train.schedule import check_warmup
 from lmtrain.train.signals import StopSignals
 from lmtrain.train.snapshot import Position, restore_state, run_record, save_snapshot
 from lmtrain.train.step import StepClock, StepResult
+
+if TYPE_CHECKING:
+    from lmtrain.tasks.evaluate import LoadedTask
 
 
 class Trainer:
@@ -68,9 +72,11 @@ class Trainer:
         findings: tuple[Finding, ...] = (),
         cache_dir: Path | None = None,
         world: World | None = None,
+        tasks: Sequence[LoadedTask] = (),
     ) -> None:
-        """`cache_dir` holds the device's measured peak FLOP/s for MFU (measured there once); None: no MFU.
-        `world`: this rank's process group (default: one process on --device); rank 0 alone writes files."""
+        """`cache_dir` holds the device's measured peak FLOP/s for MFU (measured there once); None: no MFU. `world`:
+        this rank's process group (default: one process on --device); rank 0 alone writes files. `tasks`: the
+        benchmark tasks scored every --tasks-every steps and at the end (loaded and capped)."""
         self.cfg, self.data, self.out, self.bus, self.restore = cfg, data, out, bus, restore
         self.changes, self.findings = changes, findings
         tc = cfg.train
@@ -106,6 +112,9 @@ class Trainer:
         elif self.world.rank > 0:  # dropout differs per rank
             torch.manual_seed(rank_seed(tc.seed, self.world.rank))
         self.ema = EMA(self.model, tc.optimizer.ema) if tc.optimizer.ema else None
+        self.benchmarks = RunTasks(
+            tasks, tc.evaluation, tokenizer=data.tokenizer, world=self.world, device=self.device, dtype=self.dtype
+        )
         if self.ema is not None and restore is not None and restore.ema is not None:
             self.ema.load(self.model, restore.ema)  # a run that turns --ema on starts it from the current weights
         self.outbox = Outbox(self.world, bus)
@@ -124,23 +133,15 @@ class Trainer:
 
     def plan(self) -> Plan:
         """The run as planned: steps, tokens, parameters, data, device."""
-        counts = self.cfg.model.param_counts()
-        return Plan(
-            total_steps=self.total_steps,
-            stop_at=self.stop_at,
+        return plan_of(
+            self.cfg,
+            self.train_step,
+            self.data,
             start_step=self.step,
-            tokens_per_step=self.tokens_per_step,
-            parameters=counts["total"],
-            non_embedding_parameters=counts["non_embedding"],
-            train_tokens=len(self.data.train),
-            valid_tokens=len(self.data.valid),
-            steps_per_epoch=self.sampler.steps_per_epoch,
+            stop_at=self.stop_at,
             eval_windows=len(self.val_starts),
-            device=str(self.device),
-            dtype=self.dtype,
-            flops_per_token=flops_per_token(self.cfg.model, self.cfg.seq_len),
-            peak_flops=self.peak.measured_flops if self.peak else None,
-            world_size=self.world.world_size,
+            world=self.world,
+            peak=self.peak.measured_flops if self.peak else None,
             parallel=self.parallelism,
         )
 
@@ -181,6 +182,8 @@ class Trainer:
                     self.step_began = time.monotonic()
                     self._advance()
                 self._final_checkpoint(evaluate=not stop)
+                if not stop and self.benchmarks.due(self.step, final=True):
+                    self._score_tasks()
             except Exception as exc:
                 self.pending = []
                 waited = time.monotonic() - self.step_began
@@ -211,6 +214,8 @@ class Trainer:
             val = self._evaluate()
             if save_due:
                 self._save(val)
+        if self.benchmarks.due(self.step):
+            self._score_tasks()
 
     def _is_log_point(self, step: int) -> bool:
         return step % self.cfg.train.logging.every == 0 or step in (self.first_step, self.stop_at)
@@ -315,6 +320,11 @@ class Trainer:
         self.clock.mark()
         return val
 
+    def _score_tasks(self) -> None:
+        self._flush()
+        self.bus.publish(self.benchmarks.score(self.model, self.ema, self.step, self.tokens_per_step))
+        self.clock.mark()
+
     def _save(self, val_loss: float | None) -> None:
         """Checkpoint the current step; never from a non-finite state; `best` follows the lowest validation loss."""
         self._flush()  # raises, and so saves nothing, if any step since the last check was non-finite
@@ -366,7 +376,11 @@ class Trainer:
     def _end(self, reason: EndReason, code: int) -> int:
         tc = self.cfg.train
         tokens = tc.logging.sample_tokens
-        sample = self.sample(tokens) if reason is EndReason.FINISHED and tokens else None
+        sample = None
+        if reason is EndReason.FINISHED and tokens:  # a continuation of the validation split's first 16 tokens
+            prompt, tokenizer = np.asarray(self.data.valid[:16], dtype=np.int64), self.data.tokenizer
+            with autocast(self.device, self.dtype):
+                sample = continuation(self.model, prompt, tokens, tokenizer=tokenizer, seed=self.cfg.train.seed)
         best = ckpt.read_marker(self.out / ckpt.CHECKPOINTS, "best")
         tps = self.clock.steps * self.tokens_per_step / self.clock.seconds if self.clock.steps else None
         best_val = self.best_val if math.isfinite(self.best_val) else None
@@ -384,9 +398,3 @@ class Trainer:
             )
         )
         return code
-
-    def sample(self, new_tokens: int, prompt_tokens: int = 16) -> str:
-        """A short continuation of the first tokens of the validation split (temperature 0.8, top-k 50)."""
-        prompt = np.asarray(self.data.valid[:prompt_tokens], dtype=np.int64)
-        with autocast(self.device, self.dtype):
-            return continuation(self.model, prompt, new_tokens, tokenizer=self.data.tokenizer, seed=self.cfg.train.seed)

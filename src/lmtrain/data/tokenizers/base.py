@@ -30,6 +30,12 @@ class Tokenizer(ABC):
     def encode_array(self, text: str) -> np.ndarray:
         """Token ids of `text` as a uint32 array, special-token strings treated as ordinary text."""
 
+    @property
+    def bos_id(self) -> int:
+        """The beginning-of-sequence id put in front of a prompt: the end-of-document token, which stands before
+        every document of the training stream (a tokenizer with a separate beginning token overrides it)."""
+        return self.eot_id
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, special-token strings treated as ordinary text."""
         return self.encode_array(text).tolist()

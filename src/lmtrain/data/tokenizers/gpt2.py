@@ -127,6 +127,9 @@ class GPT2Tokenizer(Tokenizer):
     def encode_array(self, text: str) -> np.ndarray:
         return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [np.asarray(ids, dtype=np.uint32) for ids in self._enc.encode_ordinary_batch(list(texts))]
+
     def decode(self, ids: Iterable[int]) -> str:
         return self._enc.decode(list(ids))
 

@@ -35,7 +35,14 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = max(vocab.values()) + 1
         self.eot_text = _eot_text(path, vocab)
         self.eot_id = vocab[self.eot_text]
+        bos = _config_token(path, "bos_token")
+        self._bos_id = vocab[bos] if bos in vocab else self.eot_id
         self.name = "hf"
+
+    @property
+    def bos_id(self) -> int:
+        """tokenizer_config.json's bos_token where it names one in the vocabulary, else the end-of-document token."""
+        return self._bos_id
 
     def __reduce__(self):
         return (HFTokenizer, (self.path,))
@@ -66,16 +73,22 @@ class HFTokenizer(Tokenizer):
         return found
 
 
-def _eot_text(path: Path, vocab: Mapping[str, int]) -> str:
-    """The end-of-document token: tokenizer_config.json's eos_token, else the first of EOT_CANDIDATES present."""
+def _config_token(path: Path, key: str) -> str | None:
+    """The token tokenizer_config.json beside tokenizer.json names under `key` (eos_token, bos_token), if any."""
     config = path.parent / "tokenizer_config.json"
     named: Any = None
     if path.name == "tokenizer.json" and config.is_file():
         try:
-            named = json.loads(config.read_text()).get("eos_token")
+            named = json.loads(config.read_text()).get(key)
         except ValueError:
             raise DataError(f"{config} is not valid JSON; fix or delete it") from None
         named = named.get("content") if isinstance(named, dict) else named
+    return named if isinstance(named, str) else None
+
+
+def _eot_text(path: Path, vocab: Mapping[str, int]) -> str:
+    """The end-of-document token: tokenizer_config.json's eos_token, else the first of EOT_CANDIDATES present."""
+    named = _config_token(path, "eos_token")
     for text in ([named] if named else []) + list(EOT_CANDIDATES):
         if text in vocab:
             return text

@@ -16,6 +16,7 @@ from lmtrain.train.events import (
     RunEnded,
     RunStarted,
     StepEnded,
+    TasksScored,
     Warned,
     perplexity,
 )
@@ -145,6 +146,13 @@ class LineFormatter:
                 return [
                     f"step {event.step} | val loss {event.val_loss:.4f} | val ppl {ppl_text(event.val_loss)} | "
                     f"{event.seconds:.2f} s"
+                ]
+            case TasksScored(report=report):
+                core = report["core"]
+                figure = f"{report['core_label']} {core:+.4f}" if core is not None else f"{len(report['tasks'])} tasks"
+                best = max(report["tasks"].items(), key=lambda kv: kv[1]["centred"])
+                return [
+                    f"step {event.step} | {figure} | best {best[0]} {best[1]['accuracy']:.1%} | {event.seconds:.1f} s"
                 ]
             case CheckpointSaved():
                 return [f"checkpoint {event.path}" + (" (best)" if event.is_best else "")]

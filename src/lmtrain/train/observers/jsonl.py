@@ -1,4 +1,5 @@
-"""metrics.jsonl: one JSON object per line for every logged step, evaluation, checkpoint, warning, end or failure.
+"""metrics.jsonl: one JSON object per line for every logged step, evaluation, scoring of the benchmark tasks (also
+kept in the run's tasks.json), checkpoint, warning, end or failure.
 
 Every record has `event` and `step`. A resumed run first drops the records after the step it resumes from,
 so the file reads as one run.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtrain.files import write_text_atomic
+from lmtrain.tasks.results import record_results
 from lmtrain.train.events import (
     CheckpointSaved,
     Evaluated,
@@ -20,6 +22,7 @@ from lmtrain.train.events import (
     RunFailed,
     RunStarted,
     StepEnded,
+    TasksScored,
     Warned,
     perplexity,
 )
@@ -85,6 +88,18 @@ def record(event: Event) -> dict[str, Any] | None:
                 "val_ppl": perplexity(event.val_loss),
                 "seconds": round(event.seconds, 4),
             }
+        case TasksScored(report=report):
+            return {
+                "event": "tasks",
+                "step": event.step,
+                "tokens": event.tokens,
+                "core": report["core"],
+                "core_label": report["core_label"],
+                "accuracy": event.accuracies(),
+                "centred": {name: t["centred"] for name, t in report["tasks"].items()},
+                "max_per_task": report["max_per_task"],
+                "seconds": round(event.seconds, 3),
+            }
         case CheckpointSaved():
             return {
                 "event": "checkpoint",
@@ -124,12 +139,15 @@ class JsonlObserver:
     """Appends the records of a run's events to RUN/metrics.jsonl, flushed line by line."""
 
     def __init__(self, out: Path) -> None:
+        self.out = out
         self.path = out / METRICS
         self._file = None
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._open(event.plan.start_step if event.resumed_from is not None else None)
+        if isinstance(event, TasksScored):  # the run's tasks.json, as `lmtrain eval --tasks` records it
+            record_results(self.out, event.step, event.report | {"step": event.step, "tokens": event.tokens})
         rec = record(event)
         if rec is not None and self._file is not None:
             self._file.write(json.dumps(rec) + "\n")

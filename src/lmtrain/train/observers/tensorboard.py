@@ -17,6 +17,7 @@ from lmtrain.train.events import (
     RunFailed,
     RunStarted,
     StepEnded,
+    TasksScored,
     Warned,
     scalars,
 )
@@ -40,7 +41,7 @@ class TensorBoardObserver:
                 self.writer = SummaryWriter(str(self.logdir), purge_step=purge)
                 config = json.dumps(event.config.to_dict(), indent=2)
                 self.writer.add_text("run/config", f"```\n{config}\n```", event.plan.start_step)
-            case StepEnded(log_point=True) | Evaluated() if self.writer is not None:
+            case StepEnded(log_point=True) | Evaluated() | TasksScored() if self.writer is not None:
                 for name, value in scalars(event).items():
                     self.writer.add_scalar(name, value, event.step)
             case Warned() if self.writer is not None:

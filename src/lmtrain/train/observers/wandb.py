@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from lmtrain.errors import ConfigError
-from lmtrain.train.events import Evaluated, Event, RunEnded, RunFailed, RunStarted, StepEnded, Warned, scalars
+from lmtrain.train.events import (
+    Evaluated,
+    Event,
+    RunEnded,
+    RunFailed,
+    RunStarted,
+    StepEnded,
+    TasksScored,
+    Warned,
+    scalars,
+)
 
 ID_FILE = "wandb_id"
 
@@ -48,7 +58,7 @@ class WandbObserver:
                     dir=str(self.out),
                     config=event.config.to_dict(),
                 )
-            case StepEnded(log_point=True) | Evaluated() if self.run is not None:
+            case StepEnded(log_point=True) | Evaluated() | TasksScored() if self.run is not None:
                 self.run.log(scalars(event), step=event.step)
             case Warned() if self.run is not None:
                 self.warnings += 1
