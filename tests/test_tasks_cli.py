@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import read_jsonl, train_args
+from conftest import FAST_MODEL, read_jsonl, train_args
 from lmtrain.cli import main
 from lmtrain.data.datasets import DataPaths
 from lmtrain.model.config import ModernConfig
@@ -193,3 +193,15 @@ def test_bench_tasks_reports_both_rates_their_ratio_and_identical_results(tmp_pa
     assert result["speedup"] == pytest.approx(result["reference_s"] / result["batched_s"], abs=0.006)
     assert result["batched_items_per_s"] == pytest.approx(36 / result["batched_s"], rel=0.01)
     assert set(result["per_task"]) == {"repeat_multiple_choice", "repeat_schema", "repeat_language_modeling"}
+
+
+def test_the_doctor_command_counts_the_scorings_of_the_tasks_in_its_time_estimate(
+    tmp_path: Path, sample_dir, capsys
+) -> None:
+    toml = write_tasks(tmp_path / "tasks")
+    base = ["doctor", *FAST_MODEL, "--data-dir", str(sample_dir), "--batch-size", "4", "--max-steps", "50", "--json"]
+    assert main(base) == 0
+    (alone,) = [f["message"] for f in json.loads(capsys.readouterr().out)["findings"] if f["code"] == "time"]
+    assert main([*base, "--tasks", str(toml), "--tasks-every", "20"]) == 0
+    (scored,) = [f["message"] for f in json.loads(capsys.readouterr().out)["findings"] if f["code"] == "time"]
+    assert "benchmark" not in alone and "3 scorings of the benchmark tasks" in scored  # steps 20, 40 and the end
