@@ -190,7 +190,7 @@ def test_bench_tasks_reports_both_rates_their_ratio_and_identical_results(tmp_pa
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert result["identical"] is True and result["items_differing"] == [] and result["items"] == 36
-    assert result["speedup"] == pytest.approx(result["reference_s"] / result["batched_s"], abs=0.006)
+    assert result["speedup"] == pytest.approx(result["reference_s"] / result["batched_s"], abs=0.005 + 1e-9)
     assert result["batched_items_per_s"] == pytest.approx(36 / result["batched_s"], rel=0.01)
     assert set(result["per_task"]) == {"repeat_multiple_choice", "repeat_schema", "repeat_language_modeling"}
 
