@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from lmtrain.cli.common import add_arch_option, add_data_options, add_device_option, data_paths, emit_result, log
-from lmtrain.errors import ConfigError
 
 DEFAULT_MAX_PER_TASK = 100
 
@@ -51,9 +50,9 @@ def run_tasks_bench(args: argparse.Namespace) -> int:
     from lmtrain.runtime import select_device
     from lmtrain.tasks.evaluate import load_tasks
     from lmtrain.tasks.locate import TaskPaths
+    from lmtrain.tasks.score import check_budget
 
-    if args.batch_tokens is not None and args.batch_tokens < 1:
-        raise ConfigError(f"--batch-tokens {args.batch_tokens} must be at least 1")
+    check_budget(args.batch_tokens)
     paths = data_paths(args)
     tasks = load_tasks(args.tasks, TaskPaths(args.tasks_dir, paths), args.max_per_task, log=log)
     if args.checkpoint:

@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
 def run_tasks(args: argparse.Namespace) -> int:
     """`lmtrain eval RUN --tasks ...`: the table (or --json), recorded in the run's tasks.json."""
     from lmtrain.tasks.checkpoint_tasks import TasksRequest, evaluate_checkpoint_tasks
+    from lmtrain.tasks.score import check_budget
 
-    if args.batch_tokens is not None and args.batch_tokens < 1:
-        raise ConfigError(f"--batch-tokens {args.batch_tokens} must be at least 1")
+    check_budget(args.batch_tokens)
     request = TasksRequest(
         tasks=args.tasks,
         tasks_dir=args.tasks_dir,

@@ -69,7 +69,7 @@ def tasks_figure(run: RunData, path: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(SIZE[0] * 1.5, SIZE[1]))
     points = run.task_points()
-    cores = [(x, e["core"]) for x, e in points if e.get("core") is not None]
+    cores = run.core_points()
     if cores:
         axes[0].plot([x for x, _ in cores], [c for _, c in cores], "o-", ms=4, label=points[-1][1].get("core_label"))
         axes[0].legend(fontsize="small")
@@ -105,13 +105,13 @@ def compare_figure(runs: Sequence[RunData], path: Path) -> Path:
     """Training (lines) and validation (markers) loss of several runs against training tokens; beside it, their CORE
     where any run scored the benchmark tasks."""
     plt = pyplot()
-    scored = [r for r in runs if any(e.get("core") is not None for e in r.tasks.values())]
+    scored = [r for r in runs if r.core_points()]
     fig, axes = plt.subplots(1, 2 if scored else 1, figsize=(SIZE[0] * (1.5 if scored else 1), SIZE[1]), squeeze=False)
     ax = axes[0][0]
     if scored:
         core_ax = axes[0][1]
         for i, run in enumerate(runs):
-            cores = [(x, e["core"]) for x, e in run.task_points() if e.get("core") is not None]
+            cores = run.core_points()
             if cores:
                 label = f"{run.name}: {cores[-1][1]:+.4f}"
                 core_ax.plot([x for x, _ in cores], [c for _, c in cores], "o-", color=f"C{i % 10}", ms=4, label=label)

@@ -66,6 +66,10 @@ class RunData:
         """(training tokens, entry) of every scoring of the benchmark tasks, in step order."""
         return [(int(e.get("tokens") or step * self.tokens_per_step), e) for step, e in sorted(self.tasks.items())]
 
+    def core_points(self) -> list[tuple[int, float]]:
+        """(training tokens, CORE) of every scoring that covered a CORE task, in step order."""
+        return [(x, e["core"]) for x, e in self.task_points() if e.get("core") is not None]
+
     def best_eval(self) -> dict[str, Any] | None:
         finite = [e for e in self.evals if _number(e.get("val_loss")) is not None]
         return min(finite, key=lambda e: e["val_loss"]) if finite else None

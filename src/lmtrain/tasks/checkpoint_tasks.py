@@ -46,7 +46,7 @@ def evaluate_checkpoint_tasks(
     from lmtrain.checkpoint import open_checkpoint
     from lmtrain.data.tokenizers.carry import carried_tokenizer
     from lmtrain.runtime import autocast, select_dtype
-    from lmtrain.tasks.evaluate import load_tasks, score_tasks
+    from lmtrain.tasks.evaluate import bos_of, load_tasks, score_tasks
     from lmtrain.tasks.results import record_results, results_folder
     from lmtrain.train.distributed import init_world
 
@@ -59,7 +59,7 @@ def evaluate_checkpoint_tasks(
         say = log if world.is_main else (lambda _msg: None)
         say(
             f"{ckpt}: {len(tasks)} tasks, {sum(len(t.items) for t in tasks):,} items, prompts begin with "
-            f"{tokenizer.decode([tokenizer.bos_id])!r} (id {tokenizer.bos_id}), context {model.config.max_seq_len}"
+            f"{bos_of(tokenizer)[1]}, context {model.config.max_seq_len}"
         )
         report = score_tasks(
             model,

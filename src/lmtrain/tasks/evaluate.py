@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.errors import ConfigError, DataError
+from lmtrain.errors import DataError
 from lmtrain.model.base import CausalLM
-from lmtrain.tasks.encode import encode_item, pack
-from lmtrain.tasks.items import check_enough, read_items, render, select_items
+from lmtrain.tasks.encode import Encoded, encode_item, pack
+from lmtrain.tasks.items import check_cap, check_enough, read_items, render, select_items
 from lmtrain.tasks.locate import TaskPaths, locate_task, missing_message
 from lmtrain.tasks.score import Outcome, score_items
 from lmtrain.tasks.spec import TaskSpec, TaskTable, core_figure, core_label, core_table, select_tasks
@@ -31,8 +31,6 @@ class LoadedTask:
     items: list[dict[str, Any]]
     lines: list[int]
     """Each item's 0-based record number in the task file (the file's order, blank lines not counted)."""
-    total: int
-    """Items in the file."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +103,7 @@ def load_tasks(
 ) -> list[LoadedTask]:
     """The tasks `--tasks` names, their files found (or downloaded), checked, shuffled and capped: every error of
     the task files before any model is loaded."""
-    if max_per_task is not None and max_per_task < 1:
-        raise ConfigError(f"--max-per-task {max_per_task} must be at least 1 (leave it out for every item)")
+    check_cap(max_per_task)  # before any file is read or downloaded
     specs, asked_core = select_tasks(selection, table)
     found, missing = [], []
     for spec in specs:
@@ -117,7 +114,7 @@ def load_tasks(
         records = read_items(spec, path)
         numbered = select_items(list(enumerate(records)), max_per_task)
         check_enough(spec, len(numbered))
-        found.append(LoadedTask(spec, [r for _, r in numbered], [n for n, _ in numbered], len(records)))
+        found.append(LoadedTask(spec, [r for _, r in numbered], [n for n, _ in numbered]))
     named_missing = [s for s in missing if not (asked_core and s.core)]
     if named_missing or not found:
         raise DataError(missing_message(named_missing or missing, paths))
@@ -126,19 +123,26 @@ def load_tasks(
     return found
 
 
+def encoded_items(task: LoadedTask, indices: Sequence[int], tokenizer: Tokenizer, max_len: int) -> list[Encoded]:
+    """Items `indices` of `task` as the model scores them: prompts written, tokenized in one batch, spans found."""
+    prompts = [render(task.spec, task.items, i) for i in indices]
+    ids = iter(tokenizer.encode_batch([t for p in prompts for t in p.texts]))
+    bos = tokenizer.bos_id
+    return [
+        encode_item(task.spec.type, p, [next(ids).tolist() for _ in p.texts], bos=bos, max_len=max_len) for p in prompts
+    ]
+
+
 def scoring_tokens(
     tasks: Sequence[LoadedTask], tokenizer: Tokenizer, max_len: int, d_model: int, sample: int = 8
 ) -> int:
     """The tokens one scoring of `tasks` runs through the model, estimated from each task's first `sample` items
     (encoded and packed as `score_tasks` packs them) and scaled to its items."""
-    bos, total = tokenizer.bos_id, 0
+    total = 0
     for task in tasks:
-        prompts = [render(task.spec, task.items, i) for i in range(min(sample, len(task.items)))]
-        packed = 0
-        for p in prompts:
-            ids = [a.tolist() for a in tokenizer.encode_batch(p.texts)]
-            packed += sum(len(u) for u in pack(encode_item(task.spec.type, p, ids, bos=bos, max_len=max_len), d_model))
-        total += round(packed / len(prompts) * len(task.items))
+        encoded = encoded_items(task, range(min(sample, len(task.items))), tokenizer, max_len)
+        packed = sum(len(u) for e in encoded for u in pack(e, d_model))
+        total += round(packed / len(encoded) * len(task.items))
     return total
 
 
@@ -163,19 +167,14 @@ def score_tasks(
     """Every task scored on `model` (each rank of `world` scores every world_size-th item, and every rank gets the
     whole report)."""
     world = world or World(device=device)
-    bos, bos_text = bos_of(tokenizer)
+    _, bos_text = bos_of(tokenizer)
     max_len = model.config.max_seq_len
     scores, t_all = [], time.perf_counter()
     for task in tasks:
         t0 = time.perf_counter()
         spec = task.spec
         mine = list(range(world.rank, len(task.items), world.world_size))
-        prompts = [render(spec, task.items, i) for i in mine]
-        texts = [t for p in prompts for t in p.texts]
-        ids = iter(tokenizer.encode_batch(texts))
-        encoded = [
-            encode_item(spec.type, p, [next(ids).tolist() for _ in p.texts], bos=bos, max_len=max_len) for p in prompts
-        ]
+        encoded = encoded_items(task, mine, tokenizer, max_len)
         outcomes = score_items(
             model,
             encoded,

@@ -92,10 +92,15 @@ def _is(value: Any, tp: type | tuple[type, ...]) -> bool:
     return isinstance(value, tp) and not (tp is int and isinstance(value, bool))
 
 
-def select_items(items: Sequence[dict[str, Any]], max_per_task: int | None) -> list[dict[str, Any]]:
-    """The items in the order of `random.Random(1337).shuffle`, the first `max_per_task` of them when given."""
+def check_cap(max_per_task: int | None) -> None:
+    """A ConfigError unless `max_per_task` is None (every item) or at least 1."""
     if max_per_task is not None and max_per_task < 1:
         raise ConfigError(f"--max-per-task {max_per_task} must be at least 1 (leave it out for every item)")
+
+
+def select_items(items: Sequence[dict[str, Any]], max_per_task: int | None) -> list[dict[str, Any]]:
+    """The items in the order of `random.Random(1337).shuffle`, the first `max_per_task` of them when given."""
+    check_cap(max_per_task)
     shuffled = list(items)
     random.Random(SHUFFLE_SEED).shuffle(shuffled)
     return shuffled if max_per_task is None else shuffled[:max_per_task]

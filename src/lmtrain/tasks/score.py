@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lmtrain.errors import ConfigError
 from lmtrain.model.base import CausalLM
 from lmtrain.model.packing import Packing
 from lmtrain.runtime import eval_mode
@@ -25,6 +26,12 @@ CPU_BATCH_TOKENS = 8192
 """Padded tokens per forward pass on the CPU."""
 GPU_BATCH_TOKENS = 65536
 """Padded tokens per forward pass on a GPU."""
+
+
+def check_budget(budget: int | None) -> None:
+    """A ConfigError unless `budget` (--batch-tokens) is None (the device's default) or at least 1."""
+    if budget is not None and budget < 1:
+        raise ConfigError(f"--batch-tokens {budget} must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ tasks a `--tasks` value makes: `core`, task names, or a TOML file of the user's 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import typing
@@ -113,8 +114,9 @@ def parse_tasks(data: Mapping[str, Any], origin: str, *, root: Path | None, core
     return found
 
 
+@functools.cache
 def core_table() -> TaskTable:
-    """The CORE tasks of the package's `core.toml`."""
+    """The CORE tasks of the package's `core.toml` (read once; callers never change it)."""
     text = resources.files("lmtrain.tasks").joinpath(TABLE).read_text(encoding="utf-8")
     data = tomllib.loads(text)
     tasks = parse_tasks(data, TABLE, root=None, core=True)
