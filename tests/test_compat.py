@@ -39,6 +39,7 @@ def test_an_old_run_config_loads_into_the_sections(tmp_path: Path) -> None:
     flat = flatten(tc)
     assert {k: flat[k] for k in flat_before} == flat_before  # every key kept its value
     new = {"tasks": None, "tasks_every": 2000, "tasks_max_per_task": 500, "tasks_dir": None}  # keys added since
+    new |= {"init_from": None, "activation_checkpointing": False}
     assert {k: v for k, v in flat.items() if k not in flat_before} == new
     again = json.loads(json.dumps(cfg.to_dict()))  # written back nested, and read again
     assert again["train"]["optimizer"]["name"] == "adamw" and run_config_from_dict(again) == cfg

@@ -75,7 +75,7 @@ def test_cached_logits_match_a_full_forward(variant: str) -> None:
     with torch.no_grad():
         full, _ = model(seq)
         cache = model.new_cache(batch_size=2)
-        assert cache.k.shape == (3, 2, model.config.kv_heads, 64, model.config.head_dim)  # (L, B, nkv, T, hs)
+        assert cache.k.shape == (3, 2, model.config.kv_heads, 64, model.config.head_size)  # (L, B, nkv, T, hs)
         parts = [
             model(seq[:, :7], cache=cache)[0],
             model(seq[:, 7:8], cache=cache)[0],

@@ -115,3 +115,31 @@ def test_rising_validation_loss_with_a_rising_training_loss_is_not_overfitting()
             monitor.on_event(_step(step, 4.0 + i * 0.1))
         monitor.on_event(Evaluated(10 * i, 0, v, 0.1))
     assert warnings == []
+
+
+def _trained_monitor(start_loss: float) -> tuple[HealthMonitor, list[Warned]]:
+    """A monitor of a run from a trained model (--init-from) whose step-0 validation loss is `start_loss`."""
+    import dataclasses
+
+    warnings: list[Warned] = []
+    monitor = HealthMonitor(warnings.append)
+    cfg = dataclasses.replace(build_run_config({"preset": "micro"}), origin={"path": "released", "kind": "lmtrain"})
+    monitor.on_event(RunStarted(out=Path("run"), config=cfg, plan=make_plan(1000)))
+    monitor.on_event(Evaluated(0, 0, start_loss, 0.1))
+    return monitor, warnings
+
+
+def test_a_run_from_a_trained_model_is_checked_against_its_starting_loss_not_ln_v() -> None:
+    monitor, warnings = _trained_monitor(3.0)
+    monitor.on_event(_step(1, 3.2))  # far from ln(V), near where the model started: fine
+    assert warnings == []
+    for step in range(2, 101):
+        monitor.on_event(_step(step, 2.9))
+    assert warnings == []  # below the start at the progress check
+    monitor, warnings = _trained_monitor(3.0)
+    monitor.on_event(_step(1, 6.0))
+    assert _codes(warnings) == ["health.initial_loss"] and "scored 3.000" in warnings[0].message
+    monitor, warnings = _trained_monitor(3.0)
+    for step in range(1, 101):
+        monitor.on_event(_step(step, 3.6))
+    assert _codes(warnings) == ["health.no_progress"] and "above the 3.000 the model started at" in warnings[0].message

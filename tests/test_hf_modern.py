@@ -24,6 +24,23 @@ COMBINATIONS = {
     "qwen3-relu2-mqa-padded": ({"n_kv_head": 1, "pad_vocab_to": 64}, "Qwen3ForCausalLM"),
     "llama-swiglu-tied-gqa": ({"mlp": "swiglu", "qk_norm": False, "n_kv_head": 2}, "LlamaForCausalLM"),
     "llama-relu2-untied-padded": ({"qk_norm": False, "tie": False, "pad_vocab_to": 64}, "LlamaForCausalLM"),
+    "qwen2-swiglu-qkv-bias": (
+        {"mlp": "swiglu", "qk_norm": False, "qkv_bias": True, "n_kv_head": 2},
+        "Qwen2ForCausalLM",
+    ),
+    "qwen3-wide-heads-qkv-bias": ({"head_dim": 32, "qkv_bias": True, "n_kv_head": 2}, "Qwen3ForCausalLM"),
+    "llama-narrow-heads-llama3-rope": (
+        {
+            "mlp": "swiglu",
+            "qk_norm": False,
+            "head_dim": 8,
+            "rope_scaling": "llama3",
+            "rope_factor": 8.0,
+            "rope_original_max_seq_len": 16,
+        },
+        "LlamaForCausalLM",
+    ),
+    "llama-linear-rope": ({"qk_norm": False, "rope_scaling": "linear", "rope_factor": 4.0}, "LlamaForCausalLM"),
 }
 
 
@@ -60,6 +77,10 @@ def test_transformers_weights_in_lmtrain_give_the_same_logits(name: str) -> None
         with torch.no_grad():
             for layer in hf.model.layers:
                 layer.mlp.up_proj.weight.copy_(layer.mlp.gate_proj.weight)
+    with torch.no_grad():
+        for layer in hf.model.layers:
+            if layer.self_attn.o_proj.bias is not None:  # Qwen3's attention_bias: lmtrain exports it as zero
+                layer.self_attn.o_proj.bias.zero_()
     back = from_hf_config(to_hf_config(cfg))
     assert back == dataclasses.replace(cfg, pad_vocab_to=1)
     ours = build_model(back).eval()
@@ -77,12 +98,21 @@ def test_what_no_transformers_class_computes_is_refused() -> None:
     hf = to_hf_config(BASE)
     for change, message in (
         ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
-        ({"attention_bias": True}, "attention_bias=true"),
-        ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "scales its rotary positions"),
+        ({"mlp_bias": True}, "mlp_bias=true"),
+        ({"use_sliding_window": True}, "use_sliding_window=true"),
+        ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "rope_type='yarn'"),
+        ({"partial_rotary_factor": 0.5}, "partial_rotary_factor"),
         ({"model_type": "mistral"}, "model_type='mistral'"),
     ):
         with pytest.raises(ConfigError, match=message):
             from_hf_config(hf | change)
+
+
+def test_a_non_zero_output_projection_bias_is_refused() -> None:
+    cfg = dataclasses.replace(BASE, qkv_bias=True)  # Qwen3 with attention_bias: o_proj has a bias, exported as zero
+    hf = randomised(_hf(cfg), scale=0.1)
+    with pytest.raises(ConfigError, match="model.layers.0.self_attn.o_proj.bias is not zero"):
+        from_hf_state_dict(hf.state_dict(), from_hf_config(to_hf_config(cfg)))
 
 
 def test_a_gated_relu_that_is_not_relu_squared_is_refused() -> None:

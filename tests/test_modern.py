@@ -12,8 +12,9 @@ import torch
 from conftest import MODEL_VARIANTS, randomised
 from lmtrain.model.config import ModernConfig
 from lmtrain.model.head import head_loss
-from lmtrain.model.modern import Modern, rotary, rotate
+from lmtrain.model.modern import Modern
 from lmtrain.model.registry import build_model
+from lmtrain.model.rope import inv_frequencies, rotary, rotate
 from lmtrain.train.optim import build_optimizer
 
 CFG = MODEL_VARIANTS["modern"]
@@ -25,17 +26,20 @@ def _model(cfg: ModernConfig = CFG, seed: int = 0) -> Modern:
     return build_model(cfg).eval()
 
 
+INV_FREQ = inv_frequencies(ModernConfig(vocab_size=8, n_layer=1, n_head=1, d_model=16, d_ff=32))
+
+
 def test_rotary_scores_depend_only_on_the_distance_between_positions() -> None:
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 1, 1, 16, generator=g), torch.randn(1, 1, 1, 16, generator=g)
 
     def score(m: int, n: int) -> float:
-        cos, sin = rotary(torch.tensor([m, n]), 16, 10000.0)
+        cos, sin = rotary(torch.tensor([m, n]), INV_FREQ)
         return float((rotate(q, cos[:1], sin[:1]) * rotate(k, cos[1:], sin[1:])).sum())
 
     assert score(3, 1) == pytest.approx(score(40, 38), abs=1e-5)
     assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)
-    cos, sin = rotary(torch.tensor([0]), 16, 10000.0)
+    cos, sin = rotary(torch.tensor([0]), INV_FREQ)
     torch.testing.assert_close(rotate(q, cos, sin), q)  # position 0 is not rotated
 
 
@@ -134,3 +138,30 @@ def test_the_swiglu_width_matches_the_parameters_of_a_two_matrix_mlp() -> None:
         one_relu2 = sum(p.numel() for p in build_model(relu2).layers[0].mlp.parameters())
         one_swiglu = sum(p.numel() for p in build_model(swiglu).layers[0].mlp.parameters())
     assert abs(one_swiglu - one_relu2) / one_relu2 < 0.01
+
+
+def test_activation_checkpointing_gives_the_same_losses_and_gradients() -> None:
+    """--activation-checkpointing recomputes each block in the backward pass: the same loss and gradients (dropout
+    included: its RNG state is replayed), the same parameter names."""
+    from lmtrain.train.distributed import World
+    from lmtrain.train.parallel import wrap_model
+
+    cfg = dataclasses.replace(EVERYTHING, dropout=0.1)
+    idx = torch.randint(0, cfg.vocab_size, (2, 12))
+    results = []
+    for checkpointing in (False, True):
+        model = randomised(_model(cfg), scale=0.1).train()
+        runner = wrap_model(
+            model, World(device=torch.device("cpu")), "ddp", False, activation_checkpointing=checkpointing
+        )
+        calls = []
+        model.layers[0].mlp.register_forward_pre_hook(lambda *_, seen=calls: seen.append(1))
+        torch.manual_seed(5)
+        _, loss = runner(idx, idx)
+        loss.backward()
+        assert len(calls) == (2 if checkpointing else 1)  # recomputed in the backward pass
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.equal(loss_a, loss_b) and grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=0, atol=1e-6)

@@ -216,13 +216,29 @@ def open_checkpoint(
     path: Path, device_name: str, which: str = "best", weights: str = "auto"
 ) -> tuple[Path, Any, dict[str, Any], torch.device]:
     """(checkpoint folder, model on the device in eval mode with the chosen weights, its config.json, device) for a
-    run folder (its `which` checkpoint) or a checkpoint folder (`checkpoint_tokenizer` rebuilds its tokenizer)."""
+    run folder (its `which` checkpoint), a checkpoint folder or a transformers model folder (`carried_tokenizer`
+    rebuilds its tokenizer)."""
+    from lmtrain.interop.hf_read import is_hf_folder
     from lmtrain.runtime import select_device
 
     device = select_device(device_name)
+    if is_hf_folder(path):  # a transformers folder, read as the checkpoint `lmtrain import-hf` would write
+        return path, *_hf_model(path, device), device
     ckpt = resolve_checkpoint(path, which)
     model, config = load_model(ckpt, device, weights)
     return ckpt, model, config, device
+
+
+def _hf_model(path: Path, device: torch.device) -> tuple[Any, dict[str, Any]]:
+    from lmtrain.interop.hf_read import checkpoint_config_of, read_hf_folder
+    from lmtrain.model.registry import build_model
+
+    found = read_hf_folder(path)
+    with torch.device("meta"):
+        model = build_model(found.config)
+    model = model.to_empty(device=device)
+    load_state_into(model, found.weights, path)
+    return model.eval(), checkpoint_config_of(found)
 
 
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:

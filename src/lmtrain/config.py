@@ -114,6 +114,9 @@ class RunConfig:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    origin: Mapping[str, Any] | None = None
+    """Where a run started with --init-from began: the path, its kind, its weights' SHA-256 and, for a model
+    released as a transformers folder, that folder's config.json (`train/init_from.py`)."""
 
     def __post_init__(self) -> None:
         if self.data.seq_len is not None and self.data.seq_len > self.model.max_seq_len:
@@ -129,7 +132,9 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as saved in the run folder and in every checkpoint (the training sections nested)."""
-        return {"lmtrain_version": __version__, **to_jsonable(self), "model": model_to_dict(self.model)}
+        out = {"lmtrain_version": __version__, **to_jsonable(self), "model": model_to_dict(self.model)}
+        out.pop("origin", None)
+        return out | ({"init_from": dict(self.origin)} if self.origin is not None else {})
 
     def flat(self) -> dict[str, dict[str, Any]]:
         """{section: {flat key: value}} for the model, data and training sections."""
@@ -221,6 +226,7 @@ def run_config_from_dict(saved: Mapping[str, Any]) -> RunConfig:
             model=model_from_dict(saved["model"], "saved model config"),
             data=from_mapping(DataConfig, saved["data"], "saved data config"),
             train=train_config_from_dict(saved["train"]),
+            origin=saved.get("init_from"),
         )
     except KeyError as exc:
         raise ConfigError(f"saved run config lacks the {exc.args[0]!r} section") from None

@@ -36,3 +36,9 @@ NANOGPT_LR = 1e-3
 def preset_lr(arch: str, preset: str) -> float:
     """The default peak LR of the AdamW groups for `preset` of `arch`: its own entry in PRESET_LR, else SIZE_LR's."""
     return PRESET_LR.get(arch, SIZE_LR)[preset]
+
+
+FINETUNE: Mapping[str, object] = MappingProxyType({"optimizer": "adamw", "lr": 3e-4, "schedule": "cosine"})
+"""The training defaults of a run started from a trained model (--init-from) where a flag does not set them: the
+optimizer, the peak LR of its groups and the schedule (the warmup stays 5% of the run). Chosen by the race and sweep
+in bench/results/finetune-sweep-cpu-2core.json (bench/finetune_sweep.sh)."""

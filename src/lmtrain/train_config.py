@@ -302,6 +302,16 @@ class TrainConfig:
     device: Device = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
     dtype: DType = option("auto", "Autocast precision: auto (bf16 on CUDA that has it, else fp32), fp32, bf16 or fp16.")
     compile: bool = option(False, "Compile the model with torch.compile.")
+    init_from: str | None = option(
+        None,
+        "Start from this model's weights: a transformers folder (GPT-2, Llama, Qwen2, Qwen3) or an lmtrain run or "
+        "checkpoint; its architecture, sizes and tokenizer are the run's, the optimizer and schedule start fresh.",
+    )
+    activation_checkpointing: bool = option(
+        False,
+        "Recompute each block's activations in the backward pass instead of keeping them (less memory, ~30% more "
+        "compute per step).",
+    )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)

@@ -54,20 +54,24 @@ def format_findings(findings: Sequence[Finding]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmtrain.config import build_run_config
     from lmtrain.doctor.examine import examine
     from lmtrain.train.benchmarks import load_run_tasks
-    from lmtrain.train.data import load_training_data, tokenizer_vocab
-    from lmtrain.train.resume import decide_launch
+    from lmtrain.train.data import load_training_data, tokenizer_opener
+    from lmtrain.train.resume import decide_launch, new_run_config
 
     flat, _ = gather_flags(args)
     # a new run is only configured: the doctor writes nothing, so --out need not be new
     launch = decide_launch(flat, None, args.resume.expanduser()) if args.resume else None
-    cfg = launch.cfg if launch is not None else build_run_config(flat, tokenizer_vocab=tokenizer_vocab(data_paths))
+    start = None
+    if launch is None:
+        cfg, start = new_run_config(flat, tokenizer_of=tokenizer_opener(data_paths))
+    else:
+        cfg = launch.cfg
     paths = data_paths(cfg.data)
     tasks = load_run_tasks(cfg.train.evaluation, paths, log=log)  # their scorings count in the time estimate
     data = load_training_data(cfg, paths, log=log)
-    report = examine(cfg, data, start_step=launch.start_step if launch is not None else 0, tasks=tasks)
+    weights = start.weights if start is not None else None  # --init-from's model takes the trial step
+    report = examine(cfg, data, start_step=launch.start_step if launch is not None else 0, tasks=tasks, weights=weights)
     found = _lr_find(args, cfg, data) if args.lr_find else None
     if args.json:
         print_json(report.to_dict() | ({"lr_find": found.to_dict()} if found else {}))

@@ -33,13 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lmtrain.train.data import tokenizer_vocab
+    from lmtrain.train.data import tokenizer_opener
     from lmtrain.train.distributed import failure_guard, init_world, planned_world_size
     from lmtrain.train.resume import decide_launch
 
     flat, out = gather_flags(args)
     resume = args.resume.expanduser() if args.resume else None
-    launch = decide_launch(flat, out, resume, tokenizer_vocab=tokenizer_vocab(data_paths))
+    launch = decide_launch(flat, out, resume, tokenizer_of=tokenizer_opener(data_paths))
     tc = launch.cfg.train
     tc.layout(planned_world_size())  # a batch that does not split is an error before anything is written
     world = init_world(tc.device, tc.distributed.parallel, tc.distributed.timeout)
@@ -73,8 +73,11 @@ def _train(launch: Launch, world: World) -> int:
     wait = max(PREPARE_TIMEOUT_S, launch.cfg.train.distributed.timeout)
     tasks = world.in_turn(lambda: load_run_tasks(launch.cfg.train.evaluation, paths, log=log), timeout_s=wait)
     data = world.in_turn(lambda: load_training_data(launch.cfg, paths, log=log), timeout_s=wait)
+    start = launch.start.weights if launch.start is not None else None  # --init-from's model takes the trial step
     findings = world.from_main(
-        lambda: preflight(launch.cfg, data, start_step=launch.start_step, world_size=world.world_size, tasks=tasks)
+        lambda: preflight(
+            launch.cfg, data, start_step=launch.start_step, world_size=world.world_size, tasks=tasks, weights=start
+        )
     )
     if world.is_main:
         bus = build_bus(launch.cfg.train, launch.out, wandb_project=os.environ.get("WANDB_PROJECT", "lmtrain"))
@@ -87,6 +90,7 @@ def _train(launch: Launch, world: World) -> int:
             out=launch.out,
             bus=bus,
             restore=launch.restore,
+            weights=launch.initial_weights,
             changes=launch.changes,
             findings=findings,
             cache_dir=paths.cache_dir,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,13 +80,22 @@ def document_stats(tokens: np.ndarray | TokenStream, seq_len: int, eot_id: int =
     return DocumentStats(len(lengths), float(np.median(lengths)), float(np.mean(lengths > seq_len)))
 
 
-def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, world_size: int = 1) -> Trial:
-    """One optimizer step of one rank's share of the run's first batch on a fresh copy of the model, timed after a
-    short warm-up (under torchrun every rank takes such a share at once)."""
+def trial_step(
+    cfg: RunConfig,
+    data: TrainingData,
+    device: torch.device,
+    dtype: str,
+    world_size: int = 1,
+    *,
+    weights: Mapping[str, torch.Tensor] | None = None,
+) -> Trial:
+    """One optimizer step of one rank's share of the run's first batch on a fresh copy of the model (holding
+    `weights` where given: --init-from's), timed after a short warm-up (under torchrun every rank takes such a share
+    at once)."""
     with preserved_rng():
         seed_everything(cfg.train.seed)
         try:
-            return _timed_step(cfg, data, device, dtype, world_size)
+            return _timed_step(cfg, data, device, dtype, world_size=world_size, weights=weights)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -96,10 +105,19 @@ def trial_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: 
                 torch.cuda.empty_cache()
 
 
-def _timed_step(cfg: RunConfig, data: TrainingData, device: torch.device, dtype: str, world_size: int) -> Trial:
+def _timed_step(
+    cfg: RunConfig,
+    data: TrainingData,
+    device: torch.device,
+    dtype: str,
+    *,
+    world_size: int,
+    weights: Mapping[str, torch.Tensor] | None,
+) -> Trial:
     tc = cfg.train
     one_rank = dataclasses.replace(tc, batch_size=tc.layout(world_size).per_rank, compile=False)
-    step = build_training(dataclasses.replace(cfg, train=one_rank), tokens=data.train, device=device, dtype=dtype)
+    one_rank_cfg = dataclasses.replace(cfg, train=one_rank)
+    step = build_training(one_rank_cfg, tokens=data.train, device=device, dtype=dtype, weights=weights)
     model = step.model
     model.train()
     start = int(step.sampler.batch_starts(0)[0])
@@ -126,9 +144,10 @@ def examine(
     measure: bool = True,
     world_size: int = 1,
     tasks: Sequence[LoadedTask] = (),
+    weights: Mapping[str, torch.Tensor] | None = None,
 ) -> DoctorReport:
     """The doctor's report for `cfg` on `data` (with a measured step unless `measure` is False), for a run of
-    `world_size` processes that scores `tasks` on the way."""
+    `world_size` processes that scores `tasks` on the way and starts from `weights` (--init-from's) where given."""
     device = select_device(cfg.train.device)
     dtype = select_dtype(cfg.train.dtype, device)
     _, total = run_length(cfg, len(data.train))
@@ -149,19 +168,25 @@ def examine(
         tasks_tokens=_scoring_tokens(tasks, data, cfg.model),
     )
     if measure and (memory is None or memory_estimate(facts) <= memory):  # never try a step that cannot fit
-        facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype, world_size))
+        facts = dataclasses.replace(facts, trial=trial_step(cfg, data, device, dtype, world_size, weights=weights))
     return DoctorReport(diagnose(facts), facts)
 
 
 def preflight(
-    cfg: RunConfig, data: TrainingData, *, start_step: int = 0, world_size: int = 1, tasks: Sequence[LoadedTask] = ()
+    cfg: RunConfig,
+    data: TrainingData,
+    *,
+    start_step: int = 0,
+    world_size: int = 1,
+    tasks: Sequence[LoadedTask] = (),
+    weights: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[Finding, ...]:
     """The doctor at the start of `lmtrain train` (of `world_size` processes), as --doctor asks: no findings (off),
     its findings (warn), or a ConfigError naming the first ERROR (strict)."""
     mode = cfg.train.health.doctor
     if mode == "off":
         return ()
-    report = examine(cfg, data, start_step=start_step, world_size=world_size, tasks=tasks)
+    report = examine(cfg, data, start_step=start_step, world_size=world_size, tasks=tasks, weights=weights)
     if mode == "strict" and report.errors:
         first = report.errors[0]
         raise ConfigError(

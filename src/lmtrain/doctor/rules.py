@@ -240,6 +240,8 @@ def time_estimate(f: Facts) -> Finding:
 
 def initial_loss(f: Facts) -> Finding:
     expected = math.log(f.cfg.model.vocab_size)
+    if f.cfg.origin is not None:
+        return _trained_initial_loss(f, expected)
     if f.trial is None or f.trial.out_of_memory:
         return Finding("OK", "initial_loss", f"expected initial loss ln(V) = {expected:.3f}")
     got = f.trial.initial_loss
@@ -255,6 +257,27 @@ def initial_loss(f: Facts) -> Finding:
     return Finding("OK", "initial_loss", f"first-batch loss {got:.3f} at initialisation, ln(V) = {expected:.3f}")
 
 
+def _trained_initial_loss(f: Facts, ln_v: float) -> Finding:
+    """A run from a trained model (--init-from) starts at that model's loss, far below ln(V): one near ln(V) means the
+    weights or the tokenizer are not the model's."""
+    source = f.cfg.origin["path"] if f.cfg.origin else "?"
+    if f.trial is None or f.trial.out_of_memory:
+        return Finding("OK", "initial_loss", f"starts from {source}: its own loss, not ln(V) = {ln_v:.3f}")
+    got = f.trial.initial_loss
+    if not math.isfinite(got) or got > ln_v - TRAINED_MARGIN:
+        return Finding(
+            "WARN",
+            "initial_loss",
+            f"the first batch's loss is {got:.3f} with the weights of {source}, no better than an untrained model "
+            f"(ln(V) = {ln_v:.3f}): the tokenizer or the weights are not that model's",
+        )
+    return Finding(
+        "OK", "initial_loss", f"first-batch loss {got:.3f} with the weights of {source} (ln(V) = {ln_v:.3f})"
+    )
+
+
+TRAINED_MARGIN = 1.0
+"""A trained model's first loss should be at least this far below ln(V)."""
 INITIAL_LOSS_SPREAD = 1.0
 """How far from ln(V) the first loss may be with a random head (its logits are small, not zero)."""
 INITIAL_LOSS_UNIFORM = 0.01

@@ -12,20 +12,40 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from lmtrain import __version__
 from lmtrain.checkpoint import load_model, write_checkpoint
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.data.tokenizers.carry import CARRIED
-from lmtrain.data.tokenizers.gpt2 import GPT2_VOCAB_SIZE, gpt2_fingerprint
-from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
-from lmtrain.errors import CheckpointError, ConfigError
+from lmtrain.errors import CheckpointError
 from lmtrain.files import atomic_dir, require_new_folder
+from lmtrain.interop.hf_read import checkpoint_config_of, read_hf_folder
 from lmtrain.interop.hf_tokenizer import write_hf_tokenizer
-from lmtrain.model.registry import hf_adapter, hf_adapters, model_to_dict
+from lmtrain.model.registry import hf_adapter
+
+KEPT_FROM_SOURCE = ("max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype", "dtype")
+"""Keys of a released config.json an export of a model trained from it keeps as released, whatever lmtrain would
+write (the context the release supports, its special tokens, the dtype its weights were published in)."""
+
+
+def released_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The released config.json a checkpoint's model came from: an import's (`source`) or that of the model a run
+    started from (`init_from`); None for a model trained from scratch."""
+    origin = config.get("init_from") or config.get("source") or {}
+    return origin.get("hf_config")
+
+
+def released_keys(ours: dict[str, Any], released: dict[str, Any] | None) -> dict[str, Any]:
+    """The config.json to export: ours over the released one a run started from (so that every key transformers
+    or other tools read is still there), with `KEPT_FROM_SOURCE` kept as released; ours alone for a model of
+    another class."""
+    if not released or released.get("model_type") != ours["model_type"]:
+        return ours
+    merged = {**released, **ours}
+    for key in KEPT_FROM_SOURCE:
+        if key in released:
+            merged[key] = released[key]
+    return merged
 
 
 def export_hf(ckpt: Path, out: Path, tokenizer: Tokenizer | None, weights: str = "auto") -> list[str]:
@@ -33,11 +53,13 @@ def export_hf(ckpt: Path, out: Path, tokenizer: Tokenizer | None, weights: str =
     class its architecture equals, with the run's `tokenizer`; return the files written. A model no class computes
     exactly is a ConfigError."""
     require_new_folder(out)
-    model, _config = load_model(ckpt, weights=weights)
+    model, config = load_model(ckpt, weights=weights)
     adapter = hf_adapter(model.config)
-    eot = tokenizer.eot_id if tokenizer is not None else None  # the run's end of document, where it is known
-    ends = {"bos_token_id": eot, "eos_token_id": eot}
-    hf_config = adapter.to_hf_config(model.config) | ends
+    ends = {  # the run's beginning and end of document, where they are known
+        "bos_token_id": tokenizer.bos_id if tokenizer is not None else None,
+        "eos_token_id": tokenizer.eot_id if tokenizer is not None else None,
+    }
+    hf_config = released_keys(adapter.to_hf_config(model.config) | ends, released_config(config))
     weights = adapter.to_hf_state_dict({k: v.contiguous() for k, v in model.state_dict().items()}, model.config)
     with atomic_dir(out) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -49,61 +71,16 @@ def export_hf(ckpt: Path, out: Path, tokenizer: Tokenizer | None, weights: str =
     return written
 
 
-def _hf_weights(src: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a transformers folder: model.safetensors, its shards, or pytorch_model.bin."""
-    try:
-        if (src / "model.safetensors").is_file():
-            return load_file(str(src / "model.safetensors"))
-        index = src / "model.safetensors.index.json"
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_file(str(src / shard)).items()}
-        if (src / "pytorch_model.bin").is_file():
-            return torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"the weights in {src} are unreadable ({type(exc).__name__}: {exc})") from None
-    raise CheckpointError(f"{src} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
-
-
-def _adapter_for(hf_config: dict[str, Any]) -> Any:
-    """The adapter of the architecture that reads a config.json's model_type."""
-    kind = hf_config.get("model_type")
-    adapters = hf_adapters()
-    for adapter in adapters:
-        if kind in adapter.MODEL_TYPES:
-            return adapter
-    known = ", ".join(t for adapter in adapters for t in adapter.MODEL_TYPES)
-    raise ConfigError(f"config.json has model_type={kind!r}; lmtrain imports {known}")
-
-
 def import_hf(src: Path, out: Path) -> Path:
-    """Convert a transformers folder (GPT-2, Llama or Qwen3 of a shape lmtrain builds) into an lmtrain checkpoint
-    folder `out` (evaluable, not resumable)."""
+    """Convert a transformers folder (GPT-2, Llama, Qwen2 or Qwen3 of a shape lmtrain builds) into an lmtrain
+    checkpoint folder `out` (evaluable, not resumable: `train --init-from` continues training it)."""
     require_new_folder(out)
-    try:
-        hf_config = json.loads((src / "config.json").read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{src} has no config.json; give a transformers model folder") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{src / 'config.json'} is unreadable ({exc})") from None
-    adapter = _adapter_for(hf_config)
-    cfg = adapter.from_hf_config(hf_config)
-    weights = adapter.from_hf_state_dict(_hf_weights(src), cfg)
-    config: dict[str, Any] = {
-        "lmtrain_version": __version__,
-        "preset": "hf-import",
-        "model": model_to_dict(cfg),
-        "source": {"hf_folder": str(src.resolve()), "name": hf_config.get("_name_or_path")},
-    }
+    found = read_hf_folder(src)
+    config = checkpoint_config_of(found)
     files: dict[str, Path] = {}
-    if (src / "tokenizer.json").is_file() and not (src / "vocab.json").is_file():
-        tokenizer = HFTokenizer(src / "tokenizer.json")  # the folder's own tokenizer, carried by the checkpoint
-        config["tokenizer"] = tokenizer.fingerprint()
-        files = {f"{CARRIED}/{name}": path for name, path in tokenizer.files().items()}
-    elif cfg.vocab_size == GPT2_VOCAB_SIZE:
-        config["tokenizer"] = gpt2_fingerprint()
-    weights = {k: v.to(torch.float32).contiguous() for k, v in weights.items()}
-    write_checkpoint(out, weights, config, files=files)
+    if found.tokenizer is not None:  # the folder's own tokenizer, carried by the checkpoint
+        files = {f"{CARRIED}/{name}": path for name, path in found.tokenizer.files().items()}
+    write_checkpoint(out, found.weights, config, files=files)
     try:
         load_model(out)  # every tensor is there with the shape the config implies
     except CheckpointError:

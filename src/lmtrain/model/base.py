@@ -123,7 +123,7 @@ class CausalLM(nn.Module):
             n_layer=cfg.n_layer,
             batch_size=batch_size,
             n_head=cfg.kv_heads,
-            head_dim=cfg.head_dim,
+            head_dim=cfg.head_size,
             max_len=max_len or cfg.max_seq_len,
             device=param.device,
             dtype=param.dtype,

@@ -10,6 +10,7 @@ from lmtrain.errors import ConfigError
 from lmtrain.fields import option
 
 Mlp = Literal["relu2", "swiglu", "gelu"]
+RopeScaling = Literal["none", "linear", "llama3"]
 LossImpl = Literal["fused", "plain"]
 """How a model computes its training loss: fused (chunked head + loss, no logits tensor) or plain (full logits)."""
 
@@ -56,7 +57,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _positive_ints(self, ("vocab_size", "n_layer", "n_head", "d_model", "d_ff", "max_seq_len", "pad_vocab_to"))
-        if self.d_model % self.n_head:
+        if self.d_model % self.n_head and not self.sets_head_size:
             raise ConfigError(
                 f"invalid model config: d_model={self.d_model} must be a multiple of n_head={self.n_head} "
                 f"(each head gets d_model/n_head dimensions)"
@@ -67,9 +68,19 @@ class ModelConfig:
             raise ConfigError(f"invalid model config: init_std={self.init_std} must be > 0")
 
     @property
-    def head_dim(self) -> int:
-        """Dimensions per attention head."""
+    def head_size(self) -> int:
+        """Dimensions per attention head (d_model / n_head unless the architecture sets it)."""
         return self.d_model // self.n_head
+
+    @property
+    def sets_head_size(self) -> bool:
+        """Whether the config gives head_size itself rather than d_model / n_head."""
+        return False
+
+    @property
+    def attn_width(self) -> int:
+        """Width of the attention's queries and of its output projection's input: n_head x head_size."""
+        return self.n_head * self.head_size
 
     @property
     def padded_vocab(self) -> int:
@@ -141,7 +152,8 @@ def swiglu_width(d_ff: int) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class ModernConfig(ModelConfig):
-    """The modern block: rotary positions, RMSNorm, QK-norm, no biases, zero-initialised output projections."""
+    """The modern block: rotary positions (optionally scaled), RMSNorm, QK-norm, no biases but optional q/k/v ones,
+    zero-initialised output projections."""
 
     arch: ClassVar[str] = "modern"
     dropout: float = option(
@@ -168,6 +180,24 @@ class ModernConfig(ModelConfig):
     )
     norm_eps: float = option(1e-6, "RMSNorm epsilon.")
     rope_theta: float = option(10000.0, "Base of the rotary position frequencies.")
+    head_dim: int | None = option(
+        None,
+        "Dimensions per attention head when n_head x head_dim differs from d_model (Qwen3: 16 x 128 on 1,024); "
+        "default d_model / n_head.",
+    )
+    qkv_bias: bool = option(False, "Biases on the query, key and value projections (Qwen2 / Qwen2.5).")
+    rope_scaling: RopeScaling = option(
+        "none",
+        "Rotary frequency scaling for a longer context: none, linear (every frequency / rope_factor) or llama3 "
+        "(Llama 3.1 / 3.2: low frequencies / rope_factor, high ones kept, a smooth band between).",
+    )
+    rope_factor: float = option(1.0, "The rotary scaling factor of --rope-scaling linear or llama3 (Llama-3.2: 32).")
+    rope_low_freq_factor: float = option(1.0, "--rope-scaling llama3: wavelengths above original / this are scaled.")
+    rope_high_freq_factor: float = option(4.0, "--rope-scaling llama3: wavelengths below original / this are kept.")
+    rope_original_max_seq_len: int = option(
+        8192,
+        "--rope-scaling llama3: the context the frequencies were trained for (original_max_position_embeddings).",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,8 +207,18 @@ class ModernConfig(ModelConfig):
                 raise ConfigError(
                     f"invalid model config: n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}"
                 )
-        if self.head_dim % 2:
-            raise ConfigError(f"invalid model config: rotary positions need an even head_dim, got {self.head_dim}")
+        if self.head_dim is not None:
+            _positive_ints(self, ("head_dim",))
+        if self.head_size % 2:
+            raise ConfigError(f"invalid model config: rotary positions need an even head_dim, got {self.head_size}")
+        _positive_ints(self, ("rope_original_max_seq_len",))
+        if not self.rope_factor >= 1.0:
+            raise ConfigError(f"invalid model config: rope_factor={self.rope_factor} must be >= 1")
+        if self.rope_scaling == "llama3" and not 0 < self.rope_low_freq_factor < self.rope_high_freq_factor:
+            raise ConfigError(
+                f"invalid model config: --rope-scaling llama3 needs 0 < rope_low_freq_factor "
+                f"({self.rope_low_freq_factor:g}) < rope_high_freq_factor ({self.rope_high_freq_factor:g})"
+            )
         if self.logit_softcap is not None and not self.logit_softcap > 0:
             raise ConfigError(f"invalid model config: logit_softcap={self.logit_softcap} must be > 0")
         for name in ("norm_eps", "rope_theta"):
@@ -189,6 +229,16 @@ class ModernConfig(ModelConfig):
     def kv_heads(self) -> int:
         """Key/value heads per block (the KV cache holds these)."""
         return self.n_kv_head or self.n_head
+
+    @property
+    def head_size(self) -> int:
+        """Dimensions per attention head: head_dim, else d_model / n_head."""
+        return self.head_dim or self.d_model // self.n_head
+
+    @property
+    def sets_head_size(self) -> bool:
+        """Whether the config gives head_size itself rather than d_model / n_head."""
+        return self.head_dim is not None
 
     @property
     def logit_cap(self) -> float | None:
@@ -207,8 +257,9 @@ class ModernConfig(ModelConfig):
 
     def param_counts(self) -> dict[str, int]:
         """Token embedding, untied head, blocks, final RMSNorm; an untied input embedding is only looked up."""
-        d, hs = self.d_model, self.head_dim
-        attn = d * (self.n_head + 2 * self.kv_heads) * hs + d * d + (2 * hs if self.qk_norm else 0)
+        d, hs = self.d_model, self.head_size
+        qkv = (self.n_head + 2 * self.kv_heads) * hs
+        attn = d * qkv + self.attn_width * d + (2 * hs if self.qk_norm else 0) + (qkv if self.qkv_bias else 0)
         mlp = 3 * d * self.d_ff if self.mlp == "swiglu" else 2 * d * self.d_ff
         groups = {
             "token_embedding": self.padded_vocab * d,

@@ -1,8 +1,8 @@
 """The modern decoder block (ModernConfig lives in config.py), as Llama / Qwen3 compute it.
 
-Rotary positions (no position table), RMSNorm before attention and MLP and after the last block, RMSNorm of each
-head's queries and keys before the rotation (QK-norm), no biases, grouped-query attention, a ReLU² / SwiGLU / GELU
-MLP, and the attention and MLP output projections initialised at zero (each block starts as the identity). The head
+Rotary positions (no position table; `rope.py`, optionally scaled), RMSNorm before attention and MLP and after the
+last block, RMSNorm of each head's queries and keys before the rotation (QK-norm), no biases but optional q/k/v ones
+(Qwen2), grouped-query attention with heads of any width, a ReLU² / SwiGLU / GELU MLP, and the attention and MLP output projections initialised at zero (each block starts as the identity). The head
 is the token embedding, or an untied matrix that starts at zero.
 """
 
@@ -18,23 +18,7 @@ from lmtrain.model.base import CausalLM
 from lmtrain.model.config import LossImpl, ModernConfig
 from lmtrain.model.kv_cache import KVCache
 from lmtrain.model.packing import Packing
-
-
-def rotary(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin), each (..., T, hs), of the rotation at `positions` (..., T), halves laid out as Llama's
-    rotate_half."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)  # (hs/2,)
-    freqs = positions.float()[..., None] * inv_freq  # (..., T, hs/2)
-    angles = torch.cat([freqs, freqs], dim=-1)  # (..., T, hs)
-    return angles.cos(), angles.sin()
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, nh, T, hs) rotated by (cos, sin) (T, hs) or (B, 1, T, hs): x*cos + rotate_half(x)*sin."""
-    half = x.size(-1) // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    turned = torch.cat([-x2, x1], dim=-1)  # (B, nh, T, hs)
-    return x * cos.to(x.dtype) + turned * sin.to(x.dtype)
+from lmtrain.model.rope import inv_frequencies, rotary, rotate
 
 
 class Attention(nn.Module):
@@ -43,18 +27,18 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModernConfig, layer_idx: int) -> None:
         super().__init__()
         self.layer_idx = layer_idx
-        self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
-        self.qkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
-        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
+        self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_size
+        self.qkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_size, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.attn_width, cfg.d_model, bias=False)
+        self.q_norm = nn.RMSNorm(cfg.head_size, eps=cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(cfg.head_size, eps=cfg.norm_eps) if cfg.qk_norm else None
         self.attn_dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None, packing: Packing | None
     ) -> torch.Tensor:
-        B, T, C = x.shape
+        B, T, _ = x.shape
         hs = self.head_dim
         q, k, v = self.qkv(x).split([self.n_head * hs, self.n_kv * hs, self.n_kv * hs], dim=2)
         q = q.view(B, T, self.n_head, hs)  # (B, T, nh, hs)
@@ -73,7 +57,7 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=self.n_kv != self.n_head
         )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * hs)  # (B, T, nh*hs)
         return self.resid_dropout(self.proj(y))
 
 
@@ -131,11 +115,13 @@ class Modern(CausalLM):
 
     def reset_parameters(self) -> None:
         """N(0, init_std) embedding; input projections N(0, 0.5/sqrt(fan_in)) (modded-nanogpt's scale); norms at
-        one; output projections and an untied head at zero."""
+        one; q/k/v biases, output projections and an untied head at zero."""
         nn.init.normal_(self.embed.weight, mean=0.0, std=self.config.init_std)
         for block in self.layers:
             for fc in (block.attn.qkv, block.mlp.fc):
                 nn.init.normal_(fc.weight, mean=0.0, std=0.5 / math.sqrt(fc.in_features))
+            if block.attn.qkv.bias is not None:
+                nn.init.zeros_(block.attn.qkv.bias)
             nn.init.zeros_(block.attn.proj.weight)
             nn.init.zeros_(block.mlp.proj.weight)
         for module in self.modules():
@@ -158,14 +144,15 @@ class Modern(CausalLM):
         with `packing`, each row holds several sequences (their positions and attention as it says)."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
+        inv_freq = inv_frequencies(self.config, idx.device)  # (hs/2,)
         if packing is not None:
             self.check_length(0, packing.length())
-            cos, sin = rotary(packing.positions, self.config.head_dim, self.config.rope_theta)  # 2 x (B, T, hs)
+            cos, sin = rotary(packing.positions, inv_freq)  # 2 x (B, T, hs)
             rope = cos[:, None], sin[:, None]  # 2 x (B, 1, T, hs)
         else:
             self.check_length(start, T)
             positions = torch.arange(start, start + T, device=idx.device)  # (T,)
-            rope = rotary(positions, self.config.head_dim, self.config.rope_theta)  # 2 x (T, hs)
+            rope = rotary(positions, inv_freq)  # 2 x (T, hs)
         x = self.drop(self.embed(idx))  # (B, T, C)
         for block in self.layers:
             x = block(x, rope, cache, packing)

@@ -39,9 +39,9 @@ def run_tokenizer(data: DataConfig, paths: DataPaths) -> Tokenizer:
     return open_tokenizer(data.tokenizer, paths.tokenizer_search())
 
 
-def tokenizer_vocab(paths_of: Callable[[DataConfig], DataPaths]) -> Callable[[DataConfig], int]:
-    """For `build_run_config`: the vocabulary size of a data config's tokenizer."""
-    return lambda data: run_tokenizer(data, paths_of(data)).vocab_size
+def tokenizer_opener(paths_of: Callable[[DataConfig], DataPaths]) -> Callable[[DataConfig], Tokenizer]:
+    """For `decide_launch`: the tokenizer of a data config, looked for where `paths_of` says."""
+    return lambda data: run_tokenizer(data, paths_of(data))
 
 
 def load_training_data(cfg: RunConfig, paths: DataPaths, log: Callable[[str], None] = print) -> TrainingData:

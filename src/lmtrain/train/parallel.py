@@ -15,9 +15,23 @@ from lmtrain.train.distributed import World
 from lmtrain.train_config import Parallel
 
 
-def wrap_model(model: nn.Module, world: World, parallel: Parallel, compile: bool, dtype: str = "fp32") -> nn.Module:
-    """The module the training step calls: FSDP2 shards (per block, then the root) in place, DDP wraps, compile
-    compiles; one process without torchrun only compiles. Checkpoints always come from `model` itself."""
+def wrap_model(
+    model: nn.Module,
+    world: World,
+    parallel: Parallel,
+    compile: bool,
+    dtype: str = "fp32",
+    *,
+    activation_checkpointing: bool = False,
+) -> nn.Module:
+    """The module the training step calls: each block recomputes its activations in the backward pass
+    (`activation_checkpointing`; parameter names unchanged), FSDP2 shards (per block, then the root) in place, DDP
+    wraps, compile compiles; one process without torchrun only compiles. Checkpoints always come from `model`."""
+    if activation_checkpointing:
+        from torch.distributed._composable import checkpoint
+
+        for block in model.blocks():
+            checkpoint(block)  # non-reentrant: the RNG state (dropout) is replayed in the recomputation
     if world.distributed and parallel == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 

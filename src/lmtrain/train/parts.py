@@ -53,7 +53,9 @@ def build_training(
         model = build_model(cfg.model).to(device)
     if weights is not None:
         ckpt.load_state_into(model, dict(weights), weights_from or Path("checkpoint"))
-    runner = wrap_model(model, world, tc.distributed.parallel, tc.compile, dtype)
+    runner = wrap_model(
+        model, world, tc.distributed.parallel, tc.compile, dtype, activation_checkpointing=tc.activation_checkpointing
+    )
     optimizer = run_optimizer(model, tc.optimizer, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
     sampler, total_steps = run_length(cfg, len(tokens))

@@ -20,10 +20,12 @@ from lmtrain.config import (
     run_config_from_dict,
     section_of,
 )
+from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import coerce, field_types, from_flat
 from lmtrain.files import new_or_empty
 from lmtrain.presets import apply_overrides
+from lmtrain.train.init_from import Start, open_start, start_config
 from lmtrain.train_config import TrainConfig
 
 DATA_STREAM_KEYS = (
@@ -113,6 +115,7 @@ def resume_config(saved: RunConfig, flat: Mapping[str, Any]) -> tuple[RunConfig,
         model=saved.model,
         data=from_flat(DataConfig, sections["data"], "the resumed run's data config"),
         train=from_flat(TrainConfig, sections["train"], "the resumed run's training config"),
+        origin=saved.origin,
     )
     return resumed, changes
 
@@ -142,6 +145,15 @@ class Launch:
     out: Path
     changes: tuple[str, ...] = ()
     restore: Restore | None = None
+    start: Start | None = None
+    """The trained model a new run starts from (--init-from)."""
+
+    @property
+    def initial_weights(self) -> dict[str, Any] | None:
+        """The weights loaded before the first step: the restored checkpoint's, else --init-from's, else None."""
+        if self.restore is not None:
+            return self.restore.weights
+        return self.start.weights if self.start is not None else None
 
     @property
     def start_step(self) -> int:
@@ -163,19 +175,39 @@ def check_run_dir(out: Path, resume: bool) -> None:
     raise ConfigError(f"--out {out} already holds {what}; continue it with --resume {out} or choose another --out")
 
 
+def new_run_config(
+    flat: Mapping[str, Any], tokenizer_of: Callable[[DataConfig], Tokenizer] | None = None
+) -> tuple[RunConfig, Start | None]:
+    """A new run's config from flat keys, and the trained model it starts from where --init-from names one; a new
+    model's vocabulary is its tokenizer's (`tokenizer_of` opens it) unless vocab_size is given."""
+    init_from = flat.get("init_from", flat.get("init-from"))
+    if init_from is None:
+        vocab = (lambda data: tokenizer_of(data).vocab_size) if tokenizer_of is not None else None
+        return build_run_config(flat, tokenizer_vocab=vocab), None
+    if tokenizer_of is None:
+        raise ValueError("a run from --init-from needs tokenizer_of to check its --tokenizer")
+    start = open_start(Path(str(init_from)))
+    return start_config(flat, start, tokenizer_of), start
+
+
 def decide_launch(
     flat: Mapping[str, Any],
     out: Path | None,
     resume: Path | None,
-    tokenizer_vocab: Callable[[DataConfig], int] | None = None,
+    tokenizer_of: Callable[[DataConfig], Tokenizer] | None = None,
 ) -> Launch:
-    """The run to start from flat keys (flags and TOML merged), or the run in `resume` to continue; a new run's
-    vocabulary is its tokenizer's (`tokenizer_vocab`) unless vocab_size is given."""
+    """The run to start from flat keys (flags and TOML merged, --init-from's model or a preset's), or the run in
+    `resume` to continue; `tokenizer_of` opens a data config's tokenizer."""
     if resume is None:
-        cfg = build_run_config(flat, tokenizer_vocab=tokenizer_vocab)
+        cfg, start = new_run_config(flat, tokenizer_of=tokenizer_of)
         out = out or Path("runs") / f"{cfg.preset}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_run_dir(out, resume=False)
-        return Launch(cfg, out)
+        return Launch(cfg, out, start=start)
+    if flat.get("init_from") is not None or flat.get("init-from") is not None:
+        raise ConfigError(
+            f"--init-from starts a new run and --resume {resume} continues one; give one of them (a resumed run "
+            f"keeps the weights of its own checkpoint)"
+        )
     if out is not None and out.resolve() != resume.resolve():
         raise ConfigError(f"--out {out} and --resume {resume} name different folders; give only --resume")
     check_run_dir(resume, resume=True)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,26 +68,25 @@ class Trainer:
         out: Path,
         bus: EventBus,
         restore: Restore | None = None,
+        weights: Mapping[str, torch.Tensor] | None = None,
         changes: tuple[str, ...] = (),
         findings: tuple[Finding, ...] = (),
         cache_dir: Path | None = None,
         world: World | None = None,
         tasks: Sequence[LoadedTask] = (),
     ) -> None:
-        """`cache_dir` holds the device's measured peak FLOP/s for MFU (measured there once); None: no MFU. `world`:
-        this rank's process group (default: one process on --device); rank 0 alone writes files. `tasks`: the
-        benchmark tasks scored every --tasks-every steps and at the end (loaded and capped)."""
+        """`weights`: loaded before the first step (the restore's or --init-from's). `cache_dir`: where the device's
+        peak FLOP/s is measured once (None: no MFU). `world`: this rank's process group (default: one process); rank 0
+        alone writes files. `tasks`: the benchmark tasks scored every --tasks-every steps and at the end."""
         self.cfg, self.data, self.out, self.bus, self.restore = cfg, data, out, bus, restore
-        self.changes, self.findings = changes, findings
-        tc = cfg.train
+        self.changes, self.findings, tc = changes, findings, cfg.train
         self.world = world or World(device=select_device(tc.device), timeout_s=tc.distributed.timeout)
         self.layout = tc.layout(self.world.world_size)
         self.device = self.world.device
         self.dtype = select_dtype(tc.dtype, self.device)
         configure_device(self.device)
-        self.cache_dir = cache_dir
+        self.cache_dir, self.peak_checked = cache_dir, False
         self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
-        self.peak_checked = False
         self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.evaluation.windows)
         if restore is not None:
             check_restore(restore, self.data.sources, len(self.val_starts))
@@ -98,8 +97,8 @@ class Trainer:
             device=self.device,
             dtype=self.dtype,
             world=self.world,
-            weights=restore.weights if restore is not None else None,
-            weights_from=restore.checkpoint if restore is not None else None,
+            weights=weights,
+            weights_from=restore.checkpoint if restore is not None else Path(tc.init_from or "checkpoint"),
         )
         self.model, self.runner, self.optimizer, self.scaler = step.model, step.runner, step.optimizer, step.scaler
         self.sampler, self.schedule, self.train_step = step.sampler, step.schedule, step
@@ -118,9 +117,8 @@ class Trainer:
         if self.ema is not None and restore is not None and restore.ema is not None:
             self.ema.load(self.model, restore.ema)  # a run that turns --ema on starts it from the current weights
         self.outbox = Outbox(self.world, bus)
-        self.first_step = self.step + 1
+        self.first_step, self.skipped_in_row = self.step + 1, 0
         self.pending: list[tuple[int, StepResult]] = []
-        self.skipped_in_row = 0
         self.last_val: tuple[int, float] | None = None
         self.last_save: int | None = self.step if restore is not None else None
         self.clock = StepClock()
@@ -173,6 +171,8 @@ class Trainer:
         stop = 0
         with StopSignals() as signals, self.outbox.capturing(lambda: self.step):
             try:
+                if self.restore is None and self.cfg.origin is not None:
+                    self._evaluate()  # step 0: the loss of the model it starts from
                 self.model.train()
                 self.clock.mark()
                 while self.step < self.stop_at:

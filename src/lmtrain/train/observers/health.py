@@ -1,7 +1,9 @@
 """Health checks during training: they watch the events and announce warnings; they never change the run.
 
-- initial loss more than `init_tolerance` from ln(V) (an initialisation or label bug);
-- loss not below ln(V) - `progress_margin` once a share of the run has passed (at least `min_progress_steps`);
+- initial loss more than `init_tolerance` from ln(V) (an initialisation or label bug), or, for a run from a trained
+  model (--init-from), from that model's step-0 validation loss;
+- loss not below ln(V) - `progress_margin` (from a trained model: not below its starting loss) once a share of the
+  run has passed (at least `min_progress_steps`);
 - a gradient-norm spike (far above its running median) or a loss spike (far above the loss's running median);
 - validation loss rising for `overfit_evals` evaluations in a row while the training loss falls (overfitting).
 Non-finite values are the trainer's to handle (stop or skip); they are left out of the running statistics.
@@ -50,6 +52,9 @@ class HealthMonitor:
         self.emit = emit
         self.cfg = thresholds or HealthThresholds()
         self.ln_v = math.nan
+        self.start_loss: float | None = None
+        """The step-0 validation loss of a run from a trained model (None: a model from scratch)."""
+        self.from_trained = False
         self.start_step = 0
         self.progress_step = 0
         self.losses: deque[float] = deque(maxlen=self.cfg.window)
@@ -65,12 +70,15 @@ class HealthMonitor:
         match event:
             case RunStarted(plan=plan, config=config):
                 self.ln_v = math.log(config.model.vocab_size)
+                self.from_trained = config.origin is not None
                 self.start_step = plan.start_step
                 share = math.ceil(self.cfg.progress_share * plan.total_steps)
                 self.progress_step = max(self.cfg.min_progress_steps, share)
             case StepEnded() if math.isfinite(event.loss) and not event.skipped:
                 self._step(event)
             case Evaluated() if math.isfinite(event.val_loss):
+                if event.step == 0 and self.from_trained:
+                    self.start_loss = event.val_loss
                 self._evaluated(event)
             case CheckpointSaved(is_best=True):
                 self.best = event.path
@@ -83,14 +91,16 @@ class HealthMonitor:
 
     def _step(self, e: StepEnded) -> None:
         cfg = self.cfg
-        if e.step == 1 and self.start_step == 0 and abs(e.loss - self.ln_v) > cfg.init_tolerance:
+        if self.from_trained:
+            self._trained_checks(e)
+        elif e.step == 1 and self.start_step == 0 and abs(e.loss - self.ln_v) > cfg.init_tolerance:
             self._warn(
                 e.step,
                 "initial_loss",
                 f"the first loss is {e.loss:.3f}, but a freshly initialised model should be near ln(V) = "
                 f"{self.ln_v:.3f}; look for an initialisation bug (weights too large) or labels not shifted by one",
             )
-        if e.step == self.progress_step and self.start_step < e.step:
+        if e.step == self.progress_step and self.start_step < e.step and not self.from_trained:
             recent = statistics.median(list(self.losses)[-10:] + [e.loss])
             if recent > self.ln_v - cfg.progress_margin:
                 self._warn(
@@ -123,6 +133,28 @@ class HealthMonitor:
         if math.isfinite(e.grad_norm):
             self.norms.append(e.grad_norm)
         self.interval.append(e.loss)
+
+    def _trained_checks(self, e: StepEnded) -> None:
+        """A run from a trained model starts at that model's loss, not ln(V), and should stay below it."""
+        start = self.start_loss
+        if start is None:
+            return
+        if e.step == 1 and self.start_step == 0 and abs(e.loss - start) > self.cfg.init_tolerance:
+            self._warn(
+                e.step,
+                "initial_loss",
+                f"the first loss is {e.loss:.3f}, but the model the run starts from scored {start:.3f} on the "
+                f"validation split at step 0; train and valid data that differ, or a first step's LR far too high",
+            )
+        if e.step == self.progress_step and self.start_step < e.step:
+            recent = statistics.median(list(self.losses)[-10:] + [e.loss])
+            if recent > start:
+                self._warn(
+                    e.step,
+                    "no_progress",
+                    f"after {e.step} steps the loss is {recent:.3f}, above the {start:.3f} the model started at: the "
+                    f"run is undoing its training; lower --lr (now {e.lr:.2e}) or lengthen --warmup",
+                )
 
     def _spike(self, step: int, code: str, message: str) -> None:
         last = self.last_spike.get(code)

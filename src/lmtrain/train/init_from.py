@@ -1,0 +1,163 @@
+"""`lmtrain train --init-from PATH`: a new run that starts from a trained model's weights.
+
+PATH is a transformers folder (GPT-2, Llama, Qwen2, Qwen3: `interop/hf_read.py`) or an lmtrain run (its best
+checkpoint) or checkpoint. The model config and the tokenizer come from PATH; a --preset, a model flag or a
+--tokenizer that disagrees with it is an error, except what a run may change about a trained model (`OVERRIDABLE`).
+The optimizer and the schedule start fresh, with the defaults measured for continuing a trained model
+(`defaults.FINETUNE`). The run records where it started (`Start.record`) in config.json, every checkpoint and the
+report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmtrain import checkpoint as ckpt
+from lmtrain.config import DataConfig, RunConfig, normalise_keys, section_of
+from lmtrain.data.tokenizers.gpt2 import gpt2_fingerprint
+from lmtrain.defaults import FINETUNE
+from lmtrain.errors import CheckpointError, ConfigError
+from lmtrain.fields import from_flat
+from lmtrain.model.config import ModelConfig
+from lmtrain.model.registry import model_keys
+from lmtrain.train_config import TrainConfig
+
+INIT_PRESET = "init-from"
+"""The preset name of a run started from a trained model (its model is PATH's, not a preset's)."""
+OVERRIDABLE = ("dropout",)
+"""Model keys a run may set differently from the model it starts from (the context length is --seq-len, up to the
+model's max_seq_len)."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """The trained model a run starts from: its config, weights, tokenizer and what identifies it."""
+
+    path: Path
+    kind: str
+    """transformers or lmtrain."""
+    model: ModelConfig
+    weights: dict[str, torch.Tensor]
+    tokenizer: str | None
+    """The --tokenizer value that rebuilds its tokenizer (None: PATH has none, so --tokenizer must be given)."""
+    weights_sha256: dict[str, str]
+    hf_config: dict[str, Any] | None
+    """The released config.json the model came from (an lmtrain model: the one its own run started from)."""
+
+    def record(self) -> dict[str, Any]:
+        """What config.json and the report say about where the run started."""
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "weights_sha256": self.weights_sha256,
+            **({"hf_config": self.hf_config} if self.hf_config is not None else {}),
+        }
+
+
+def open_start(path: Path) -> Start:
+    """The model at PATH (a transformers folder, an lmtrain run or checkpoint); what holds none is an error."""
+    from lmtrain.interop.hf_folder import released_config
+    from lmtrain.interop.hf_read import is_hf_folder, read_hf_folder, sha256_of
+
+    path = path.expanduser()
+    if not path.exists():
+        raise ConfigError(f"--init-from {path}: no such folder; give a transformers model folder or an lmtrain run")
+    if is_hf_folder(path):
+        found = read_hf_folder(path)
+        fingerprint = found.tokenizer_fingerprint
+        tokenizer = str(found.tokenizer.path) if found.tokenizer is not None else None
+        if tokenizer is None and fingerprint == gpt2_fingerprint():
+            tokenizer = "gpt2"
+        return Start(
+            path=path.resolve(),
+            kind="transformers",
+            model=found.config,
+            weights=found.weights,
+            tokenizer=tokenizer,
+            weights_sha256=found.weights_sha256,
+            hf_config=found.hf_config,
+        )
+    try:
+        found = ckpt.resolve_checkpoint(path, "best")
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"--init-from {path}: {exc}; or give a transformers folder (config.json + weights)"
+        ) from None
+    config = ckpt.load_checkpoint_config(found)
+    cfg = ckpt.model_config_of(config, found)
+    weights_path = ckpt.weights_file(found, "auto")
+    weights = ckpt.load_weights(found, "auto")
+    fingerprint = config.get("tokenizer")
+    carried = found / "tokenizer"
+    tokenizer = "gpt2" if fingerprint in (None, gpt2_fingerprint()) else str(carried) if carried.is_dir() else None
+    return Start(
+        path=found.resolve(),
+        kind="lmtrain",
+        model=cfg,
+        weights=weights,
+        tokenizer=tokenizer,
+        weights_sha256={weights_path.name: sha256_of(weights_path)},
+        hf_config=released_config(config),
+    )
+
+
+def _check_model_flags(flat: Mapping[str, Any], start: Start) -> dict[str, Any]:
+    """The model overrides a run from `start` may make; a preset or a model flag that disagrees is an error."""
+    if "preset" in flat:
+        raise ConfigError(
+            f"--preset {flat['preset']} and --init-from {start.path} both choose the model; give one of them"
+        )
+    if "arch" in flat and flat["arch"] != start.model.arch:
+        raise ConfigError(
+            f"--arch {flat['arch']} conflicts with --init-from {start.path}, a --arch {start.model.arch} model"
+        )
+    overrides: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key not in model_keys() or key == "arch":
+            continue
+        if key in OVERRIDABLE:
+            overrides[key] = value
+            continue
+        have = getattr(start.model, key, None)
+        if have is None or type(have)(value) != have:
+            raise ConfigError(
+                f"--{key.replace('_', '-')} {value} conflicts with --init-from {start.path}, whose model has "
+                f"{key}={have}; the model comes from it (only {', '.join(OVERRIDABLE)} may change)"
+            )
+    return overrides
+
+
+def start_config(flat: Mapping[str, Any], start: Start, tokenizer_of: Callable[[DataConfig], Any]) -> RunConfig:
+    """The config of a new run from `start` and the run's flat keys (flags and TOML merged)."""
+    flat = normalise_keys(flat, "the run config")
+    overrides = _check_model_flags(flat, start)
+    data_keys = {k: v for k, v in flat.items() if k not in model_keys() and k not in ("preset", "arch")}
+    if start.tokenizer is None and "tokenizer" not in data_keys:
+        raise ConfigError(
+            f"--init-from {start.path} holds no tokenizer (tokenizer.json); give the model's own with --tokenizer"
+        )
+    if start.tokenizer is not None and "tokenizer" in data_keys:
+        given = tokenizer_of(DataConfig(tokenizer=str(data_keys["tokenizer"])))
+        own = tokenizer_of(DataConfig(tokenizer=start.tokenizer))
+        if given.fingerprint() != own.fingerprint():
+            raise ConfigError(
+                f"--tokenizer {data_keys['tokenizer']} is not the tokenizer of --init-from {start.path} "
+                f"({own.describe()}); leave --tokenizer out to use it"
+            )
+    data_keys.setdefault("tokenizer", start.tokenizer)
+    parts: dict[str, dict[str, Any]] = {"data": {}, "train": dict(FINETUNE)}
+    for key, value in data_keys.items():
+        parts[section_of(key)][key] = value
+    return RunConfig(
+        preset=INIT_PRESET,
+        model=dataclasses.replace(start.model, **overrides),
+        data=from_flat(DataConfig, parts["data"], "data config"),
+        train=from_flat(TrainConfig, parts["train"], "training config"),
+        origin=start.record(),
+    )
