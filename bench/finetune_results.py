@@ -49,6 +49,8 @@ def main(work: Path, out: Path) -> None:
         )
         + "\n"
     )
+    if not (work / "e2e-scratch-core.json").is_file():
+        return  # the end-to-end runs did not finish
     e2e = {}
     for name in ("init", "scratch"):
         run = work / f"e2e-{name}"

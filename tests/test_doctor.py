@@ -240,7 +240,7 @@ def test_the_measured_step_running_out_of_memory_is_a_finding_on_every_device(
 
     from lmtrain.doctor import examine
 
-    def allocate(*_args):
+    def allocate(*_args, **_keys):
         if device == "cuda":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return torch.empty(10**13)  # 40 TB: the CPU allocator refuses it
@@ -249,6 +249,6 @@ def test_the_measured_step_running_out_of_memory_is_a_finding_on_every_device(
     monkeypatch.setattr(examine, "_timed_step", allocate)
     trial = examine.trial_step(trainer.cfg, trainer.data, torch.device("cpu"), "fp32")
     assert trial.out_of_memory and math.isnan(trial.step_seconds)
-    monkeypatch.setattr(examine, "_timed_step", lambda *_: (_ for _ in ()).throw(RuntimeError("my own bug")))
+    monkeypatch.setattr(examine, "_timed_step", lambda *_, **__: (_ for _ in ()).throw(RuntimeError("my own bug")))
     with pytest.raises(RuntimeError, match="my own bug"):  # anything else is not taken for a lack of memory
         examine.trial_step(trainer.cfg, trainer.data, torch.device("cpu"), "fp32")

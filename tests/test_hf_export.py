@@ -104,7 +104,7 @@ def test_import_and_export_errors(tmp_path: Path, trained_run: Path) -> None:
     (tmp_path / "bert").mkdir()
     (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     proc = _run("import-hf", str(tmp_path / "bert"), "--out", str(tmp_path / "y"))
-    assert proc.returncode == 2 and "lmtrain imports gpt2, llama, qwen3" in proc.stderr
+    assert proc.returncode == 2 and "lmtrain reads gpt2, llama, qwen2, qwen3" in proc.stderr
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
     proc = _run("export", str(trained_run), "--out", str(tmp_path / "taken"))
