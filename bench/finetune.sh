@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Continuing a trained model on an own corpus, on this machine, as recorded in bench/results/finetune-*.json:
-# `make demo`'s modern `tiny` (pretrained on the built-in sample) is exported as a transformers folder, then
-#   1. the race and sweep behind --init-from's defaults: AdamW against Muon (--muon-lr 3 x --lr), peak LR 1e-4, 3e-4
-#      and 1e-3, each 40 steps of 8 x 128 tokens on ../shared/data/linux-docs (the validation loss at the end);
+# a modern `tiny` pretrained on the built-in sample (PRETRAIN steps of 8 x 128 tokens, its preset's defaults) is
+# exported as a transformers folder, then
+#   1. the race and sweep behind --init-from's defaults: AdamW against Muon (--muon-lr 3 x --lr), peak LR 1e-4, 3e-4,
+#      1e-3 and 3e-3, each 40 steps of 8 x 128 tokens on ../shared/data/linux-docs (the validation loss at the end);
 #   2. end to end: --init-from that export with the defaults against the same `tiny` from scratch (its own defaults),
 #      STEPS steps each at equal tokens and tokenizer (GPT-2 BPE), the validation loss every 25 steps, then both
 #      models on 50 items of each CORE task.
-# Usage: bench/finetune.sh [OUT_DIR]; LINUX_DOCS=folder (default ../shared/data/linux-docs), STEPS (default 150).
+# Usage: bench/finetune.sh [OUT_DIR]; LINUX_DOCS=folder (default ../shared/data/linux-docs), STEPS (default 150),
+# PRETRAIN (default 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench/results}
@@ -15,19 +17,22 @@ PY=${PYTHON:-.venv/bin/python}
 WORK=${WORK:-runs/bench-finetune}
 DOCS=${LINUX_DOCS:-../shared/data/linux-docs}
 STEPS=${STEPS:-150}
+PRETRAIN=${PRETRAIN:-300}
 mkdir -p "$OUT" "$WORK"
 COMMON=(--dataset text --data-dir "$DOCS" --batch-size 8 --seq-len 128 --eval-windows 64 --sample-tokens 0 --log-every 25
         --save-every 0 --doctor off --log jsonl)
 
-[ -d "$WORK/demo" ] || make demo DEMO_DIR="$WORK/demo"
-[ -d "$WORK/demo-hf" ] || $LMTRAIN export "$WORK/demo" --out "$WORK/demo-hf"
+[ -f "$WORK/pretrain/checkpoints/best" ] || { rm -rf "$WORK/pretrain"; $LMTRAIN train --preset tiny --arch modern \
+    --dataset sample --batch-size 8 --seq-len 128 --max-steps "$PRETRAIN" --eval-every 100 --save-every 0 \
+    --sample-tokens 0 --log-every 50 --doctor off --log jsonl --out "$WORK/pretrain"; }
+[ -d "$WORK/start-hf" ] || $LMTRAIN export "$WORK/pretrain" --out "$WORK/start-hf"
 
 for opt in adamw muon; do
-    for lr in 1e-4 3e-4 1e-3; do
+    for lr in 1e-4 3e-4 1e-3 3e-3; do
         run="$WORK/sweep-$opt-$lr"
         [ -f "$run/metrics.jsonl" ] && grep -q '"event": "end"' "$run/metrics.jsonl" && continue
         rm -rf "$run"
-        $LMTRAIN train --init-from "$WORK/demo-hf" "${COMMON[@]}" --max-steps 40 --eval-every 0 \
+        $LMTRAIN train --init-from "$WORK/start-hf" "${COMMON[@]}" --max-steps 40 --eval-every 0 \
             --optimizer "$opt" --lr "$lr" --out "$run"
     done
 done
@@ -36,10 +41,10 @@ for name in init scratch; do
     run="$WORK/e2e-$name"
     [ -f "$run/metrics.jsonl" ] && grep -q '"event": "end"' "$run/metrics.jsonl" && continue
     rm -rf "$run"
-    if [ "$name" = init ]; then start=(--init-from "$WORK/demo-hf"); else start=(--preset tiny --arch modern); fi
+    if [ "$name" = init ]; then start=(--init-from "$WORK/start-hf"); else start=(--preset tiny --arch modern); fi
     $LMTRAIN train "${start[@]}" "${COMMON[@]}" --max-steps "$STEPS" --eval-every 25 --out "$run"
     $LMTRAIN eval "$run" --tasks core --max-per-task 50 --json > "$WORK/e2e-$name-core.json"
 done
-$LMTRAIN eval "$WORK/demo-hf" --dataset text --data-dir "$DOCS" --split valid --context 128 --json > "$WORK/demo-hf-eval.json"
+$LMTRAIN eval "$WORK/start-hf" --dataset text --data-dir "$DOCS" --split valid --context 128 --json > "$WORK/start-hf-eval.json"
 
 "$PY" bench/finetune_results.py "$WORK" "$OUT"

@@ -40,7 +40,7 @@ def main(work: Path, out: Path) -> None:
     (out / "finetune-sweep-cpu-2core.json").write_text(
         json.dumps(
             {
-                "what": "--init-from make demo's tiny (exported) on linux-docs, 40 steps of 8 x 128 tokens, warmup 5%, cosine",
+                "what": "--init-from a tiny pretrained on the sample (exported) on linux-docs, 40 steps of 8 x 128 tokens, warmup 5%, cosine",
                 "runs": sweep,
                 "best": best,
                 "provenance": meta,
@@ -60,11 +60,11 @@ def main(work: Path, out: Path) -> None:
             "core": core.get("core"),
             "tasks": {t["name"]: t.get("accuracy") for t in core.get("tasks", [])},
         }
-    eval_path = json.loads((work / "demo-hf-eval.json").read_text())
+    eval_path = json.loads((work / "start-hf-eval.json").read_text())
     (out / "finetune-e2e-cpu-2core.json").write_text(
         json.dumps(
             {
-                "what": "continued (--init-from make demo's tiny) against the same tiny from scratch on linux-docs, "
+                "what": "continued (--init-from the tiny pretrained on the sample) against the same tiny from scratch on linux-docs, "
                 "8 x 128 tokens per step, GPT-2 BPE for both; validation loss on 64 windows of 128",
                 "runs": e2e,
                 "lmtrain_eval_of_start": {"nll_per_token": eval_path.get("nll_per_token")},

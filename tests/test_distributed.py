@@ -466,3 +466,46 @@ def test_an_optimizer_state_keyed_by_index_still_loads() -> None:
     for name, values in theirs["state"].items():
         for key, tensor in values.items():
             torch.testing.assert_close(ours["state"][name][key], tensor)
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_start_from_a_trained_model_as_one_process_does(
+    one_process: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    """--init-from under --parallel fsdp: every rank loads the start's weights before sharding, so the step-0
+    validation loss and every step's loss are one process's."""
+    start = tmp_path / "start-hf"
+    in_process(["export", str(one_process), "--out", str(start)])
+    run = (
+        "--init-from",
+        str(start),
+        "--data-dir",
+        str(sample_dir),
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        "--warmup",
+        "1",
+        "--eval-windows",
+        "8",
+        "--sample-tokens",
+        "0",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--save-every",
+        "0",
+        "--doctor",
+        "off",
+        "--progress",
+        "plain",
+    )
+    reference, out = tmp_path / "one", tmp_path / "two"
+    in_process(["train", *run, "--out", str(reference), "--micro-batch-size", "2"])
+    results = finish(launch(2, ["train", *run, "--out", str(out), "--parallel", "fsdp"]))
+    assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
+    ours, theirs = _val_losses(out), _val_losses(reference)
+    assert 0 in ours and ours[0] == pytest.approx(theirs[0], abs=1e-5)
+    np.testing.assert_allclose(list(_losses(out).values()), list(_losses(reference).values()), atol=1e-5, rtol=0)

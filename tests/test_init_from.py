@@ -69,6 +69,9 @@ def test_step_zero_validation_equals_what_the_start_computes(
     sha = hashlib.sha256((hf / "model.safetensors").read_bytes()).hexdigest()
     assert config["init_from"]["weights_sha256"] == {"model.safetensors": sha}
     assert config["init_from"]["hf_config"]["model_type"] == "qwen3"
+    assert main(["report", str(tmp_path / "run-hf")]) == 0
+    html = (tmp_path / "run-hf" / "report.html").read_text()
+    assert "started from" in html and sha in html and "at step 0" in html
 
 
 def test_export_of_a_continued_run_keeps_the_released_keys(trained_modern_run: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmtrain.cli.common import add_arch_option, add_model_options, log, model_overrides, print_json
-from lmtrain.defaults import preset_lr
+from lmtrain.defaults import FINETUNE, preset_lr
 from lmtrain.errors import ConfigError
 from lmtrain.model.registry import get_arch
 from lmtrain.model.sizing import describe
@@ -33,6 +33,13 @@ LR_NOTE = (
 )
 
 
+FINETUNE_NOTE = (
+    "train --init-from PATH (the model is PATH's, not a preset's): "
+    + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in FINETUNE.items())
+    + " unless given (docs/from-released.md)."
+)
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = model_overrides(args)
     if overrides and not args.preset:
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             f"{name:<7} {r['d_model']:>7} {r['n_head']:>5} {r['n_layer']:>6} {r['d_ff']:>5} {r['max_seq_len']:>5} "
             f"{r['params']:>12,} {r['non_embedding_params']:>12,} {r['flops_per_token']:>13,} {r['lr']:>7g}  {'with overrides' if overrides else PRESET_NOTES.get(name, '')}"
         )
-    print(f"\n{FLOPS_NOTE}\n{LR_NOTE}")
+    print(f"\n{FLOPS_NOTE}\n{LR_NOTE}\n{FINETUNE_NOTE}")
     for cfg in configs.values():
         if warning := ff_warning(cfg):
             log(warning)

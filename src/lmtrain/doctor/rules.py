@@ -192,7 +192,14 @@ def context(f: Facts) -> Finding:
 
 def memory_estimate(f: Facts) -> int:
     """Bytes one optimizer step of the run needs (see `step_memory`)."""
-    return step_memory(f.cfg.model, f.layout.micro * f.cfg.seq_len, f.dtype in ("bf16", "fp16"))
+    tc = f.cfg.train
+    return step_memory(
+        f.cfg.model,
+        f.layout.micro * f.cfg.seq_len,
+        f.dtype in ("bf16", "fp16"),
+        muon=tc.optimizer.name == "muon",
+        checkpointing=tc.activation_checkpointing,
+    )
 
 
 def memory(f: Facts) -> Finding:
@@ -258,18 +265,20 @@ def initial_loss(f: Facts) -> Finding:
 
 
 def _trained_initial_loss(f: Facts, ln_v: float) -> Finding:
-    """A run from a trained model (--init-from) starts at that model's loss, far below ln(V): one near ln(V) means the
-    weights or the tokenizer are not the model's."""
+    """A run from a trained model (--init-from) starts at that model's loss on the run's data, not at ln(V): a loss at
+    ln(V) is an untrained model's (the weights were not loaded), one far above it a model predicting other tokens
+    confidently (the tokenizer is not the model's). Far from its own domain a trained model may start near ln(V)."""
     source = f.cfg.origin["path"] if f.cfg.origin else "?"
     if f.trial is None or f.trial.out_of_memory:
         return Finding("OK", "initial_loss", f"starts from {source}: its own loss, not ln(V) = {ln_v:.3f}")
     got = f.trial.initial_loss
-    if not math.isfinite(got) or got > ln_v - TRAINED_MARGIN:
+    if not math.isfinite(got) or abs(got - ln_v) < UNTRAINED_SPREAD or got > ln_v + TRAINED_MARGIN:
+        why = "as an untrained model's" if abs(got - ln_v) < UNTRAINED_SPREAD else "far above it"
         return Finding(
             "WARN",
             "initial_loss",
-            f"the first batch's loss is {got:.3f} with the weights of {source}, no better than an untrained model "
-            f"(ln(V) = {ln_v:.3f}): the tokenizer or the weights are not that model's",
+            f"the first batch's loss is {got:.3f} with the weights of {source}, {why} (ln(V) = {ln_v:.3f}): the "
+            f"weights or the tokenizer are not that model's",
         )
     return Finding(
         "OK", "initial_loss", f"first-batch loss {got:.3f} with the weights of {source} (ln(V) = {ln_v:.3f})"
@@ -277,7 +286,9 @@ def _trained_initial_loss(f: Facts, ln_v: float) -> Finding:
 
 
 TRAINED_MARGIN = 1.0
-"""A trained model's first loss should be at least this far below ln(V)."""
+"""A trained model's first loss more than this above ln(V) means its tokenizer is not the run's."""
+UNTRAINED_SPREAD = 0.02
+"""... and one within this of ln(V) that it predicts uniformly, as an untrained model does."""
 INITIAL_LOSS_SPREAD = 1.0
 """How far from ln(V) the first loss may be with a random head (its logits are small, not zero)."""
 INITIAL_LOSS_UNIFORM = 0.01

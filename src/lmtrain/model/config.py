@@ -107,6 +107,11 @@ class ModelConfig:
         """Whether the output head starts at zero, so that the first prediction is uniform (loss exactly ln(V))."""
         return False
 
+    def activations_per_token(self) -> int:
+        """Values one block keeps per token for the backward pass (Korthikanti et al., 2022: 34·d bytes in 16-bit,
+        attention scores excluded as SDPA keeps none); an architecture counts its own where it differs."""
+        return 17 * self.d_model
+
     def param_counts(self) -> dict[str, int]:
         """Parameter counts by group, computed from the config alone (each architecture's own; see `counted`): every
         trainable parameter, a tied embedding once, padded vocabulary rows included."""
@@ -254,6 +259,14 @@ class ModernConfig(ModelConfig):
     def uniform_at_init(self) -> bool:
         """Whether the output head starts at zero, so that the first prediction is uniform (loss exactly ln(V))."""
         return not self.tie
+
+    def activations_per_token(self) -> int:
+        """Values one block keeps per token: both norms' inputs and outputs and the residual (5·d), q/k/v before and
+        after QK-norm and the rotation (2 x their width), attention output and projection input (2 x n_head·head_dim),
+        and the MLP's matrix outputs and activations (SwiGLU 4·d_ff, ReLU² 3·d_ff, GELU 2·d_ff)."""
+        qkv = (self.n_head + 2 * self.kv_heads) * self.head_size
+        mlp = {"swiglu": 4, "relu2": 3, "gelu": 2}[self.mlp] * self.d_ff
+        return 5 * self.d_model + 2 * qkv + 2 * self.attn_width + mlp
 
     def param_counts(self) -> dict[str, int]:
         """Token embedding, untied head, blocks, final RMSNorm; an untied input embedding is only looked up."""

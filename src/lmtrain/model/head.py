@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lmtrain.model.config import LossImpl
+from lmtrain.model.sizing import LOSS_CHUNK_ROWS
 
 try:  # torch >= 2.13
     from torch.nn.modules.linear_cross_entropy_options import LinearCrossEntropyOptions
@@ -32,7 +33,7 @@ CPU_EVAL_ROWS = 128
 """Rows per chunk of `nll_sum` on the CPU: a (50,257 x 128) fp32 logits block is 26 MB (measured fastest of 64-2,048)."""
 GPU_EVAL_ROWS = 4096
 
-CPU_CHUNK_ROWS = 1024
+CPU_CHUNK_ROWS = LOSS_CHUNK_ROWS
 """Rows per chunk on the CPU: 1,024 x 50,257 fp32 logits (206 MB). Measured on the 2-core machine, 512 and 1,024
 rows take the same time and torch's automatic choice (a few rows per chunk) is 6-15x slower."""
 

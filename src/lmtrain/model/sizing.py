@@ -23,13 +23,32 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> int:
     return 6 * n + 12 * cfg.n_layer * cfg.d_model * t
 
 
-def step_memory(cfg: ModelConfig, tokens: int, half: bool = False) -> int:
-    """Bytes a training step needs for `tokens` tokens per micro-batch: fp32 weights, gradients and AdamW moments
-    (16 bytes per parameter), activations (34·d bytes per token and layer in 16-bit, Korthikanti et al., 2022, with
-    no s² term as SDPA keeps no attention matrix) and the logits with their fp32 log-softmax and gradients
-    (20 bytes per token and vocabulary entry, fitted to a measured CPU peak)."""
-    activations = cfg.n_layer * 34 * tokens * cfg.d_model * (1 if half else 2)
-    return 16 * cfg.param_counts()["total"] + activations + 20 * tokens * cfg.padded_vocab
+LOSS_CHUNK_ROWS = 1024
+"""Rows of the fused head + loss computed at once (`model/head.py`: the CPU's chunk)."""
+LOGIT_BYTES = 8
+"""Bytes per row and vocabulary entry of a chunk: its fp32 logits and their gradient (softmax taken in place)."""
+
+
+def step_memory(
+    cfg: ModelConfig, tokens: int, half: bool = False, *, muon: bool = False, checkpointing: bool = False
+) -> int:
+    """Bytes a training step needs for `tokens` tokens per micro-batch: fp32 weights and gradients (8 bytes per
+    parameter), the optimizer's state (AdamW: two moments, 8 bytes; Muon: one momentum, 4 bytes, for the blocks'
+    matrices), the activations the blocks keep (`activations_per_token`, 2 or 4 bytes each; with activation
+    checkpointing each block's input and one block's recomputed activations) and the fused head + loss: one chunk of
+    fp32 logits and their gradient (`LOGIT_BYTES` per row and vocabulary entry) and the head's fp32 gradient. Within
+    0.97-1.10 of the measured peak of one step on the CPU from 16M to 0.6B parameters
+    (bench/results/memory-cpu-2core.json)."""
+    counts = cfg.param_counts()
+    state = 8 * counts["total"] - (4 * counts["blocks"] if muon else 0)
+    width = 2 if half else 4
+    per_block = cfg.activations_per_token() * tokens * width
+    if checkpointing:
+        activations = cfg.n_layer * cfg.d_model * tokens * width + per_block
+    else:
+        activations = cfg.n_layer * per_block
+    head = LOGIT_BYTES * min(tokens, LOSS_CHUNK_ROWS) * cfg.padded_vocab + 4 * cfg.padded_vocab * cfg.d_model
+    return 8 * counts["total"] + state + activations + head
 
 
 def describe(cfg: ModelConfig) -> dict[str, int | float | bool | str]:

@@ -40,8 +40,14 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
     """The final metrics: last step, losses, best checkpoint, throughput, outcome."""
     last = run.steps[-1] if run.steps else {"step": 0}
     best = run.best_eval()
-    rows = [
-        ("status", run.status),
+    rows = [("status", run.status)]
+    origin = run.config.get("init_from")
+    if origin:  # --init-from: where the weights came from, and which weights
+        sha = ", ".join(f"{name} {digest}" for name, digest in origin.get("weights_sha256", {}).items())
+        start = next((e for e in run.evals if e["step"] == 0), None)
+        at = f"; validation loss {start['val_loss']:.4f} at step 0" if start else ""
+        rows.append(("started from", f"{origin['path']} ({origin.get('kind')}; SHA-256 {sha}){at}"))
+    rows += [
         ("last logged step", f"{last['step']:,} ({run.tokens(last):,} training tokens)"),
         ("last training loss", _fmt(value(last, "loss"))),
     ]

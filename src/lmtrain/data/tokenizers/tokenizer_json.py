@@ -38,6 +38,12 @@ class HFTokenizer(Tokenizer):
         bos = _config_token(path, "bos_token")
         self._bos_id = vocab[bos] if bos in vocab else self.eot_id
         self.name = "hf"
+        self._fast = _tiktoken_path(path)
+
+    @property
+    def fast(self) -> bool:
+        """Whether text is encoded through tiktoken (a byte-level BPE it expresses exactly: `bpe_ranks.py`)."""
+        return self._fast is not None
 
     @property
     def bos_id(self) -> int:
@@ -48,9 +54,18 @@ class HFTokenizer(Tokenizer):
         return (HFTokenizer, (self.path,))
 
     def encode_array(self, text: str) -> np.ndarray:
+        if self._fast is not None:
+            encoding, normalize = self._fast
+            text = normalize(text) if normalize else text
+            return encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=()).astype(np.uint32)
         return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.uint32)
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        if self._fast is not None:
+            encoding, normalize = self._fast
+            texts = [normalize(t) for t in texts] if normalize else list(texts)
+            batch = encoding.encode_ordinary_batch(texts)
+            return [np.asarray(ids, dtype=np.uint32) for ids in batch]
         encoded = self._tok.encode_batch_fast(list(texts), add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.uint32) for e in encoded]
 
@@ -71,6 +86,31 @@ class HFTokenizer(Tokenizer):
         if self.path.name == "tokenizer.json" and config.is_file():
             found["tokenizer_config.json"] = config
         return found
+
+
+def _tiktoken_path(path: Path) -> tuple[Any, Any] | None:
+    """(tiktoken Encoding, normalizer) of a tokenizer.json tiktoken expresses exactly, else None (the `tokenizers`
+    path)."""
+    import tiktoken
+
+    from lmtrain.data.tokenizers.bpe_ranks import tiktoken_form
+
+    try:
+        form = tiktoken_form(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if form is None:
+        return None
+    try:
+        encoding = tiktoken.Encoding(
+            name=f"hf-{path.parent.name}",
+            pat_str=form.pattern,
+            mergeable_ranks=form.ranks,
+            special_tokens=form.specials,
+        )
+    except ValueError:  # a regex tiktoken's engine does not take
+        return None
+    return encoding, form.normalize
 
 
 def _config_token(path: Path, key: str) -> str | None:
