@@ -19,6 +19,9 @@ DOCS=${LINUX_DOCS:-../shared/data/linux-docs}
 STEPS=${STEPS:-150}
 PRETRAIN=${PRETRAIN:-300}
 mkdir -p "$OUT" "$WORK"
+if [ -z "${LMTRAIN_DATA_DIR:-}" ] && [ -d ../shared/data ]; then  # the CORE task files, as the Makefile finds them
+    export LMTRAIN_DATA_DIR="$(cd ../shared/data && pwd)"
+fi
 COMMON=(--dataset text --data-dir "$DOCS" --batch-size 8 --seq-len 128 --eval-windows 64 --sample-tokens 0 --log-every 25
         --save-every 0 --doctor off --log jsonl)
 
@@ -39,11 +42,13 @@ done
 
 for name in init scratch; do
     run="$WORK/e2e-$name"
-    [ -f "$run/metrics.jsonl" ] && grep -q '"event": "end"' "$run/metrics.jsonl" && continue
-    rm -rf "$run"
-    if [ "$name" = init ]; then start=(--init-from "$WORK/start-hf"); else start=(--preset tiny --arch modern); fi
-    $LMTRAIN train "${start[@]}" "${COMMON[@]}" --max-steps "$STEPS" --eval-every 25 --out "$run"
-    $LMTRAIN eval "$run" --tasks core --max-per-task 50 --json > "$WORK/e2e-$name-core.json"
+    if ! { [ -f "$run/metrics.jsonl" ] && grep -q '"event": "end"' "$run/metrics.jsonl"; }; then
+        rm -rf "$run"
+        if [ "$name" = init ]; then start=(--init-from "$WORK/start-hf"); else start=(--preset tiny --arch modern); fi
+        $LMTRAIN train "${start[@]}" "${COMMON[@]}" --max-steps "$STEPS" --eval-every 25 --out "$run"
+    fi
+    [ -s "$WORK/e2e-$name-core.json" ] || $LMTRAIN eval "$run" --tasks core --max-per-task 50 --json \
+        > "$WORK/e2e-$name-core.json"
 done
 $LMTRAIN eval "$WORK/start-hf" --dataset text --data-dir "$DOCS" --split valid --context 128 --json > "$WORK/start-hf-eval.json"
 

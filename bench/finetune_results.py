@@ -22,12 +22,14 @@ def _evals(run: Path) -> list[dict]:
     ]
 
 
-def main(work: Path, out: Path) -> None:
-    sweep = []
-    for run in sorted(work.glob("sweep-*")):
+def _sweep(work: Path, prefix: str) -> list[dict]:
+    rows = []
+    for run in sorted(work.glob(f"{prefix}-*-*")):
         _, opt, lr = run.name.split("-", 2)
+        if opt not in ("adamw", "muon") or not (run / "metrics.jsonl").is_file():
+            continue
         evals = _evals(run)
-        sweep.append(
+        rows.append(
             {
                 "optimizer": opt,
                 "lr": float(lr),
@@ -35,20 +37,28 @@ def main(work: Path, out: Path) -> None:
                 "final_val_loss": evals[-1]["val_loss"],
             }
         )
-    best = min(sweep, key=lambda r: r["final_val_loss"])
-    meta = provenance() | {"command": "bench/finetune.sh"}
-    (out / "finetune-sweep-cpu-2core.json").write_text(
-        json.dumps(
-            {
-                "what": "--init-from a tiny pretrained on the sample (exported) on linux-docs, 40 steps of 8 x 128 tokens, warmup 5%, cosine",
-                "runs": sweep,
-                "best": best,
-                "provenance": meta,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    return rows
+
+
+def main(work: Path, out: Path) -> None:
+    meta = provenance() | {"command": "bench/finetune.sh; bench/finetune_strong.sh"}
+    sweeps = {
+        "far_start": {
+            "what": "--init-from a tiny pretrained on the sample (wikitext, exported) on linux-docs: a start far from "
+            "the target (validation loss near ln V); 40 steps of 8 x 128 tokens, warmup 5%, cosine",
+            "runs": _sweep(work, "sweep"),
+        },
+        "near_start": {
+            "what": "--init-from a tiny pretrained on linux-docs for 200 steps (exported), continued on linux-docs "
+            "with another data order: a start already good at the target, as a released model is; 40 steps of "
+            "8 x 128 tokens, warmup 5%, cosine",
+            "runs": _sweep(work, "strong"),
+        },
+    }
+    for sweep in sweeps.values():
+        if sweep["runs"]:
+            sweep["best"] = min(sweep["runs"], key=lambda r: r["final_val_loss"])
+    (out / "finetune-sweep-cpu-2core.json").write_text(json.dumps({**sweeps, "provenance": meta}, indent=2) + "\n")
     if not (work / "e2e-scratch-core.json").is_file():
         return  # the end-to-end runs did not finish
     e2e = {}
@@ -58,7 +68,7 @@ def main(work: Path, out: Path) -> None:
         e2e[name] = {
             "evals": _evals(run),
             "core": core.get("core"),
-            "tasks": {t["name"]: t.get("accuracy") for t in core.get("tasks", [])},
+            "tasks": {task: row.get("accuracy") for task, row in core.get("tasks", {}).items()},
         }
     eval_path = json.loads((work / "start-hf-eval.json").read_text())
     (out / "finetune-e2e-cpu-2core.json").write_text(

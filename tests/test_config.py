@@ -178,7 +178,7 @@ def test_presets_table_lists_every_preset(capsys: pytest.CaptureFixture[str]) ->
         for name in presets(arch):
             assert any(line.startswith(name + " ") for line in out.splitlines())
         assert expected in out and f"--arch {arch}:" in out
-        assert "train --init-from PATH (the model is PATH's, not a preset's): --optimizer adamw, --lr 0.0003" in out
+        assert "train --init-from PATH (the model is PATH's, not a preset's): --optimizer adamw, --lr 0.0001" in out
 
 
 def test_presets_with_override(capsys: pytest.CaptureFixture[str]) -> None:

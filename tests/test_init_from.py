@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,20 +85,35 @@ def test_export_of_a_continued_run_keeps_the_released_keys(trained_modern_run: P
     released |= {"max_position_embeddings": 4096, "bos_token_id": 7, "custom_key": "kept", "torch_dtype": "bfloat16"}
     (hf / "config.json").write_text(json.dumps(released))  # as a release would have them
     out = tmp_path / "run"
-    assert main(_init_args(hf, out, "--data-dir", str(SAMPLE), "--max-steps", "2")) == 0
+    same_width = ("--d-model", str(released["hidden_size"]))  # a model flag that agrees with the start is fine
+    assert (
+        main(_init_args(hf, out, "--data-dir", str(SAMPLE), "--max-steps", "2", "--dropout", "0.1", *same_width)) == 0
+    )
+    assert json.loads((out / "config.json").read_text())["model"]["dropout"] == 0.1  # what may change
     again = json.loads((_exported(out, tmp_path / "again") / "config.json").read_text())
     for key in ("max_position_embeddings", "bos_token_id", "custom_key", "torch_dtype", "architectures"):
         assert again[key] == released[key], key
 
 
-def test_a_continued_run_resumes_exactly_after_a_stop(trained_modern_run: Path, tmp_path: Path) -> None:
+def test_a_continued_run_resumes_exactly_after_kill_9(trained_modern_run: Path, tmp_path: Path) -> None:
     hf = _exported(trained_modern_run, tmp_path / "hf")
-    args = ("--data-dir", str(SAMPLE), "--max-steps", "6", "--save-every", "3", "--eval-every", "3")
-    whole, part = tmp_path / "whole", tmp_path / "part"
+    args = ("--data-dir", str(SAMPLE), "--max-steps", "12", "--save-every", "3", "--eval-every", "3")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(_init_args(hf, whole, *args)) == 0
-    assert main(_init_args(hf, part, *args, "--stop-at", "3")) == 0
-    assert main(["train", "--resume", str(part), "--sample-tokens", "0"]) == 0
-    assert step_losses(part) == step_losses(whole)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmtrain", *_init_args(hf, killed, *args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "step_0000003").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert main(["train", "--resume", str(killed), "--sample-tokens", "0"]) == 0
+    assert dict(step_losses(killed)) == dict(step_losses(whole))  # the steps after the kill again, exactly
 
 
 def test_conflicting_and_bad_input_is_one_line_and_writes_nothing(

@@ -37,7 +37,7 @@ def step_memory(
     matrices), the activations the blocks keep (`activations_per_token`, 2 or 4 bytes each; with activation
     checkpointing each block's input and one block's recomputed activations) and the fused head + loss: one chunk of
     fp32 logits and their gradient (`LOGIT_BYTES` per row and vocabulary entry) and the head's fp32 gradient. Within
-    0.97-1.10 of the measured peak of one step on the CPU from 16M to 0.6B parameters
+    0.97-1.09 of the measured peak of one step on the CPU from 16M to 0.6B parameters
     (bench/results/memory-cpu-2core.json)."""
     counts = cfg.param_counts()
     state = 8 * counts["total"] - (4 * counts["blocks"] if muon else 0)

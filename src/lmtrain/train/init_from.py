@@ -23,7 +23,7 @@ from lmtrain.config import DataConfig, RunConfig, normalise_keys, section_of
 from lmtrain.data.tokenizers.gpt2 import gpt2_fingerprint
 from lmtrain.defaults import FINETUNE
 from lmtrain.errors import CheckpointError, ConfigError
-from lmtrain.fields import from_flat
+from lmtrain.fields import coerce, field_types, from_flat
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import model_keys
 from lmtrain.train_config import TrainConfig
@@ -118,14 +118,21 @@ def _check_model_flags(flat: Mapping[str, Any], start: Start) -> dict[str, Any]:
             f"--arch {flat['arch']} conflicts with --init-from {start.path}, a --arch {start.model.arch} model"
         )
     overrides: dict[str, Any] = {}
+    types = field_types(type(start.model))
     for key, value in flat.items():
         if key not in model_keys() or key == "arch":
             continue
+        if key not in types:
+            raise ConfigError(
+                f"--{key.replace('_', '-')} conflicts with --init-from {start.path}, a --arch {start.model.arch} model "
+                f"without that setting"
+            )
+        value = coerce(value, types[key], key)
         if key in OVERRIDABLE:
             overrides[key] = value
             continue
-        have = getattr(start.model, key, None)
-        if have is None or type(have)(value) != have:
+        have = getattr(start.model, key)
+        if value != have:
             raise ConfigError(
                 f"--{key.replace('_', '-')} {value} conflicts with --init-from {start.path}, whose model has "
                 f"{key}={have}; the model comes from it (only {', '.join(OVERRIDABLE)} may change)"

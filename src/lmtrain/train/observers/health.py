@@ -27,6 +27,9 @@ class HealthThresholds:
 
     init_tolerance: float = 1.0
     """Warn when the first loss is further than this from ln(V)."""
+    trained_tolerance: float = 2.0
+    """... or, from a trained model, further than this from its step-0 validation loss (one training batch against the
+    validation windows: measured 1.1 apart on the Linux documentation, whose validation split is the easier)."""
     progress_margin: float = 0.5
     """The loss should be below ln(V) minus this ..."""
     progress_share: float = 0.1
@@ -139,7 +142,7 @@ class HealthMonitor:
         start = self.start_loss
         if start is None:
             return
-        if e.step == 1 and self.start_step == 0 and abs(e.loss - start) > self.cfg.init_tolerance:
+        if e.step == 1 and self.start_step == 0 and abs(e.loss - start) > self.cfg.trained_tolerance:
             self._warn(
                 e.step,
                 "initial_loss",
