@@ -201,15 +201,20 @@ def load_state_into(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Pa
 def load_model(ckpt: Path, device: torch.device | str = "cpu", weights: str = "auto") -> tuple[Any, dict[str, Any]]:
     """Rebuild the model from a checkpoint alone (no architecture flags) and load its weights (`weights`: auto, the
     EMA where the checkpoint has one, else the raw weights; ema; raw)."""
+    config = load_checkpoint_config(ckpt)
+    return model_holding(model_config_of(config, ckpt), load_weights(ckpt, weights), device, ckpt), config
+
+
+def model_holding(cfg: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str, where: Path) -> Any:
+    """A model of `cfg` on `device` in eval mode holding `weights` (built on the meta device: no initialisation);
+    `where` names them in errors."""
     from lmtrain.model.registry import build_model
 
-    config = load_checkpoint_config(ckpt)
-    cfg = model_config_of(config, ckpt)
     with torch.device("meta"):
         model = build_model(cfg)
     model = model.to_empty(device=device)
-    load_state_into(model, load_weights(ckpt, weights), ckpt)
-    return model.eval(), config
+    load_state_into(model, weights, where)
+    return model.eval()
 
 
 def open_checkpoint(
@@ -231,14 +236,9 @@ def open_checkpoint(
 
 def _hf_model(path: Path, device: torch.device) -> tuple[Any, dict[str, Any]]:
     from lmtrain.interop.hf_read import checkpoint_config_of, read_hf_folder
-    from lmtrain.model.registry import build_model
 
     found = read_hf_folder(path)
-    with torch.device("meta"):
-        model = build_model(found.config)
-    model = model.to_empty(device=device)
-    load_state_into(model, found.weights, path)
-    return model.eval(), checkpoint_config_of(found)
+    return model_holding(found.config, found.weights, device, path), checkpoint_config_of(found)
 
 
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:

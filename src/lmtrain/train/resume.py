@@ -175,12 +175,17 @@ def check_run_dir(out: Path, resume: bool) -> None:
     raise ConfigError(f"--out {out} already holds {what}; continue it with --resume {out} or choose another --out")
 
 
+def _init_from(flat: Mapping[str, Any]) -> Any:
+    """The --init-from of flat keys (a TOML file may spell it init-from), or None."""
+    return flat.get("init_from", flat.get("init-from"))
+
+
 def new_run_config(
     flat: Mapping[str, Any], tokenizer_of: Callable[[DataConfig], Tokenizer] | None = None
 ) -> tuple[RunConfig, Start | None]:
     """A new run's config from flat keys, and the trained model it starts from where --init-from names one; a new
     model's vocabulary is its tokenizer's (`tokenizer_of` opens it) unless vocab_size is given."""
-    init_from = flat.get("init_from", flat.get("init-from"))
+    init_from = _init_from(flat)
     if init_from is None:
         vocab = (lambda data: tokenizer_of(data).vocab_size) if tokenizer_of is not None else None
         return build_run_config(flat, tokenizer_vocab=vocab), None
@@ -203,7 +208,7 @@ def decide_launch(
         out = out or Path("runs") / f"{cfg.preset}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_run_dir(out, resume=False)
         return Launch(cfg, out, start=start)
-    if flat.get("init_from") is not None or flat.get("init-from") is not None:
+    if _init_from(flat) is not None:
         raise ConfigError(
             f"--init-from starts a new run and --resume {resume} continues one; give one of them (a resumed run "
             f"keeps the weights of its own checkpoint)"

@@ -94,25 +94,10 @@ class HealthMonitor:
 
     def _step(self, e: StepEnded) -> None:
         cfg = self.cfg
-        if self.from_trained:
-            self._trained_checks(e)
-        elif e.step == 1 and self.start_step == 0 and abs(e.loss - self.ln_v) > cfg.init_tolerance:
-            self._warn(
-                e.step,
-                "initial_loss",
-                f"the first loss is {e.loss:.3f}, but a freshly initialised model should be near ln(V) = "
-                f"{self.ln_v:.3f}; look for an initialisation bug (weights too large) or labels not shifted by one",
-            )
-        if e.step == self.progress_step and self.start_step < e.step and not self.from_trained:
-            recent = statistics.median(list(self.losses)[-10:] + [e.loss])
-            if recent > self.ln_v - cfg.progress_margin:
-                self._warn(
-                    e.step,
-                    "no_progress",
-                    f"after {e.step} steps the loss is {recent:.3f}, not below ln(V) - {cfg.progress_margin} = "
-                    f"{self.ln_v - cfg.progress_margin:.3f}; the LR is {e.lr:.2e}: a warmup that keeps it near zero, "
-                    f"an LR far too high or low, or data and labels that do not match are the usual causes",
-                )
+        if e.step == 1 and self.start_step == 0:
+            self._initial(e)
+        if e.step == self.progress_step and self.start_step < e.step:
+            self._progress(e, statistics.median(list(self.losses)[-10:] + [e.loss]))
         if len(self.norms) >= cfg.min_history and math.isfinite(e.grad_norm):
             median = statistics.median(self.norms)
             if median > 0 and e.grad_norm > cfg.grad_spike_factor * median:
@@ -137,27 +122,44 @@ class HealthMonitor:
             self.norms.append(e.grad_norm)
         self.interval.append(e.loss)
 
-    def _trained_checks(self, e: StepEnded) -> None:
-        """A run from a trained model starts at that model's loss, not ln(V), and should stay below it."""
-        start = self.start_loss
-        if start is None:
-            return
-        if e.step == 1 and self.start_step == 0 and abs(e.loss - start) > self.cfg.trained_tolerance:
+    def _initial(self, e: StepEnded) -> None:
+        """The first loss: near ln(V) from scratch; from a trained model, near its step-0 validation loss."""
+        if not self.from_trained:
+            if abs(e.loss - self.ln_v) > self.cfg.init_tolerance:
+                self._warn(
+                    e.step,
+                    "initial_loss",
+                    f"the first loss is {e.loss:.3f}, but a freshly initialised model should be near ln(V) = "
+                    f"{self.ln_v:.3f}; look for an initialisation bug (weights too large) or labels not shifted by one",
+                )
+        elif self.start_loss is not None and abs(e.loss - self.start_loss) > self.cfg.trained_tolerance:
             self._warn(
                 e.step,
                 "initial_loss",
-                f"the first loss is {e.loss:.3f}, but the model the run starts from scored {start:.3f} on the "
-                f"validation split at step 0; train and valid data that differ, or a first step's LR far too high",
+                f"the first loss is {e.loss:.3f}, but the model the run starts from scored {self.start_loss:.3f} on "
+                f"the validation split at step 0; train and valid data that differ, or a first step's LR far too high",
             )
-        if e.step == self.progress_step and self.start_step < e.step:
-            recent = statistics.median(list(self.losses)[-10:] + [e.loss])
-            if recent > start:
+
+    def _progress(self, e: StepEnded, recent: float) -> None:
+        """The recent loss once a share of the run has passed: below ln(V) - margin from scratch; from a trained
+        model, below where it started."""
+        margin = self.cfg.progress_margin
+        if not self.from_trained:
+            if recent > self.ln_v - margin:
                 self._warn(
                     e.step,
                     "no_progress",
-                    f"after {e.step} steps the loss is {recent:.3f}, above the {start:.3f} the model started at: the "
-                    f"run is undoing its training; lower --lr (now {e.lr:.2e}) or lengthen --warmup",
+                    f"after {e.step} steps the loss is {recent:.3f}, not below ln(V) - {margin} = "
+                    f"{self.ln_v - margin:.3f}; the LR is {e.lr:.2e}: a warmup that keeps it near zero, "
+                    f"an LR far too high or low, or data and labels that do not match are the usual causes",
                 )
+        elif self.start_loss is not None and recent > self.start_loss:
+            self._warn(
+                e.step,
+                "no_progress",
+                f"after {e.step} steps the loss is {recent:.3f}, above the {self.start_loss:.3f} the model started at: "
+                f"the run is undoing its training; lower --lr (now {e.lr:.2e}) or lengthen --warmup",
+            )
 
     def _spike(self, step: int, code: str, message: str) -> None:
         last = self.last_spike.get(code)
