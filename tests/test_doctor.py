@@ -118,7 +118,7 @@ def test_evaluation() -> None:
 def test_memory() -> None:
     facts = _facts(batch_size=16)
     estimate = rules.memory_estimate(facts)
-    assert 0.95 * GIB < estimate < 1.25 * GIB  # measured: 1.11 GiB above the baseline, `bench/memory.py --case`
+    assert 0.74 * GIB < estimate < 0.86 * GIB  # a step's tensors measured 0.816 GiB at peak (`bench/memory.py --case`)
     assert rules.memory(facts).level == "OK"
     assert rules.memory(_facts(batch_size=16, device_memory=estimate // 2)).level == "ERROR"
     assert rules.memory(_facts(batch_size=16, device_memory=int(estimate / 0.95))).level == "WARN"
@@ -256,8 +256,9 @@ def test_the_measured_step_running_out_of_memory_is_a_finding_on_every_device(
 
 @pytest.mark.slow
 def test_the_memory_estimate_is_near_the_measured_peak_of_a_step(tmp_path: Path) -> None:
-    """`step_memory` against one measured step on this CPU (`bench/memory.py`, a fresh process: its peak resident
-    memory above what it held before building the model), with and without activation checkpointing."""
+    """`step_memory` against the peak of one step's tensor bytes on this CPU (`bench/memory.py --case`, a fresh
+    process, torch's allocator counting under the profiler: the same however loaded the machine), with AdamW and with
+    Muon and activation checkpointing, tied and untied."""
     import subprocess
     import sys
 
@@ -265,11 +266,12 @@ def test_the_memory_estimate_is_near_the_measured_peak_of_a_step(tmp_path: Path)
     for case in (
         {"model": "small", "batch": 4, "seq": 256, "optimizer": "adamw"},
         {"model": "small", "batch": 4, "seq": 256, "optimizer": "muon", "checkpointing": True},
+        {"model": "tiny", "batch": 4, "seq": 256, "optimizer": "adamw", "untied": True},
     ):
         done = subprocess.run([sys.executable, str(script), "--case", json.dumps(case)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         row = json.loads(done.stdout.strip().splitlines()[-1])
-        assert 0.75 < row["estimate_over_measured"] < 1.5, row  # alone 0.90-1.01; 1.39 once inside a loaded suite
+        assert 0.9 < row["estimate_over_measured"] < 1.05, row  # measured 0.93-0.94 (memory-cpu-2core.json: 0.95-1.00)
 
 
 def test_a_run_from_a_trained_model_expects_its_own_loss_not_ln_v() -> None:

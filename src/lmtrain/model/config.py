@@ -107,6 +107,11 @@ class ModelConfig:
         """Whether the output head starts at zero, so that the first prediction is uniform (loss exactly ln(V))."""
         return False
 
+    @property
+    def tied_head(self) -> bool:
+        """Whether the output projection is the token embedding (one tensor, two gradients summed)."""
+        return True
+
     def activations_per_token(self) -> int:
         """Values one block keeps per token for the backward pass (Korthikanti et al., 2022: 34·d bytes in 16-bit,
         attention scores excluded as SDPA keeps none); an architecture counts its own where it differs."""
@@ -259,6 +264,10 @@ class ModernConfig(ModelConfig):
     def uniform_at_init(self) -> bool:
         """Whether the output head starts at zero, so that the first prediction is uniform (loss exactly ln(V))."""
         return not self.tie
+
+    @property
+    def tied_head(self) -> bool:
+        return self.tie
 
     def activations_per_token(self) -> int:
         """Values one block keeps per token: both norms' inputs and outputs and the residual (5·d), q/k/v before and

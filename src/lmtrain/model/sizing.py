@@ -25,30 +25,41 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> int:
 
 LOSS_CHUNK_ROWS = 1024
 """Rows of the fused head + loss computed at once (`model/head.py`: the CPU's chunk)."""
-LOGIT_BYTES = 8
-"""Bytes per row and vocabulary entry of a chunk: its fp32 logits and their gradient (softmax taken in place)."""
+LOGIT_BYTES = 4
+"""Bytes per row and vocabulary entry of a chunk: its fp32 logits, their gradient computed in the same tensor."""
 
 
 def step_memory(
     cfg: ModelConfig, tokens: int, half: bool = False, *, muon: bool = False, checkpointing: bool = False
 ) -> int:
-    """Bytes a training step needs for `tokens` tokens per micro-batch: fp32 weights and gradients (8 bytes per
-    parameter), the optimizer's state (AdamW: two moments, 8 bytes; Muon: one momentum, 4 bytes, for the blocks'
-    matrices), the activations the blocks keep (`activations_per_token`, 2 or 4 bytes each; with activation
-    checkpointing each block's input and one block's recomputed activations) and the fused head + loss: one chunk of
-    fp32 logits and their gradient (`LOGIT_BYTES` per row and vocabulary entry) and the head's fp32 gradient. Within
-    0.97-1.09 of the measured peak of one step on the CPU from 16M to 0.6B parameters
-    (bench/results/memory-cpu-2core.json)."""
+    """Bytes the tensors of a training step hold at its peak, for `tokens` tokens per micro-batch: the larger of
+    - the forward pass's end, inside the fused head + loss: fp32 weights (4 bytes per parameter), the optimizer's
+      state (AdamW: two moments, 8 bytes; Muon: one momentum, 4 bytes, for the blocks' matrices), under autocast the
+      16-bit copies of the weights it keeps through the forward (2 bytes per matmul parameter), the activations the
+      blocks keep (`activations_per_token`, 2 or 4 bytes each; with activation checkpointing each block's input and
+      one block's recomputed activations), one chunk of fp32 logits (`LOGIT_BYTES` per row and vocabulary entry)
+      and the head's fp32 gradient, which the fused loss computes in the same pass;
+    - the backward pass's end: weights, state, every gradient (the blocks' were freed by the step before) and the
+      larger of the first block's activations (recomputed, with activation checkpointing) and, for a tied embedding,
+      the lookup's gradient before it is added to the head's.
+    In fp32 within 0.95-1.00 of the peak of one step's tensor bytes on the CPU from 16M to 0.6B parameters, 1.12
+    under bf16 autocast (bench/results/memory-cpu-2core.json); a process holds more than its tensors, an
+    allocator's cache (peak resident memory on the CPU: 1.08-1.5x the estimate, measured there)."""
     counts = cfg.param_counts()
+    weights = 4 * counts["total"]
     state = 8 * counts["total"] - (4 * counts["blocks"] if muon else 0)
     width = 2 if half else 4
+    casts = 2 * (counts["total"] - counts["lookup"]) if half else 0
     per_block = cfg.activations_per_token() * tokens * width
     if checkpointing:
         activations = cfg.n_layer * cfg.d_model * tokens * width + per_block
     else:
         activations = cfg.n_layer * per_block
-    head = LOGIT_BYTES * min(tokens, LOSS_CHUNK_ROWS) * cfg.padded_vocab + 4 * cfg.padded_vocab * cfg.d_model
-    return 8 * counts["total"] + state + activations + head
+    head_grad = 4 * cfg.padded_vocab * cfg.d_model
+    chunk = LOGIT_BYTES * min(tokens, LOSS_CHUNK_ROWS) * cfg.padded_vocab
+    forward = weights + state + casts + activations + chunk + head_grad
+    backward = weights + state + 4 * counts["total"] + max(head_grad if cfg.tied_head else 0, per_block)
+    return max(forward, backward)
 
 
 def describe(cfg: ModelConfig) -> dict[str, int | float | bool | str]:
