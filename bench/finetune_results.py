@@ -58,12 +58,15 @@ def main(work: Path, out: Path) -> None:
     for sweep in sweeps.values():
         if sweep["runs"]:
             sweep["best"] = min(sweep["runs"], key=lambda r: r["final_val_loss"])
-    (out / "finetune-sweep-cpu-2core.json").write_text(json.dumps({**sweeps, "provenance": meta}, indent=2) + "\n")
+    if any(sweep["runs"] for sweep in sweeps.values()):  # SWEEP=0 ran none: the recorded sweep stays
+        (out / "finetune-sweep-cpu-2core.json").write_text(json.dumps({**sweeps, "provenance": meta}, indent=2) + "\n")
     if not (work / "e2e-scratch-core.json").is_file():
         return  # the end-to-end runs did not finish
     e2e = {}
-    for name in ("init", "scratch"):
+    for name in ("init", "init-far", "near", "scratch"):
         run = work / f"e2e-{name}"
+        if not (work / f"e2e-{name}-core.json").is_file():
+            continue
         core = json.loads((work / f"e2e-{name}-core.json").read_text())
         e2e[name] = {
             "evals": _evals(run),
@@ -74,10 +77,13 @@ def main(work: Path, out: Path) -> None:
     (out / "finetune-e2e-cpu-2core.json").write_text(
         json.dumps(
             {
-                "what": "continued (--init-from the tiny pretrained on the sample) against the same tiny from scratch on linux-docs, "
-                "8 x 128 tokens per step, GPT-2 BPE for both; validation loss on 64 windows of 128",
+                "what": "on linux-docs, 8 x 128 tokens per step, GPT-2 BPE for all; validation loss on 64 windows of 128: "
+                "init = --init-from the tiny pretrained on the sample with --init-from's defaults; init-far = the same "
+                "start with the scratch run's settings (muon, 4e-3, cosine); near = --init-from a tiny pretrained on "
+                "linux-docs for 200 steps, with the defaults; scratch = the same tiny from scratch (its defaults)",
                 "runs": e2e,
                 "lmtrain_eval_of_start": {"nll_per_token": eval_path.get("nll_per_token")},
+                "sample_tokens_on_linux_docs": json.loads((work / "overlap.json").read_text()),
                 "provenance": meta,
             },
             indent=2,

@@ -18,7 +18,7 @@ COMMON=(--dataset text --data-dir "$DOCS" --batch-size 8 --seq-len 128 --eval-wi
 [ -f "$WORK/strong-pretrain/checkpoints/best" ] || { rm -rf "$WORK/strong-pretrain"; $LMTRAIN train --preset tiny \
     --arch modern "${COMMON[@]}" --max-steps "$PRETRAIN" --eval-every 100 --out "$WORK/strong-pretrain"; }
 [ -d "$WORK/strong-hf" ] || $LMTRAIN export "$WORK/strong-pretrain" --out "$WORK/strong-hf"
-for opt in adamw muon; do
+for opt in $([ "${SWEEP:-1}" = 0 ] || echo adamw muon); do  # SWEEP=0: the runs after it only
     for lr in 1e-4 3e-4 1e-3; do
         run="$WORK/strong-$opt-$lr"
         [ -f "$run/metrics.jsonl" ] && grep -q '"event": "end"' "$run/metrics.jsonl" && continue

@@ -27,6 +27,10 @@ def _exported(run: Path, out: Path) -> Path:
     return out
 
 
+def config_of(run: Path) -> dict:
+    return json.loads((run / "config.json").read_text())
+
+
 def _init_args(start: Path, out: Path, *extra: str) -> list[str]:
     return [
         "train",
@@ -49,8 +53,9 @@ def _init_args(start: Path, out: Path, *extra: str) -> list[str]:
 def test_step_zero_validation_equals_what_the_start_computes(
     trained_modern_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Before its first step the run's validation loss is the start's: the loss the trained run's own last checkpoint
-    recorded on the same windows, and `lmtrain eval` of the transformers folder equals that of the run."""
+    """Before its first step the run's validation loss is the start's: `lmtrain eval PATH --windows 16` on the same
+    windows, and the loss the trained run's own last checkpoint recorded on them; and `lmtrain eval` of the
+    transformers folder equals that of the run."""
     hf = _exported(trained_modern_run, tmp_path / "hf")
     recorded = json.loads((trained_modern_run / "checkpoints" / "step_0000060" / "config.json").read_text())
     scored = []
@@ -63,6 +68,13 @@ def test_step_zero_validation_equals_what_the_start_computes(
         evals = [r for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "eval"]
         assert evals[0]["step"] == 0
         assert evals[0]["val_loss"] == pytest.approx(recorded["checkpoint"]["val_loss"], abs=1e-5)
+        capsys.readouterr()
+        seq_len = config_of(out)["data"]["seq_len"] or config_of(out)["model"]["max_seq_len"]
+        windows = ["--context", str(seq_len), "--windows", "16", "--json"]
+        assert main(["eval", str(start), "--data-dir", str(SAMPLE), "--split", "valid", *windows]) == 0
+        same_windows = json.loads(capsys.readouterr().out)
+        assert same_windows["nll_per_token"] == pytest.approx(evals[0]["val_loss"], abs=1e-5)
+        assert same_windows["windows"] == 16 and same_windows["word_ppl"] is None
         assert step_losses(out)[0][1] < 9.0  # far below ln(V) = 10.8: the weights were loaded
         config = json.loads((out / "config.json").read_text())
         assert config["preset"] == "init-from"

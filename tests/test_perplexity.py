@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from conftest import MODEL_VARIANTS, SAMPLE, randomised
-from lmtrain.eval.perplexity import Scores, perplexity_report, plan_windows, score_tokens, window_arrays
+from lmtrain.eval.perplexity import (
+    Scores,
+    perplexity_report,
+    plan_windows,
+    score_tokens,
+    score_windows,
+    window_arrays,
+)
 from lmtrain.model import head
 from lmtrain.model.base import CausalLM
 from lmtrain.model.config import GPTConfig
@@ -118,6 +125,27 @@ def test_logits_are_never_held_for_more_than_one_chunk(monkeypatch: pytest.Monke
     assert scores.windows == 63 and scores.tokens == 500 and len(alive) >= 16
 
 
+@VARIANTS
+def test_training_windows_score_what_the_trainer_validates_on(variant: str) -> None:
+    """`score_windows` (`lmtrain eval --windows N`) is the trainer's validation loss: `loss_sums` over the first N
+    windows as `eval_starts` cuts them, in any batching; 0 means every whole window, the tail unscored."""
+    from lmtrain.data.loader import eval_starts, make_batch
+    from lmtrain.eval.loss import loss_sums
+
+    model, tokens = _model(variant), _tokens(200)
+    starts = eval_starts(len(tokens), 16, 5)
+    total, count = loss_sums(model, [make_batch(tokens, starts[i : i + 2], 16) for i in range(0, 5, 2)])
+    for batch_size in (1, 3, 8):
+        scores = score_windows(model, tokens, context=16, windows=5, batch_size=batch_size)
+        assert (scores.tokens, scores.windows) == (count, 5) == (80, 5)
+        assert scores.nll == pytest.approx(total, rel=1e-6)
+    every = score_windows(model, tokens, context=16, windows=0, batch_size=4)
+    assert (every.windows, every.tokens) == (12, 192)  # (200 - 1) // 16 windows; the last 7 tokens are not targets
+    assert score_windows(model, tokens, context=16, windows=50, batch_size=4).windows == 12
+    with pytest.raises(ValueError, match="no window of 64 \\+ 1 fits"):
+        score_windows(model, tokens[:64], context=64, windows=0, batch_size=1)
+
+
 def test_report_formulas() -> None:
     report = perplexity_report(
         Scores(nll=1000.0, tokens=400, windows=2), original_tokens=300, n_bytes=2000, context=8, stride=8, seconds=1.0
@@ -125,6 +153,10 @@ def test_report_formulas() -> None:
     assert report.nll_per_token == 2.5 and report.token_ppl == pytest.approx(math.exp(2.5))
     assert report.word_ppl == pytest.approx(math.exp(1000 / 300))
     assert report.bits_per_byte == pytest.approx(1000 / math.log(2) / 2000)
+    part = perplexity_report(
+        Scores(1000.0, 400, 2), original_tokens=300, n_bytes=2000, context=8, stride=8, seconds=1.0, whole=False
+    )
+    assert part.nll_per_token == 2.5 and part.word_ppl is None and part.bits_per_byte is None  # not the whole split
 
 
 @pytest.mark.slow
@@ -215,6 +247,8 @@ def test_the_windows_of_an_evaluation_come_from_the_training_unless_asked() -> N
         (EvalRequest(context=65), "--context 65 must be between 1 and the model's max_seq_len=64"),
         (EvalRequest(stride=40), "--stride 40 must be between 1 and the context (32)"),
         (EvalRequest(batch_size=0), "--batch-size 0 must be at least 1"),
+        (EvalRequest(windows=-1), "--windows -1 takes whole training windows"),
+        (EvalRequest(windows=4, stride=16), "--windows 4 takes whole training windows: give a count >= 0"),
     ):
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             eval_windows(model, {"seq_len": 32}, request)

@@ -38,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--stride", type=int, help="tokens scored per window (default: the context, no overlap)")
     p.add_argument(
+        "--windows",
+        type=int,
+        metavar="N",
+        help="score the windows train validates on instead: the first N of --context tokens from the split's start "
+        "(0: every whole one), a run's validation loss at these weights (its --eval-windows); no word ppl or bits "
+        "per byte",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         help=f"windows per forward pass (default: {EVAL_BATCH_TOKENS:,} tokens' worth, at least 1)",
@@ -95,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         context=args.context,
         stride=args.stride,
         batch_size=args.batch_size,
+        windows=args.windows,
         device=args.device,
         dtype=args.dtype,
         weights=args.weights,
@@ -115,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"nll per token   {report.nll_per_token:.4f}")
     print(f"token ppl       {report.token_ppl:,.3f}")
-    print(f"word ppl        {report.word_ppl:,.3f}")
-    print(f"bits per byte   {report.bits_per_byte:.4f}")
+    if report.word_ppl is not None:
+        print(f"word ppl        {report.word_ppl:,.3f}")
+        print(f"bits per byte   {report.bits_per_byte:.4f}")
     return 0
 
 

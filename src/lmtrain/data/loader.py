@@ -22,6 +22,13 @@ def window_starts(n_tokens: int, seq_len: int, offset: int = 0) -> np.ndarray:
     return offset + seq_len * np.arange(count, dtype=np.int64)
 
 
+def eval_starts(n_tokens: int, seq_len: int, windows: int) -> np.ndarray:
+    """Start positions of the validation windows: the first `windows` of the split (0: all), independent of
+    batching: what `train` validates on, and `lmtrain eval --windows`."""
+    starts = window_starts(n_tokens, seq_len)
+    return starts[:windows] if windows else starts
+
+
 def make_batch(
     tokens: np.ndarray, starts: np.ndarray, seq_len: int, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:

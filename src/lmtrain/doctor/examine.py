@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lmtrain.config import RunConfig
+from lmtrain.data.loader import eval_starts
 from lmtrain.data.shards import TokenStream
 from lmtrain.data.tokenizers.gpt2 import EOT_ID
 from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
@@ -32,7 +33,7 @@ from lmtrain.runtime import (
     select_device,
     select_dtype,
 )
-from lmtrain.train.data import TrainingData, eval_starts, run_length
+from lmtrain.train.data import TrainingData, run_length
 from lmtrain.train.parts import build_training
 
 if TYPE_CHECKING:

@@ -39,6 +39,9 @@ class EvalRequest:
     """Tokens scored per window (default: the context, no overlap)."""
     batch_size: int | None = None
     """Windows per forward pass (default: EVAL_BATCH_TOKENS' worth, at least 1)."""
+    windows: int | None = None
+    """Score only the windows `train` validates on, the first `windows` from the split's start (0: every whole
+    window), instead of every token with sliding windows: a run's validation loss at these weights."""
     device: str = "auto"
     dtype: str = "fp32"
     weights: str = "auto"
@@ -71,6 +74,10 @@ def eval_windows(model: ModelConfig, trained_on: Mapping[str, Any], request: Eva
     batch_size = request.batch_size if request.batch_size is not None else max(1, EVAL_BATCH_TOKENS // context)
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size} must be at least 1")
+    if request.windows is not None and (request.windows < 0 or request.stride not in (None, context)):
+        raise ConfigError(
+            f"--windows {request.windows} takes whole training windows: give a count >= 0 (0: all) and no --stride"
+        )
     notes = ()
     if context > trained_len:
         notes = (f"note: the model was trained on windows of {trained_len} tokens; positions past them are untrained",)
@@ -122,7 +129,7 @@ def evaluate_checkpoint(
     from lmtrain.data.corpus import find_corpus
     from lmtrain.data.prepare import PrepareOptions, prepare_corpus
     from lmtrain.data.tokenizers.carry import carried_tokenizer
-    from lmtrain.eval.perplexity import perplexity_report, score_tokens
+    from lmtrain.eval.perplexity import perplexity_report, score_tokens, score_windows
     from lmtrain.runtime import autocast, select_dtype
 
     ckpt, model, config, device = open_checkpoint(path, request.device, weights=request.weights)
@@ -141,16 +148,23 @@ def evaluate_checkpoint(
         f"stride {windows.stride}"
     )
     t0 = time.perf_counter()
-    scores = score_tokens(
-        model,
-        prepared.tokens(),
-        context=windows.context,
-        stride=windows.stride,
-        batch_size=windows.batch_size,
-        eot_id=tokenizer.eot_id,
-        device=device,
-        autocast=lambda: autocast(device, dtype),
-    )
+    common = dict(context=windows.context, batch_size=windows.batch_size, device=device)
+    if request.windows is None:
+        scores = score_tokens(
+            model,
+            prepared.tokens(),
+            stride=windows.stride,
+            eot_id=tokenizer.eot_id,
+            autocast=lambda: autocast(device, dtype),
+            **common,
+        )
+    else:
+        try:
+            scores = score_windows(
+                model, prepared.tokens(), windows=request.windows, autocast=lambda: autocast(device, dtype), **common
+            )
+        except ValueError as e:
+            raise DataError(f"{spec.name} {request.split}: {e}; lower --context") from None
     summary = prepared.summary()
     report = perplexity_report(
         scores,
@@ -159,5 +173,6 @@ def evaluate_checkpoint(
         context=windows.context,
         stride=windows.stride,
         seconds=time.perf_counter() - t0,
+        whole=request.windows is None,
     )
     return CheckpointEval(ckpt, spec.name, request.split, report, windows.notes)

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lmtrain.data.loader import eval_starts, make_batch
 from lmtrain.model.base import CausalLM
 from lmtrain.runtime import eval_mode
 
@@ -67,6 +68,22 @@ class Scores:
     windows: int
 
 
+def _nll_sums(
+    model: CausalLM,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> tuple[float, int]:
+    """(summed NLL, scored targets) of `batches` of (inputs, targets; -100 unscored), in eval mode, no gradients."""
+    total, count = 0.0, 0
+    with eval_mode(model), torch.inference_mode():
+        for x, y in batches:
+            with autocast():
+                nll, scored = model.nll(model.hidden(x), y)
+            total += float(nll)
+            count += scored
+    return total, count
+
+
 def score_tokens(
     model: CausalLM,
     tokens: np.ndarray,
@@ -81,21 +98,41 @@ def score_tokens(
     """Total NLL of every token of `tokens` under `model`, with sliding windows (see the module docstring)."""
     stream = np.concatenate([np.array([eot_id], dtype=np.int64), np.asarray(tokens, dtype=np.int64)])
     n_tokens = len(tokens)
-    total = 0.0
-    count = 0
     windows = list(plan_windows(n_tokens, context, stride))
-    with eval_mode(model), torch.inference_mode():
-        for i in range(0, len(windows), batch_size):
-            pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
-            x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
-            y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
-            with autocast():
-                nll, scored = model.nll(model.hidden(x), y)
-            total += float(nll)
-            count += scored
+
+    def batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
+        y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
+        return x, y
+
+    total, count = _nll_sums(model, map(batch, range(0, len(windows), batch_size)), autocast)
     if count != n_tokens:
         raise AssertionError(f"scored {count} tokens, expected {n_tokens}")
     return Scores(total, count, len(windows))
+
+
+def score_windows(
+    model: CausalLM,
+    tokens: np.ndarray,
+    *,
+    context: int,
+    windows: int,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> Scores:
+    """Total NLL over the windows `train` validates on: the first `windows` windows of `context` + 1 tokens cut from
+    the split's start (0: every whole window; `data/loader.eval_starts`), no leading end-of-text, the tail after the
+    last whole window unscored. Their mean is a run's validation loss at the same weights."""
+    starts = eval_starts(len(tokens), context, windows)
+    if len(starts) == 0:
+        raise ValueError(f"the split has {len(tokens):,} tokens: no window of {context} + 1 fits")
+    batches = (
+        make_batch(tokens, starts[i : i + batch_size], context, device) for i in range(0, len(starts), batch_size)
+    )
+    total, count = _nll_sums(model, batches, autocast)  # batches: (B, C) inputs and targets
+    return Scores(total, count, len(starts))
 
 
 @dataclass(frozen=True)
@@ -104,8 +141,9 @@ class PerplexityReport:
 
     nll_per_token: float
     token_ppl: float
-    word_ppl: float
-    bits_per_byte: float
+    word_ppl: float | None
+    """None where only some windows were scored (`--windows`): words and bytes are counted for the whole split."""
+    bits_per_byte: float | None
     tokens: int
     original_tokens: int
     bytes: int
@@ -116,14 +154,22 @@ class PerplexityReport:
 
 
 def perplexity_report(
-    scores: Scores, *, original_tokens: int, n_bytes: int, context: int, stride: int, seconds: float
+    scores: Scores,
+    *,
+    original_tokens: int,
+    n_bytes: int,
+    context: int,
+    stride: int,
+    seconds: float,
+    whole: bool = True,
 ) -> PerplexityReport:
-    """Token perplexity, word perplexity (per original token: words + lines) and bits per UTF-8 byte."""
+    """Token perplexity, word perplexity (per original token: words + lines) and bits per UTF-8 byte; the last two
+    only where `scores` cover the whole split (`whole`)."""
     return PerplexityReport(
         nll_per_token=scores.nll / scores.tokens,
         token_ppl=math.exp(scores.nll / scores.tokens),
-        word_ppl=math.exp(scores.nll / original_tokens),
-        bits_per_byte=scores.nll / math.log(2) / n_bytes,
+        word_ppl=math.exp(scores.nll / original_tokens) if whole else None,
+        bits_per_byte=scores.nll / math.log(2) / n_bytes if whole else None,
         tokens=scores.tokens,
         original_tokens=original_tokens,
         bytes=n_bytes,

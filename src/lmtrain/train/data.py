@@ -89,12 +89,6 @@ def run_length(cfg: RunConfig, n_train_tokens: int) -> tuple[TrainSampler, int]:
     return sampler, tc.max_steps or math.ceil((tc.epochs or 1.0) * sampler.steps_per_epoch)
 
 
-def eval_starts(n_tokens: int, seq_len: int, windows: int) -> np.ndarray:
-    """Start positions of the validation windows: the first `windows` of the split (0: all), independent of batching."""
-    starts = window_starts(n_tokens, seq_len)
-    return starts[:windows] if windows else starts
-
-
 def rank_batches(
     tokens: np.ndarray, starts: np.ndarray, *, seq_len: int, micro: int, world: World, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

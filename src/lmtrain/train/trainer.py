@@ -20,6 +20,7 @@ import torch
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RUN_CONFIG, RunConfig
+from lmtrain.data.loader import eval_starts
 from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import continuation
 from lmtrain.eval.loss import loss_sums
@@ -28,7 +29,7 @@ from lmtrain.findings import Finding
 from lmtrain.hardware import peak_flops, stale_note
 from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
 from lmtrain.train.benchmarks import RunTasks
-from lmtrain.train.data import TrainingData, eval_starts, rank_batches
+from lmtrain.train.data import TrainingData, rank_batches
 from lmtrain.train.distributed import World, rank_seed
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
@@ -82,8 +83,7 @@ class Trainer:
         self.changes, self.findings, tc = changes, findings, cfg.train
         self.world = world or World(device=select_device(tc.device), timeout_s=tc.distributed.timeout)
         self.layout = tc.layout(self.world.world_size)
-        self.device = self.world.device
-        self.dtype = select_dtype(tc.dtype, self.device)
+        self.device, self.dtype = self.world.device, select_dtype(tc.dtype, self.world.device)
         configure_device(self.device)
         self.cache_dir, self.peak_checked = cache_dir, False
         self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
