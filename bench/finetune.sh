@@ -62,6 +62,8 @@ for name in init init-far near scratch; do
         > "$WORK/e2e-$name-core.json"
 done
 $LMTRAIN eval "$WORK/start-hf" --dataset text --data-dir "$DOCS" --split valid --context 128 --json > "$WORK/start-hf-eval.json"
+$LMTRAIN eval "$WORK/start-hf" --dataset text --data-dir "$DOCS" --split valid --context 128 --windows 64 --json \
+    > "$WORK/start-hf-eval-windows.json"  # the windows the runs validate on: their step-0 loss
 "$PY" bench/unigram_overlap.py ../shared/data/wikitext-sample-raw/wiki.train.raw "$DOCS" > "$WORK/overlap.json"
 
 "$PY" bench/finetune_results.py "$WORK" "$OUT"

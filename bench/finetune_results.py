@@ -82,7 +82,10 @@ def main(work: Path, out: Path) -> None:
                 "start with the scratch run's settings (muon, 4e-3, cosine); near = --init-from a tiny pretrained on "
                 "linux-docs for 200 steps, with the defaults; scratch = the same tiny from scratch (its defaults)",
                 "runs": e2e,
-                "lmtrain_eval_of_start": {"nll_per_token": eval_path.get("nll_per_token")},
+                "lmtrain_eval_of_start": {
+                    "whole_split": eval_path.get("nll_per_token"),
+                    "windows_64": json.loads((work / "start-hf-eval-windows.json").read_text())["nll_per_token"],
+                },
                 "sample_tokens_on_linux_docs": json.loads((work / "overlap.json").read_text()),
                 "provenance": meta,
             },

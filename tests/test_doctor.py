@@ -277,12 +277,16 @@ def test_the_memory_estimate_is_near_the_measured_peak_of_a_step(tmp_path: Path)
 def test_a_run_from_a_trained_model_expects_its_own_loss_not_ln_v() -> None:
     ln_v = math.log(50257)
 
-    def finding(loss: float):
-        facts = _facts(trial=Trial(0.5, loss, None))
+    def finding(loss: float, **keys):
+        facts = _facts(trial=Trial(0.5, loss, None), **keys)
         return rules.initial_loss(dataclasses.replace(facts, cfg=dataclasses.replace(facts.cfg, origin={"path": "m"})))
 
     assert finding(3.2).level == "OK" and "with the weights of m" in finding(3.2).message
     assert finding(ln_v - 0.3).level == "OK"  # far from its own domain a trained model may start near ln(V)
+    far = finding(ln_v - 0.3, optimizer="adamw", lr=1e-4)  # ... where --init-from's defaults learn slowly
+    assert far.level == "WARN" and "within 2 nats of ln(V)" in far.message and "--optimizer muon" in far.message
+    assert finding(ln_v - 2.5, optimizer="adamw", lr=1e-4).level == "OK"
+    assert finding(3.2, optimizer="adamw", lr=1e-4).level == "OK"
     untrained = finding(ln_v + 0.001)
     assert untrained.level == "WARN" and "as an untrained model's" in untrained.message
     assert finding(ln_v + 3).level == "WARN" and "far above it" in finding(ln_v + 3).message

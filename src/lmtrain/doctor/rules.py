@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lmtrain.config import RunConfig
-from lmtrain.defaults import WARMUP_SHARE
+from lmtrain.defaults import FINETUNE, WARMUP_SHARE
 from lmtrain.findings import Finding, Level
 from lmtrain.model.sizing import step_memory
 from lmtrain.presets import ff_warning
@@ -280,11 +280,24 @@ def _trained_initial_loss(f: Facts, ln_v: float) -> Finding:
             f"the first batch's loss is {got:.3f} with the weights of {source}, {why} (ln(V) = {ln_v:.3f}): the "
             f"weights or the tokenizer are not that model's",
         )
+    opt = f.cfg.train.optimizer
+    if got > ln_v - FAR_START and (opt.name, opt.lr) == (FINETUNE["optimizer"], FINETUNE["lr"]):
+        return Finding(
+            "WARN",
+            "initial_loss",
+            f"the first batch's loss is {got:.3f} with the weights of {source}, within {FAR_START:g} nats of ln(V) = "
+            f"{ln_v:.3f}: the model knows little of this data, and from such a start --init-from's defaults "
+            f"(AdamW at {FINETUNE['lr']:g}) learn slowly; train as from scratch: --optimizer muon and the --lr of a "
+            f"preset of its size (lmtrain presets; docs/from-released.md)",
+        )
     return Finding(
         "OK", "initial_loss", f"first-batch loss {got:.3f} with the weights of {source} (ln(V) = {ln_v:.3f})"
     )
 
 
+FAR_START = 2.0
+"""A trained model's first loss within this of ln(V): it knows little of the data (measured: a `tiny` of WikiText on
+the Linux documentation starts 0.2 below, one of that documentation 6.9 below; finetune-e2e-cpu-2core.json)."""
 TRAINED_MARGIN = 1.0
 """A trained model's first loss more than this above ln(V) means its tokenizer is not the run's."""
 UNTRAINED_SPREAD = 0.02
