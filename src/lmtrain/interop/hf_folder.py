@@ -19,7 +19,7 @@ from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.data.tokenizers.carry import CARRIED
 from lmtrain.errors import CheckpointError
 from lmtrain.files import atomic_dir, require_new_folder
-from lmtrain.interop.hf_read import checkpoint_config_of, read_hf_folder
+from lmtrain.interop.hf_read import checkpoint_config_of, read_hf_folder, source_record
 from lmtrain.interop.hf_tokenizer import write_hf_tokenizer
 from lmtrain.model.registry import hf_adapter
 
@@ -76,7 +76,7 @@ def import_hf(src: Path, out: Path) -> Path:
     checkpoint folder `out` (evaluable, not resumable: `train --init-from` continues training it)."""
     require_new_folder(out)
     found = read_hf_folder(src)
-    config = checkpoint_config_of(found)
+    config = checkpoint_config_of(found) | {"source": source_record(found)}  # the released config.json, kept by export
     files: dict[str, Path] = {}
     if found.tokenizer is not None:  # the folder's own tokenizer, carried by the checkpoint
         files = {f"{CARRIED}/{name}": path for name, path in found.tokenizer.files().items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,16 @@ class HFModel:
     """The folder's config.json, as released (export keeps its keys)."""
     config: ModelConfig
     weights: dict[str, torch.Tensor]
-    weights_sha256: dict[str, str]
-    """SHA-256 of each weights file, by name (what `sha256sum` prints)."""
+    files: tuple[Path, ...]
+    """The weights files the folder was read from."""
     tokenizer: Tokenizer | None
     """The folder's tokenizer.json, where it has one (GPT-2's vocab.json + merges.txt: None, `tokenizer_fingerprint`
     names GPT-2 BPE)."""
+
+    @cached_property
+    def weights_sha256(self) -> dict[str, str]:
+        """SHA-256 of each weights file, by name (what `sha256sum` prints): read again only where it is recorded."""
+        return {path.name: sha256_of(path) for path in self.files}
 
     @property
     def tokenizer_fingerprint(self) -> dict[str, object] | None:
@@ -177,19 +183,18 @@ def read_hf_folder(src: Path) -> HFModel:
         hf_config=hf_config,
         config=cfg,
         weights=weights,
-        weights_sha256={path.name: sha256_of(path) for path in files},
+        files=tuple(files),
         tokenizer=tokenizer,
     )
 
 
 def checkpoint_config_of(found: HFModel) -> dict[str, Any]:
-    """The checkpoint config.json of a transformers folder read as lmtrain's: its model, tokenizer and source (the
-    released config.json, which an export of anything trained from it keeps)."""
+    """The checkpoint config.json of a transformers folder read as lmtrain's: its model and tokenizer (`import-hf`
+    adds its `source_record`)."""
     config: dict[str, Any] = {
         "lmtrain_version": __version__,
         "preset": "hf-import",
         "model": model_to_dict(found.config),
-        "source": source_record(found),
     }
     if found.tokenizer_fingerprint is not None:
         config["tokenizer"] = found.tokenizer_fingerprint
