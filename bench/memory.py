@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,10 +37,6 @@ CASES = [
 ]
 
 
-def _rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
 def _tensor_peak(trace: Path) -> int:
     """The most bytes CPU tensors held at once while the profiler ran: its memory events carry the allocator's total."""
     events = json.loads(trace.read_text())["traceEvents"]
@@ -56,6 +51,7 @@ def run_case(case: dict, *, rss: bool = False) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from lmtrain.bench.train import peak_memory
     from lmtrain.config import RunConfig, build_run_config
     from lmtrain.fields import from_flat
     from lmtrain.interop.hf_read import adapter_for
@@ -89,16 +85,17 @@ def run_case(case: dict, *, rss: bool = False) -> dict:
         muon=case["optimizer"] == "muon",
         checkpointing=bool(case.get("checkpointing")),
     )
-    baseline = _rss()
+    baseline = peak_memory(torch.device("cpu"))[0]  # the process's peak RSS so far
     prof = contextlib.nullcontext() if rss else profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with prof:
         step = build_training(cfg, tokens=tokens, device=torch.device("cpu"), dtype=dtype)
         step(0)
         step(1)
     if rss:
+        grown = peak_memory(torch.device("cpu"))[0] - baseline
         return {
-            "rss_gib": round((_rss() - baseline) / GIB, 3),
-            "estimate_over_rss": round(estimate / (_rss() - baseline), 3),
+            "rss_gib": round(grown / GIB, 3),
+            "estimate_over_rss": round(estimate / grown, 3),
         }
     with tempfile.TemporaryDirectory() as tmp:
         prof.export_chrome_trace(f"{tmp}/trace.json")

@@ -148,21 +148,14 @@ def evaluate_checkpoint(
         f"stride {windows.stride}"
     )
     t0 = time.perf_counter()
-    common = dict(context=windows.context, batch_size=windows.batch_size, device=device)
+    common = dict(
+        context=windows.context, batch_size=windows.batch_size, device=device, autocast=lambda: autocast(device, dtype)
+    )
     if request.windows is None:
-        scores = score_tokens(
-            model,
-            prepared.tokens(),
-            stride=windows.stride,
-            eot_id=tokenizer.eot_id,
-            autocast=lambda: autocast(device, dtype),
-            **common,
-        )
+        scores = score_tokens(model, prepared.tokens(), stride=windows.stride, eot_id=tokenizer.eot_id, **common)
     else:
         try:
-            scores = score_windows(
-                model, prepared.tokens(), windows=request.windows, autocast=lambda: autocast(device, dtype), **common
-            )
+            scores = score_windows(model, prepared.tokens(), windows=request.windows, **common)
         except ValueError as e:
             raise DataError(f"{spec.name} {request.split}: {e}; lower --context") from None
     summary = prepared.summary()

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from lmtrain.data.loader import eval_starts, make_batch
+from lmtrain.eval.loss import loss_sums
 from lmtrain.model.base import CausalLM
 from lmtrain.runtime import eval_mode
 
@@ -68,22 +69,6 @@ class Scores:
     windows: int
 
 
-def _nll_sums(
-    model: CausalLM,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    autocast: Callable[[], contextlib.AbstractContextManager],
-) -> tuple[float, int]:
-    """(summed NLL, scored targets) of `batches` of (inputs, targets; -100 unscored), in eval mode, no gradients."""
-    total, count = 0.0, 0
-    with eval_mode(model), torch.inference_mode():
-        for x, y in batches:
-            with autocast():
-                nll, scored = model.nll(model.hidden(x), y)
-            total += float(nll)
-            count += scored
-    return total, count
-
-
 def score_tokens(
     model: CausalLM,
     tokens: np.ndarray,
@@ -98,15 +83,18 @@ def score_tokens(
     """Total NLL of every token of `tokens` under `model`, with sliding windows (see the module docstring)."""
     stream = np.concatenate([np.array([eot_id], dtype=np.int64), np.asarray(tokens, dtype=np.int64)])
     n_tokens = len(tokens)
+    total = 0.0
+    count = 0
     windows = list(plan_windows(n_tokens, context, stride))
-
-    def batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
-        y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
-        return x, y
-
-    total, count = _nll_sums(model, map(batch, range(0, len(windows), batch_size)), autocast)
+    with eval_mode(model), torch.inference_mode():
+        for i in range(0, len(windows), batch_size):
+            pairs = [window_arrays(stream, w, context=context, pad_id=eot_id) for w in windows[i : i + batch_size]]
+            x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)  # (B, C)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)  # (B, C)
+            with autocast():
+                nll, scored = model.nll(model.hidden(x), y)
+            total += float(nll)
+            count += scored
     if count != n_tokens:
         raise AssertionError(f"scored {count} tokens, expected {n_tokens}")
     return Scores(total, count, len(windows))
@@ -124,14 +112,15 @@ def score_windows(
 ) -> Scores:
     """Total NLL over the windows `train` validates on: the first `windows` windows of `context` + 1 tokens cut from
     the split's start (0: every whole window; `data/loader.eval_starts`), no leading end-of-text, the tail after the
-    last whole window unscored. Their mean is a run's validation loss at the same weights."""
+    last whole window unscored, summed by the trainer's own `loss_sums`: their mean is a run's validation loss at
+    the same weights."""
     starts = eval_starts(len(tokens), context, windows)
     if len(starts) == 0:
         raise ValueError(f"the split has {len(tokens):,} tokens: no window of {context} + 1 fits")
     batches = (
         make_batch(tokens, starts[i : i + batch_size], context, device) for i in range(0, len(starts), batch_size)
     )
-    total, count = _nll_sums(model, batches, autocast)  # batches: (B, C) inputs and targets
+    total, count = loss_sums(model, batches, autocast)  # batches: (B, C) inputs and targets
     return Scores(total, count, len(starts))
 
 

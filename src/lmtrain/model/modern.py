@@ -2,8 +2,9 @@
 
 Rotary positions (no position table; `rope.py`, optionally scaled), RMSNorm before attention and MLP and after the
 last block, RMSNorm of each head's queries and keys before the rotation (QK-norm), no biases but optional q/k/v ones
-(Qwen2), grouped-query attention with heads of any width, a ReLU² / SwiGLU / GELU MLP, and the attention and MLP output projections initialised at zero (each block starts as the identity). The head
-is the token embedding, or an untied matrix that starts at zero.
+(Qwen2), grouped-query attention with heads of any width, a ReLU² / SwiGLU / GELU MLP, and the attention and MLP
+output projections initialised at zero (each block starts as the identity). The head is the token embedding, or an
+untied matrix that starts at zero.
 """
 
 from __future__ import annotations
