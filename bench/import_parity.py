@@ -24,7 +24,7 @@ def main() -> None:
     import transformers
 
     from lmtrain.bench import provenance
-    from lmtrain.interop.hf_read import adapter_for
+    from lmtrain.interop.hf.read import adapter_for
     from lmtrain.model.registry import build_model
     from test_hf_released import MODELS, _hf, _logits_agree, _perturbed, released
 

@@ -54,7 +54,7 @@ def run_case(case: dict, *, rss: bool = False) -> dict:
     from lmtrain.bench.train import peak_memory
     from lmtrain.config import RunConfig, build_run_config
     from lmtrain.fields import from_flat
-    from lmtrain.interop.hf_read import adapter_for
+    from lmtrain.interop.hf.read import adapter_for
     from lmtrain.model.sizing import step_memory
     from lmtrain.train.parts import build_training
     from lmtrain.train_config import TrainConfig

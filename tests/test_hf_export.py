@@ -84,13 +84,13 @@ def test_import_round_trip(trained_run: Path, exported: Path, tmp_path: Path, sa
 
 
 def test_import_of_a_transformers_save_pretrained_folder(tmp_path: Path) -> None:
-    from lmtrain.interop.hf_folder import import_hf
+    from lmtrain.interop.open import import_model
 
     cfg = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=48, n_layer=2, n_head=4)
     torch.manual_seed(0)
     hf = transformers.GPT2LMHeadModel(cfg).eval()
     hf.save_pretrained(tmp_path / "hf")
-    model, config = load_model(import_hf(tmp_path / "hf", tmp_path / "ckpt"))
+    model, config = load_model(import_model(tmp_path / "hf", tmp_path / "ckpt"))
     assert model.config.d_ff == 4 * 48 and config["preset"] == "hf-import" and "tokenizer" not in config
     idx = torch.randint(0, 300, (2, 32))
     with torch.no_grad():

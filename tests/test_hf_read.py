@@ -1,4 +1,4 @@
-"""Reading a transformers folder (`interop/hf_read.py`): the weights as the config implies them, sharded or not, the
+"""Reading a transformers folder (`interop/hf/read.py`): the weights as the config implies them, sharded or not, the
 tokenizer beside them; each bad folder is one line naming what is wrong."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from conftest import randomised
 from lmtrain.errors import CheckpointError, ConfigError
-from lmtrain.interop.hf_read import read_hf_folder
+from lmtrain.interop.hf.read import read_hf_folder
 from lmtrain.model.config import ModernConfig
 from lmtrain.model.hf_llama import to_hf_config, to_hf_state_dict
 from lmtrain.model.registry import build_model
@@ -60,7 +60,7 @@ def test_a_sharded_folder_reads_as_the_single_file_one(tmp_path: Path) -> None:
     assert a.config == b.config == CFG
     assert a.weights.keys() == b.weights.keys() == weights.keys()
     assert all(torch.equal(a.weights[k], b.weights[k]) and torch.equal(a.weights[k], weights[k]) for k in weights)
-    assert len(b.weights_sha256) == 3 and list(a.weights_sha256) == ["model.safetensors"]
+    assert len(b.provenance.weights_sha256) == 3 and list(a.provenance.weights_sha256) == ["model.safetensors"]
 
 
 def test_bad_folders_are_one_line_naming_what_is_wrong(tmp_path: Path, gpt2_dir: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmtrain.interop.hf_read import adapter_for
+from lmtrain.interop.hf.read import adapter_for
 from lmtrain.model.packing import Packing
 from lmtrain.model.registry import build_model
 from lmtrain.model.rope import inv_frequencies

@@ -78,7 +78,7 @@ def test_step_zero_validation_equals_what_the_start_computes(
         assert step_losses(out)[0][1] < 9.0  # far below ln(V) = 10.8: the weights were loaded
         config = json.loads((out / "config.json").read_text())
         assert config["preset"] == "init-from"
-        assert config["init_from"]["kind"] == ("transformers" if start == hf else "lmtrain")
+        assert config["init_from"]["format"] == ("transformers" if start == hf else "lmtrain")
         assert config["model"]["n_kv_head"] == 1 and config["model"]["tie"] is False  # the model is the start's
         assert config["train"]["optimizer"]["name"] == "adamw"  # --init-from's defaults
     assert scored[0] == pytest.approx(scored[1], abs=1e-5)

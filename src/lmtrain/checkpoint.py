@@ -9,9 +9,7 @@ process killed at any moment leaves `latest` pointing at a complete, loadable ch
 from __future__ import annotations
 
 import json
-import shutil
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,8 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.carry import carry_tokenizer
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.files import atomic_dir, remove_dir, remove_stale_temps, write_text_atomic
 from lmtrain.model.config import ModelConfig
@@ -55,14 +55,13 @@ def write_checkpoint(
     trainer_state: dict[str, Any] | None = None,
     ema: dict[str, torch.Tensor] | None = None,
     *,
-    files: Mapping[str, Path] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically: weights (and their EMA), config.json, (to resume training) trainer
-    state, and `files` copied in ({path inside the checkpoint: source}, e.g. the run's tokenizer)."""
+    state, and the files that rebuild `tokenizer` (`carry.py`)."""
     with atomic_dir(final, replace=True) as tmp:
-        for name, source in (files or {}).items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, tmp / name)
+        if tokenizer is not None:
+            carry_tokenizer(tokenizer, tmp)
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         if ema is not None:
             save_file(ema, str(tmp / EMA_FILE), metadata={"format": "pt"})
@@ -82,14 +81,14 @@ def save_checkpoint(
     keep_last: int,
     is_best: bool,
     ema: dict[str, torch.Tensor] | None = None,
-    files: Mapping[str, Path] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
     """Write checkpoint `step` atomically, update the `latest` (and `best`) markers, keep the last `keep_last`.
 
     `weights` is the unwrapped model's state on the CPU (`model_state`, or gathered from the shards)."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state, ema, files=files)
+    final = write_checkpoint(root / checkpoint_name(step), weights, config, trainer_state, ema, tokenizer=tokenizer)
     write_text_atomic(root / "latest", final.name + "\n")
     if is_best:
         write_text_atomic(root / "best", final.name + "\n")
@@ -215,30 +214,6 @@ def model_holding(cfg: ModelConfig, weights: dict[str, torch.Tensor], device: to
     model = model.to_empty(device=device)
     load_state_into(model, weights, where)
     return model.eval()
-
-
-def open_checkpoint(
-    path: Path, device_name: str, which: str = "best", weights: str = "auto"
-) -> tuple[Path, Any, dict[str, Any], torch.device]:
-    """(checkpoint folder, model on the device in eval mode with the chosen weights, its config.json, device) for a
-    run folder (its `which` checkpoint), a checkpoint folder or a transformers model folder (`carried_tokenizer`
-    rebuilds its tokenizer)."""
-    from lmtrain.interop.hf_read import is_hf_folder
-    from lmtrain.runtime import select_device
-
-    device = select_device(device_name)
-    if is_hf_folder(path):  # a transformers folder, read as the checkpoint `lmtrain import-hf` would write
-        return path, *_hf_model(path, device), device
-    ckpt = resolve_checkpoint(path, which)
-    model, config = load_model(ckpt, device, weights)
-    return ckpt, model, config, device
-
-
-def _hf_model(path: Path, device: torch.device) -> tuple[Any, dict[str, Any]]:
-    from lmtrain.interop.hf_read import checkpoint_config_of, read_hf_folder
-
-    found = read_hf_folder(path)
-    return model_holding(found.config, found.weights, device, path), checkpoint_config_of(found)
 
 
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:

@@ -6,11 +6,23 @@ import sys
 from collections.abc import Sequence
 
 from lmtrain import __version__
-from lmtrain.cli import bench, bench_tasks, doctor, evaluate, generate, hf, prepare, presets, report, tokenizer, train
+from lmtrain.cli import (
+    bench,
+    bench_tasks,
+    doctor,
+    evaluate,
+    generate,
+    interchange,
+    prepare,
+    presets,
+    report,
+    tokenizer,
+    train,
+)
 from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
-COMMANDS = (presets, prepare, tokenizer, doctor, train, evaluate, generate, report, hf, bench)
+COMMANDS = (presets, prepare, tokenizer, doctor, train, evaluate, generate, report, interchange, bench)
 
 
 def build_parser() -> Parser:

@@ -42,9 +42,8 @@ def run_tasks_bench(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.bench.tasks import bench_tasks
-    from lmtrain.checkpoint import open_checkpoint
     from lmtrain.data.tokenizers import open_tokenizer
-    from lmtrain.data.tokenizers.carry import carried_tokenizer
+    from lmtrain.interop.open import open_model
     from lmtrain.model.registry import build_model
     from lmtrain.presets import get_preset
     from lmtrain.runtime import select_device
@@ -55,12 +54,12 @@ def run_tasks_bench(args: argparse.Namespace) -> int:
     check_budget(args.batch_tokens)
     paths = data_paths(args)
     tasks = load_tasks(args.tasks, TaskPaths(args.tasks_dir, paths), args.max_per_task, log=log)
+    device = select_device(args.device)
     if args.checkpoint:
-        ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device)
-        tokenizer = carried_tokenizer(ckpt, config.get("tokenizer"), paths.tokenizer_search())
-        what = str(ckpt)
+        opened = open_model(args.checkpoint)
+        model, tokenizer = opened.model(device), opened.tokenizer(paths.tokenizer_search())
+        what = str(opened.path)
     else:
-        device = select_device(args.device)
         torch.manual_seed(0)
         model = build_model(get_preset(args.preset, args.arch)).to(device).eval()
         tokenizer = open_tokenizer("gpt2", paths.tokenizer_search())

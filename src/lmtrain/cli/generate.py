@@ -53,14 +53,15 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lmtrain.checkpoint import open_checkpoint
-    from lmtrain.data.tokenizers.carry import carried_tokenizer
     from lmtrain.eval.generate import generate
-    from lmtrain.runtime import autocast, select_dtype
+    from lmtrain.interop.open import open_model
+    from lmtrain.runtime import autocast, select_device, select_dtype
 
     _check(args)
-    ckpt, model, config, device = open_checkpoint(args.checkpoint, args.device, weights=args.weights)
-    tokenizer = carried_tokenizer(ckpt, config.get("tokenizer"), data_paths(args).tokenizer_search())
+    opened = open_model(args.checkpoint, weights=args.weights)
+    device = select_device(args.device)
+    model = opened.model(device)
+    tokenizer = opened.tokenizer(data_paths(args).tokenizer_search())
     ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
     limit = model.config.max_seq_len
     if len(ids) >= limit:

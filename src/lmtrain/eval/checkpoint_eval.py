@@ -123,23 +123,25 @@ class CheckpointEval:
 def evaluate_checkpoint(
     path: Path, request: EvalRequest, paths: DataPaths, log: Callable[[str], None] = print
 ) -> CheckpointEval:
-    """Token, word and byte perplexity of the checkpoint at `path` (a checkpoint folder, or a run folder: its best)
-    on `request.split`, with the tokenizer the checkpoint carries and the data and windows worked out from it."""
-    from lmtrain.checkpoint import open_checkpoint
+    """Token, word and byte perplexity of the model at `path` (a checkpoint folder, a run folder: its best, a
+    transformers folder or a GGUF file) on `request.split`, with the tokenizer it carries and the data and windows
+    worked out from it."""
     from lmtrain.data.corpus import find_corpus
     from lmtrain.data.prepare import PrepareOptions, prepare_corpus
-    from lmtrain.data.tokenizers.carry import carried_tokenizer
     from lmtrain.eval.perplexity import perplexity_report, score_tokens, score_windows
-    from lmtrain.runtime import autocast, select_dtype
+    from lmtrain.interop.open import open_model
+    from lmtrain.runtime import autocast, select_device, select_dtype
 
-    ckpt, model, config, device = open_checkpoint(path, request.device, weights=request.weights)
+    opened = open_model(path, weights=request.weights)
+    device = select_device(request.device)
+    ckpt, model, config = opened.path, opened.model(device), opened.checkpoint
     trained_on = config.get("data", {})
     spec, paths, corpus_cfg = eval_data_source(trained_on, request, paths)
     windows = eval_windows(model.config, trained_on, request)
     for note in windows.notes:
         log(note)
     dtype = select_dtype(request.dtype, device)
-    tokenizer = carried_tokenizer(ckpt, config.get("tokenizer"), paths.tokenizer_search())
+    tokenizer = opened.tokenizer(paths.tokenizer_search())
     corpus = find_corpus(spec, [request.split], paths, corpus_cfg.holdout_options(), log=log)
     options = PrepareOptions(text_field=corpus_cfg.text_field, log=log)
     prepared = prepare_corpus(spec, corpus, paths, tokenizer, options)[request.split][0]

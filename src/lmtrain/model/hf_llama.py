@@ -133,15 +133,18 @@ def _layer_to_hf(prefix: str, rest: str, value: torch.Tensor, cfg: ModernConfig,
 
 
 def _read_rope(hf: Mapping[str, Any]) -> dict[str, Any]:
-    """ModernConfig's rope fields from rope_parameters / rope_scaling; a kind lmtrain does not compute is an error."""
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    """ModernConfig's rope fields, read as transformers 5 reads them: rope_scaling where it is set (over
+    rope_parameters), its rope_theta else the top-level one; a kind lmtrain does not compute is an error."""
+    rope = hf.get("rope_scaling") or hf.get("rope_parameters") or {}
+    if not isinstance(rope, Mapping) or any(isinstance(v, Mapping) for v in rope.values()):
+        raise ConfigError("config.json has rotary parameters per layer type; lmtrain's modern block has one kind")
     kind = rope.get("rope_type", rope.get("type", "default"))
     if kind not in ROPE_TYPES:
         raise ConfigError(
             f"config.json has rope_scaling rope_type={kind!r}; lmtrain computes {', '.join(ROPE_TYPES)} rotary "
             f"frequencies"
         )
-    if float(hf.get("partial_rotary_factor", 1.0)) != 1.0:
+    if float(rope.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0))) != 1.0:
         raise ConfigError("config.json has partial_rotary_factor != 1; lmtrain rotates every dimension of a head")
     fields: dict[str, Any] = {"rope_theta": float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))}
     if kind == "default":

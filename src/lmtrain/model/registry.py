@@ -1,8 +1,9 @@
-"""The architecture registry: name -> config class, module and Hugging Face adapter (no torch import).
+"""The architecture registry: name -> config class, module and an adapter per interchange format (no torch import).
 
 Adding an architecture is its config (a `ModelConfig` subclass with its own fields and `param_counts`; a field it
 shares with another architecture becomes one flag for both), one module under `model/` whose model meets
-`model/base.CausalLM`, optionally its transformers adapter (`model/hf_*.py`), and one entry in `ARCHITECTURES`.
+`model/base.CausalLM`, optionally its transformers adapter (`model/hf_*.py`) and its GGUF adapter (`model/gguf_*.py`,
+from the transformers form), and one entry in `ARCHITECTURES`.
 Nothing else needs an edit: every command takes its flags, `--arch` lists it, its presets are the four sizes of
 `presets.SIZES` and its default learning rates are `defaults.SIZE_LR` until it gets an entry of its own in
 `defaults.PRESET_LR`. Everything reads the registry through `architectures()` and `get_arch()`.
@@ -14,11 +15,15 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from lmtrain.errors import ConfigError
 from lmtrain.fields import field_types, from_mapping, to_jsonable
 from lmtrain.model.config import GPTConfig, ModelConfig, ModernConfig
+from lmtrain.model.interchange import Adapter, GGUFAdapter, HFAdapter
+
+Format = Literal["hf", "gguf"]
+FORMAT_NAMES = {"hf": "transformers", "gguf": "GGUF"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,9 +36,14 @@ class Architecture:
     """`package.module:Class` of its `CausalLM` (imported when a model is built, so configs stay torch-free)."""
     summary: str
     """One line for `--arch`'s help and `lmtrain presets`."""
-    hf: str | None = None
-    """The module of its transformers adapter (`MODEL_TYPES`, `to_hf_config`, `to_hf_state_dict`, `from_hf_config`,
-    `from_hf_state_dict`); None: no transformers class computes it, so it is neither exported nor imported."""
+    hf: Adapter[HFAdapter] | None = None
+    """Its transformers adapter; None: no transformers class computes it, so it is neither exported nor imported."""
+    gguf: Adapter[GGUFAdapter] | None = None
+    """Its GGUF adapter (from the transformers form); None: no llama.cpp graph computes it."""
+
+    def adapter(self, fmt: Format) -> Adapter[Any] | None:
+        """The adapter of format `fmt`."""
+        return self.hf if fmt == "hf" else self.gguf
 
 
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
@@ -42,14 +52,16 @@ ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
             name="gpt2",
             config=GPTConfig,
             module="lmtrain.model.gpt:GPT",
-            hf="lmtrain.model.hf_gpt2",
+            hf=Adapter("lmtrain.model.hf_gpt2", HFAdapter),
+            gguf=Adapter("lmtrain.model.gguf_gpt2", GGUFAdapter),
             summary="GPT-2 (2019): learned positions, LayerNorm, GELU, biases, tied head",
         ),
         "modern": Architecture(
             name="modern",
             config=ModernConfig,
             module="lmtrain.model.modern:Modern",
-            hf="lmtrain.model.hf_llama",
+            hf=Adapter("lmtrain.model.hf_llama", HFAdapter),
+            gguf=Adapter("lmtrain.model.gguf_llama", GGUFAdapter),
             summary="rotary positions, RMSNorm, QK-norm, ReLU^2 (or SwiGLU), no biases, zero-initialised projections",
         ),
     }
@@ -112,14 +124,31 @@ def build_model(cfg: ModelConfig, loss_impl: str = "fused") -> Any:
     return getattr(importlib.import_module(module), name)(cfg, loss_impl=loss_impl)
 
 
-def hf_adapter(cfg_or_arch: ModelConfig | str) -> Any:
-    """The transformers adapter module of an architecture (by config or name); a ConfigError for one without."""
+def hf_adapter(cfg_or_arch: ModelConfig | str) -> HFAdapter:
+    """The transformers adapter of an architecture (by config or name); a ConfigError for one without."""
+    return _adapter(cfg_or_arch, "hf")
+
+
+def gguf_adapter(cfg_or_arch: ModelConfig | str) -> GGUFAdapter:
+    """The GGUF adapter of an architecture (by config or name); a ConfigError for one without."""
+    return _adapter(cfg_or_arch, "gguf")
+
+
+def _adapter(cfg_or_arch: ModelConfig | str, fmt: Format) -> Any:
     arch = get_arch(cfg_or_arch) if isinstance(cfg_or_arch, str) else arch_of(cfg_or_arch)
-    if arch.hf is None:
-        raise ConfigError(f"--arch {arch.name} has no transformers equivalent, so it cannot be exported or imported")
-    return importlib.import_module(arch.hf)
+    adapter = arch.adapter(fmt)
+    if adapter is None:
+        raise ConfigError(
+            f"--arch {arch.name} has no {FORMAT_NAMES[fmt]} equivalent, so it cannot be exported or imported as one"
+        )
+    return adapter.load()
 
 
-def hf_adapters() -> list[Any]:
+def hf_adapters() -> list[HFAdapter]:
     """The transformers adapters of every architecture that has one, in registry order."""
-    return [importlib.import_module(a.hf) for a in architectures().values() if a.hf is not None]
+    return [a.hf.load() for a in architectures().values() if a.hf is not None]
+
+
+def gguf_adapters() -> list[tuple[Architecture, GGUFAdapter]]:
+    """(architecture, GGUF adapter) of every architecture that has one, in registry order."""
+    return [(a, a.gguf.load()) for a in architectures().values() if a.gguf is not None]

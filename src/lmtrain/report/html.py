@@ -46,7 +46,8 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
         sha = ", ".join(f"{name} {digest}" for name, digest in origin.get("weights_sha256", {}).items())
         start = next((e for e in run.evals if e["step"] == 0), None)
         at = f"; validation loss {start['val_loss']:.4f} at step 0" if start else ""
-        rows.append(("started from", f"{origin['path']} ({origin.get('kind')}; SHA-256 {sha}){at}"))
+        kind = origin.get("format", origin.get("kind"))  # `kind` in runs of lmtrain 0.2
+        rows.append(("started from", f"{origin['path']} ({kind}; SHA-256 {sha}){at}"))
     rows += [
         ("last logged step", f"{last['step']:,} ({run.tokens(last):,} training tokens)"),
         ("last training loss", _fmt(value(last, "loss"))),

@@ -43,8 +43,7 @@ def evaluate_checkpoint_tasks(
     path: Path, request: TasksRequest, paths: DataPaths, log: Callable[[str], None] = print
 ) -> CheckpointTasks:
     """The checkpoint at `path` (a run folder means its best) scored on `request.tasks`."""
-    from lmtrain.checkpoint import open_checkpoint
-    from lmtrain.data.tokenizers.carry import carried_tokenizer
+    from lmtrain.interop.open import open_model
     from lmtrain.runtime import autocast, select_dtype
     from lmtrain.tasks.evaluate import bos_of, load_tasks, score_tasks
     from lmtrain.tasks.results import record_results, results_folder
@@ -53,8 +52,10 @@ def evaluate_checkpoint_tasks(
     tasks = load_tasks(request.tasks, TaskPaths(request.tasks_dir, paths), request.max_per_task, log=log)
     world = init_world(request.device, "ddp", timeout_s=1800.0)
     try:
-        ckpt, model, config, device = open_checkpoint(path, str(world.device), weights=request.weights)
-        tokenizer = carried_tokenizer(ckpt, config.get("tokenizer"), paths.tokenizer_search())
+        opened = open_model(path, weights=request.weights)
+        device = world.device
+        ckpt, model, config = opened.path, opened.model(device), opened.checkpoint
+        tokenizer = opened.tokenizer(paths.tokenizer_search())
         dtype = select_dtype(request.dtype, device)
         say = log if world.is_main else (lambda _msg: None)
         say(

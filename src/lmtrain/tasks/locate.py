@@ -10,8 +10,8 @@ from pathlib import Path
 
 from lmtrain.data.datasets import DataPaths
 from lmtrain.data.download import download
-from lmtrain.data.tokenizers.base import sha256_file
 from lmtrain.errors import DataError
+from lmtrain.files import sha256_file
 from lmtrain.tasks.spec import TaskSpec
 
 FOLDER = "core"

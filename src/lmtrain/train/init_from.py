@@ -1,7 +1,7 @@
 """`lmtrain train --init-from PATH`: a new run that starts from a trained model's weights.
 
-PATH is a transformers folder (GPT-2, Llama, Qwen2, Qwen3: `interop/hf_read.py`) or an lmtrain run (its best
-checkpoint) or checkpoint. The model config and the tokenizer come from PATH; a --preset, a model flag or a
+PATH is anything `interop/open.py` opens: a transformers folder (GPT-2, Llama, Qwen2, Qwen3), a GGUF file (llama,
+qwen2, qwen3, gpt2) or an lmtrain run (its best checkpoint) or checkpoint. The model config and the tokenizer come from PATH; a --preset, a model flag or a
 --tokenizer that disagrees with it is an error, except what a run may change about a trained model (`OVERRIDABLE`).
 The optimizer and the schedule start fresh, with the defaults measured for continuing a trained model
 (`defaults.FINETUNE`). The run records where it started (`Start.record`) in config.json, every checkpoint and the
@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from lmtrain import checkpoint as ckpt
 from lmtrain.config import DataConfig, RunConfig, normalise_keys, section_of
-from lmtrain.data.tokenizers.gpt2 import gpt2_fingerprint
 from lmtrain.defaults import FINETUNE
 from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import coerce, field_types, from_flat
+from lmtrain.interop.open import SOURCES, open_model
+from lmtrain.interop.provenance import Provenance
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import model_keys
 from lmtrain.train_config import TrainConfig
@@ -37,73 +37,35 @@ model's max_seq_len)."""
 
 @dataclass(frozen=True)
 class Start:
-    """The trained model a run starts from: its config, weights, tokenizer and what identifies it."""
+    """The trained model a run starts from: its config, weights, tokenizer and where they came from."""
 
-    path: Path
-    kind: str
-    """transformers or lmtrain."""
     model: ModelConfig
     weights: dict[str, torch.Tensor]
     tokenizer: str | None
     """The --tokenizer value that rebuilds its tokenizer (None: PATH has none, so --tokenizer must be given)."""
-    weights_sha256: dict[str, str]
-    hf_config: dict[str, Any] | None
-    """The released config.json the model came from (an lmtrain model: the one its own run started from)."""
+    provenance: Provenance
+
+    @property
+    def path(self) -> Path:
+        """What the run starts from (a checkpoint folder, a transformers folder, a GGUF file)."""
+        return self.provenance.path
 
     def record(self) -> dict[str, Any]:
         """What config.json and the report say about where the run started."""
-        return {
-            "path": str(self.path),
-            "kind": self.kind,
-            "weights_sha256": self.weights_sha256,
-            **({"hf_config": self.hf_config} if self.hf_config is not None else {}),
-        }
+        return self.provenance.record()
 
 
 def open_start(path: Path) -> Start:
-    """The model at PATH (a transformers folder, an lmtrain run or checkpoint); what holds none is an error."""
-    from lmtrain.interop.hf_folder import released_config
-    from lmtrain.interop.hf_read import is_hf_folder, read_hf_folder, sha256_of
-
-    path = path.expanduser()
-    if not path.exists():
-        raise ConfigError(f"--init-from {path}: no such folder; give a transformers model folder or an lmtrain run")
-    if is_hf_folder(path):
-        found = read_hf_folder(path)
-        fingerprint = found.tokenizer_fingerprint
-        tokenizer = str(found.tokenizer.path) if found.tokenizer is not None else None
-        if tokenizer is None and fingerprint == gpt2_fingerprint():
-            tokenizer = "gpt2"
-        return Start(
-            path=path.resolve(),
-            kind="transformers",
-            model=found.config,
-            weights=found.weights,
-            tokenizer=tokenizer,
-            weights_sha256=found.weights_sha256,
-            hf_config=found.hf_config,
-        )
+    """The model at PATH (a transformers folder, a GGUF file, an lmtrain run or checkpoint); what holds none is an
+    error."""
+    if not path.expanduser().exists():
+        raise ConfigError(f"--init-from {path}: no such file or folder; give {SOURCES}")
     try:
-        found = ckpt.resolve_checkpoint(path, "best")
+        opened = open_model(path, which="best", weights="auto")
     except CheckpointError as exc:
-        raise CheckpointError(
-            f"--init-from {path}: {exc}; or give a transformers folder (config.json + weights)"
-        ) from None
-    config = ckpt.load_checkpoint_config(found)
-    cfg = ckpt.model_config_of(config, found)
-    weights_path = ckpt.weights_file(found, "auto")
-    weights = ckpt.load_weights(found, "auto")
-    fingerprint = config.get("tokenizer")
-    carried = found / "tokenizer"
-    tokenizer = "gpt2" if fingerprint in (None, gpt2_fingerprint()) else str(carried) if carried.is_dir() else None
+        raise CheckpointError(f"--init-from {path}: {exc}") from None
     return Start(
-        path=found.resolve(),
-        kind="lmtrain",
-        model=cfg,
-        weights=weights,
-        tokenizer=tokenizer,
-        weights_sha256={weights_path.name: sha256_of(weights_path)},
-        hf_config=released_config(config),
+        model=opened.config, weights=opened.weights, tokenizer=opened.tokenizer_arg, provenance=opened.provenance
     )
 
 

@@ -13,7 +13,6 @@ import torch
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.data.tokenizers.carry import CARRIED
 from lmtrain.runtime import rng_state, set_rng_state
 from lmtrain.train.distributed import World, rank_seed
 from lmtrain.train.ema import EMA
@@ -142,7 +141,7 @@ def save_snapshot(
             keep_last=cfg.train.checkpoints.keep_last,
             is_best=is_best,
             ema=averaged,
-            files={f"{CARRIED}/{name}": path for name, path in tokenizer.files().items()},
+            tokenizer=tokenizer,
         )
     world.barrier()  # no rank goes on (or exits) before the checkpoint is complete
     return path

@@ -1,8 +1,8 @@
 """Every tokenizer lmtrain reads, one module per kind, and `open_tokenizer`, what `--tokenizer` means.
 
 `--tokenizer` takes `gpt2` (the default: `gpt2.py`), a `tokenizer.json` or a folder holding one (`tokenizer_json.py`:
-what `lmtrain tokenizer train` writes, `training.py`, and what Hugging Face model folders hold), or a `NAME.tiktoken`
-file (`tiktoken_file.py`). `carry.py` copies a run's tokenizer into its checkpoints and rebuilds it from them.
+what `lmtrain tokenizer train` writes, `training.py`, and what Hugging Face model folders hold), a `NAME.tiktoken`
+file (`tiktoken_file.py`) or a GGUF file, whose vocabulary it uses (`gguf_vocab.py`). `carry.py` copies a run's tokenizer into its checkpoints and rebuilds it from them.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.data.tokenizers.gguf_vocab import GGUFTokenizer
 from lmtrain.data.tokenizers.gpt2 import find_gpt2_folder, load_gpt2
 from lmtrain.data.tokenizers.tiktoken_file import TiktokenFileTokenizer
 from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 from lmtrain.errors import DataError
+from lmtrain.gguf_file import is_gguf
 
 BUILTIN = ("gpt2",)
 """--tokenizer values that name a tokenizer rather than a path."""
@@ -22,7 +24,8 @@ BUILTIN = ("gpt2",)
 
 def open_tokenizer(name: str, search: Sequence[Path]) -> Tokenizer:
     """The tokenizer `--tokenizer name` means: gpt2 (files from `search`, else tiktoken's), a tokenizer.json or a
-    folder holding one (or GPT-2's encoder.json + vocab.bpe), or a NAME.tiktoken file."""
+    folder holding one (or GPT-2's encoder.json + vocab.bpe), a NAME.tiktoken file, or a GGUF file (by its magic
+    bytes)."""
     if name in BUILTIN:
         return load_gpt2(search)
     path = Path(name).expanduser()
@@ -38,10 +41,14 @@ def open_tokenizer(name: str, search: Sequence[Path]) -> Tokenizer:
             f"--tokenizer {path}: the folder holds no tokenizer.json, GPT-2 encoder.json + vocab.bpe or one "
             f"*.tiktoken file; train one with `lmtrain tokenizer train`"
         )
+    if is_gguf(path):
+        return GGUFTokenizer(path)
     if path.suffix == ".json" and path.is_file():
         return HFTokenizer(path)
     if path.suffix == ".tiktoken" and path.is_file():
         return TiktokenFileTokenizer(path)
     if not path.exists():
-        raise DataError(f"--tokenizer {name}: no such file or folder; use gpt2, a tokenizer.json or a .tiktoken file")
-    raise DataError(f"--tokenizer {name}: not a tokenizer.json, a .tiktoken file or a folder holding one")
+        raise DataError(
+            f"--tokenizer {name}: no such file or folder; use gpt2, a tokenizer.json, a .tiktoken file or a GGUF file"
+        )
+    raise DataError(f"--tokenizer {name}: not a tokenizer.json, a .tiktoken file, a GGUF file or a folder holding one")

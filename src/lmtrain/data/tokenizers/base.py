@@ -10,12 +10,34 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from lmtrain.errors import DataError
+
 EOT_TEXT = "<|endoftext|>"
 """GPT-2's end-of-text token, the end-of-document token of lmtrain's own tokenizers and of most others."""
+
+
+@dataclass(frozen=True)
+class BPEVocab:
+    """A byte-level BPE as llama.cpp reads it from a GGUF file: tokens, which are special, merges, the cut."""
+
+    tokens: list[str | None]
+    """Token of each id, in the byte-level alphabet (added tokens as their text; None: no token has the id)."""
+    special: frozenset[int]
+    """Ids of the special (control) tokens."""
+    merges: list[str]
+    """The merges in order, each "left right"."""
+    pre: str
+    """How text is cut before merging: llama.cpp's pre-tokenizer name (`pretokenizers.py`)."""
+    user_defined: frozenset[int] = frozenset()
+    """Ids of added tokens that are not special (always matched whole in text)."""
+    ignore_merges: bool = False
+    """Whether a piece found whole in the vocabulary is taken as one token before any merge (Llama-3's BPE)."""
 
 
 class Tokenizer(ABC):
@@ -36,6 +58,12 @@ class Tokenizer(ABC):
         every document of the training stream (a tokenizer with a separate beginning token overrides it)."""
         return self.eot_id
 
+    @property
+    def add_bos(self) -> bool:
+        """Whether a prompt starts with `bos_id` (what llama.cpp's add_bos_token says): yes, as every document of the
+        training stream follows the end-of-document token."""
+        return True
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, special-token strings treated as ordinary text."""
         return self.encode_array(text).tolist()
@@ -52,9 +80,29 @@ class Tokenizer(ABC):
     def fingerprint(self) -> dict[str, object]:
         """What identifies this tokenizer in prepared data and checkpoints (JSON)."""
 
-    def files(self) -> dict[str, Path]:
-        """The files a run carries so that it can rebuild this tokenizer anywhere ({name in the copy: path})."""
-        return {}
+    def encode_rendered(self, text: str) -> list[int]:
+        """Token ids of text in which the tokenizer's special-token strings stand for their ids (a prompt rendered
+        with a chat template); ordinary text is encoded as `encode` does."""
+        raise DataError(f"{self.describe()} has no special tokens to render a chat template with")
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the files that rebuild this tokenizer anywhere into `folder` (a run's or a checkpoint's copy,
+        `carry.py`); the names written (none for a tokenizer its fingerprint names, GPT-2's)."""
+        return []
+
+    def save_hf(self, folder: Path, max_len: int) -> list[str]:
+        """Write the tokenizer as transformers' AutoTokenizer loads it into `folder`; the names written."""
+        raise DataError(f"{self.describe()} cannot be written as a transformers tokenizer")
+
+    def bpe_vocab(self) -> BPEVocab:
+        """The tokenizer as the byte-level BPE llama.cpp reads from a GGUF file; a DataError naming what does not
+        fit when it is not one."""
+        raise DataError(f"{self.describe()} is not a byte-level BPE with merges, which is what llama.cpp reads")
+
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template that renders conversations for this tokenizer's model (None: none)."""
+        return None
 
     @property
     def dtype(self) -> type[np.unsignedinteger]:
@@ -71,9 +119,9 @@ class Tokenizer(ABC):
         return f"{self.name.split(':')[0]}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a tokenizer file (what its fingerprint names it by)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """`content` as indented JSON with a final newline."""
+    path.write_text(json.dumps(content, indent=2) + "\n")
 
 
 def file_fingerprint(tokenizer: Tokenizer, kind: str, **identity: object) -> dict[str, object]:

@@ -16,21 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lmtrain.data.tokenizers.byte_level import unicode_to_bytes
 from lmtrain.data.tokenizers.gpt2 import GPT2_PATTERN
-
-
-def byte_unicode() -> dict[str, int]:
-    """GPT-2's printable stand-in for each byte (what byte-level vocabularies are written in) -> the byte."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
 
 
 @dataclass(frozen=True)
@@ -77,7 +64,7 @@ def tiktoken_form(spec: Mapping[str, Any]) -> TiktokenForm | None:
     added = spec.get("added_tokens") or []
     if any(not token.get("special") for token in added):
         return None
-    to_byte = byte_unicode()
+    to_byte = unicode_to_bytes()
     vocab: dict[str, int] = model["vocab"]
     specials = {token["content"]: int(token["id"]) for token in added}
     ranks: dict[bytes, int] = {}

@@ -3,7 +3,6 @@ tokenizer rebuilt from them anywhere, checked against the fingerprint the run re
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,8 @@ CARRIED = "tokenizer"
 
 
 def carry_tokenizer(tokenizer: Tokenizer, dest: Path) -> None:
-    """Copy the tokenizer's files into `dest/tokenizer/` (nothing for GPT-2, which its fingerprint names)."""
-    files = tokenizer.files()
-    if not files:
-        return
-    (dest / CARRIED).mkdir(parents=True, exist_ok=True)
-    for name, path in files.items():
-        shutil.copyfile(path, dest / CARRIED / name)
+    """Write the tokenizer's files into `dest/tokenizer/` (nothing for GPT-2, which its fingerprint names)."""
+    tokenizer.save(dest / CARRIED)
 
 
 def carried_tokenizer(folder: Path, fingerprint: Mapping[str, Any] | None, search: Sequence[Path]) -> Tokenizer:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lmtrain.data.tokenizers.base import EOT_TEXT, Tokenizer
+from lmtrain.data.tokenizers.base import EOT_TEXT, BPEVocab, Tokenizer, write_json
+from lmtrain.data.tokenizers.byte_level import unspell
 from lmtrain.errors import DataError
 
 GPT2_FILES = {
@@ -40,19 +42,6 @@ class TokenizerSource:
         return self.folder if self.folder else "tiktoken's gpt2 download"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable unicode characters used in encoder.json."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
 def _read_verified(path: Path) -> bytes:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -69,11 +58,10 @@ def _ranks_from_files(folder: Path) -> dict[bytes, int]:
     """Mergeable ranks {token bytes: id} from encoder.json, checked against vocab.bpe's merge order."""
     encoder = json.loads(_read_verified(folder / "encoder.json"))
     merges = _read_verified(folder / "vocab.bpe").decode("utf-8").split("\n")[1:]
-    byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
-    ranks = {bytes(byte_decoder[c] for c in tok): i for tok, i in encoder.items() if tok != EOT_TEXT}
+    ranks = {unspell(tok): i for tok, i in encoder.items() if tok != EOT_TEXT}
     for i, line in enumerate(m for m in merges if m):
         first, second = line.split()
-        if ranks[bytes(byte_decoder[c] for c in first + second)] != 256 + i:
+        if ranks[unspell(first + second)] != 256 + i:
             raise DataError(f"{folder}: vocab.bpe and encoder.json disagree at merge {i}")
     return ranks
 
@@ -133,11 +121,42 @@ class GPT2Tokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         return self._enc.decode(list(ids))
 
+    def encode_rendered(self, text: str) -> list[int]:
+        return self._enc.encode(text, allowed_special="all")
+
     def fingerprint(self) -> dict[str, object]:
         return gpt2_fingerprint()
 
     def describe(self) -> str:
         return f"GPT-2 BPE from {self.source.describe()}"
+
+    def _folder(self) -> Path:
+        """The folder holding encoder.json + vocab.bpe (tiktoken's download has neither)."""
+        if self.source.folder is None:
+            raise DataError(
+                "GPT-2 BPE read from tiktoken's download has no encoder.json + vocab.bpe to write; put the two files "
+                "of the GPT-2 release in --data-dir/gpt2"
+            )
+        return Path(self.source.folder)
+
+    def save_hf(self, out: Path, max_len: int) -> list[str]:
+        """vocab.json + merges.txt (GPT2Tokenizer) and the tokenizer configs."""
+        folder = self._folder()
+        shutil.copyfile(folder / "encoder.json", out / "vocab.json")
+        shutil.copyfile(folder / "vocab.bpe", out / "merges.txt")
+        special = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT}
+        config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": max_len, "add_prefix_space": False}
+        write_json(out / "tokenizer_config.json", config | special)
+        write_json(out / "special_tokens_map.json", special)
+        return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
+
+    def bpe_vocab(self) -> BPEVocab:
+        """The release's encoder.json (id order) and vocab.bpe, cut as GPT-2 cuts."""
+        folder = self._folder()
+        encoder = json.loads(_read_verified(folder / "encoder.json"))
+        tokens = sorted(encoder, key=encoder.__getitem__)
+        merges = [m for m in _read_verified(folder / "vocab.bpe").decode("utf-8").split("\n")[1:] if m]
+        return BPEVocab(tokens=tokens, special=frozenset({EOT_ID}), merges=merges, pre="gpt-2")
 
 
 def find_gpt2_folder(search: Sequence[Path]) -> Path | None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lmtrain.data.tokenizers.base import EOT_TEXT, Tokenizer, file_fingerprint, sha256_file
+from lmtrain.data.tokenizers.base import EOT_TEXT, Tokenizer, file_fingerprint, write_json
 from lmtrain.data.tokenizers.gpt2 import GPT2_PATTERN
 from lmtrain.errors import DataError
+from lmtrain.files import sha256_file
 
 CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|"""
@@ -89,14 +91,36 @@ class TiktokenFileTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         return self._enc.decode(list(ids))
 
+    def encode_rendered(self, text: str) -> list[int]:
+        return self._enc.encode(text, allowed_special="all")
+
     def fingerprint(self) -> dict[str, object]:
         return file_fingerprint(self, "tiktoken", tiktoken_sha256=sha256_file(self.path))
 
-    def files(self) -> dict[str, Path]:
-        found = {self.path.name: self.path}
-        if self.path.with_suffix(".json").is_file():
-            found[self.path.with_suffix(".json").name] = self.path.with_suffix(".json")
-        return found
+    def save(self, folder: Path) -> list[str]:
+        """The .tiktoken file, and its NAME.json where it has one."""
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for path in (self.path, self.path.with_suffix(".json")):
+            if path.is_file():
+                shutil.copyfile(path, folder / path.name)
+                written.append(path.name)
+        return written
+
+    def save_hf(self, folder: Path, max_len: int) -> list[str]:
+        """A tokenizer.json converted by transformers' TikTokenConverter, and the tokenizer configs."""
+        from transformers.convert_slow_tokenizer import TikTokenConverter
+
+        specials = sorted(self.specials, key=self.specials.__getitem__)
+        converted = TikTokenConverter(
+            vocab_file=str(self.path), pattern=self.pattern, extra_special_tokens=specials
+        ).converted()
+        converted.save(str(folder / "tokenizer.json"))
+        special = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT}
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_len}
+        write_json(folder / "tokenizer_config.json", config | special)
+        write_json(folder / "special_tokens_map.json", special)
+        return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
 
 def _read_tiktoken_ranks(path: Path) -> dict[bytes, int]:

@@ -2,15 +2,13 @@
 adapter of the architecture it equals, its weights (model.safetensors, its shards, or pytorch_model.bin) checked
 tensor by tensor against the shapes the config implies, and the tokenizer beside them.
 
-`import-hf` writes what this reads as a checkpoint; `train --init-from` and `eval` read a folder directly.
+`lmtrain import` writes what this reads as a checkpoint; `train --init-from`, `eval` and `generate` read a folder
+directly (through `interop/open.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +16,19 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from lmtrain import __version__
-from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.data.tokenizers.gpt2 import GPT2_VOCAB_SIZE, gpt2_fingerprint
+from lmtrain.data.tokenizers.gpt2 import GPT2_VOCAB_SIZE
 from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
 from lmtrain.errors import CheckpointError, ConfigError
+from lmtrain.interop.opened import OpenedModel, checkpoint_config
+from lmtrain.interop.provenance import Provenance
+from lmtrain.interop.shapes import check_shapes
 from lmtrain.model.config import ModelConfig
-from lmtrain.model.registry import build_model, hf_adapters, model_to_dict
+from lmtrain.model.interchange import HFAdapter
+from lmtrain.model.registry import build_model, hf_adapters
 
 SINGLE, INDEX, PICKLE = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
-
-
-@dataclass(frozen=True)
-class HFModel:
-    """A transformers folder read as lmtrain's: config, weights (lmtrain's names, fp32), what identifies them."""
-
-    folder: Path
-    hf_config: dict[str, Any]
-    """The folder's config.json, as released (export keeps its keys)."""
-    config: ModelConfig
-    weights: dict[str, torch.Tensor]
-    files: tuple[Path, ...]
-    """The weights files the folder was read from."""
-    tokenizer: Tokenizer | None
-    """The folder's tokenizer.json, where it has one (GPT-2's vocab.json + merges.txt: None, `tokenizer_fingerprint`
-    names GPT-2 BPE)."""
-
-    @cached_property
-    def weights_sha256(self) -> dict[str, str]:
-        """SHA-256 of each weights file, by name (what `sha256sum` prints): read again only where it is recorded."""
-        return {path.name: sha256_of(path) for path in self.files}
-
-    @property
-    def tokenizer_fingerprint(self) -> dict[str, object] | None:
-        """The run tokenizer's fingerprint: the folder's tokenizer.json, GPT-2 BPE for a 50,257-id model without one,
-        else None (no tokenizer)."""
-        if self.tokenizer is not None:
-            return self.tokenizer.fingerprint()
-        return gpt2_fingerprint() if self.config.vocab_size == GPT2_VOCAB_SIZE else None
+HF_PRESET = "hf-import"
+"""The preset name of a checkpoint read from a transformers folder."""
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -67,7 +40,7 @@ def is_hf_folder(path: Path) -> bool:
     return isinstance(config, dict) and "model_type" in config and "model" not in config
 
 
-def adapter_for(hf_config: dict[str, Any]) -> Any:
+def adapter_for(hf_config: dict[str, Any]) -> HFAdapter:
     """The adapter of the architecture that reads a config.json's model_type."""
     kind = hf_config.get("model_type")
     adapters = hf_adapters()
@@ -124,37 +97,19 @@ def _load(files: list[Path]) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, read in 16 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _bare(name: str) -> str:
     """A transformers tensor name without its base model's prefix (checkpoints are saved with and without it)."""
     return name.removeprefix("transformer.").removeprefix("model.")
 
 
-def check_shapes(state: dict[str, torch.Tensor], cfg: ModelConfig, adapter: Any, src: Path) -> None:
-    """Every tensor the config implies is there with its shape (named in transformers' terms when not)."""
+def expected_hf_shapes(cfg: ModelConfig, adapter: HFAdapter) -> dict[str, tuple[int, ...]]:
+    """The transformers tensors `cfg` implies, by name, with their shapes (built on the meta device)."""
     with torch.device("meta"):
         expected = adapter.to_hf_state_dict(build_model(cfg).state_dict(), cfg)
-    given = {_bare(k): v for k, v in state.items()}
-    for name, want in expected.items():
-        got = given.get(_bare(name))
-        if got is None:
-            raise CheckpointError(f"{src} lacks the tensor {name} that its config.json implies")
-        if tuple(got.shape) != tuple(want.shape):
-            raise CheckpointError(
-                f"{src}: {name} has shape {tuple(got.shape)}, but config.json implies {tuple(want.shape)}; the weights "
-                f"and config.json are of different models"
-            )
+    return {name: tuple(t.shape) for name, t in expected.items()}
 
 
-def folder_tokenizer(src: Path, cfg: ModelConfig) -> Tokenizer | None:
+def folder_tokenizer(src: Path, cfg: ModelConfig) -> HFTokenizer | None:
     """The folder's tokenizer.json (GPT-2 folders' vocab.json + merges.txt are GPT-2 BPE), checked to fit the
     model's embedding."""
     if not (src / "tokenizer.json").is_file() or (src / "vocab.json").is_file():
@@ -168,7 +123,7 @@ def folder_tokenizer(src: Path, cfg: ModelConfig) -> Tokenizer | None:
     return tokenizer
 
 
-def read_hf_folder(src: Path) -> HFModel:
+def read_hf_folder(src: Path) -> OpenedModel:
     """A transformers folder (GPT-2, Llama, Qwen2 or Qwen3 of a shape lmtrain builds) read as lmtrain's model."""
     hf_config = read_hf_config(src)
     adapter = adapter_for(hf_config)
@@ -176,36 +131,24 @@ def read_hf_folder(src: Path) -> HFModel:
     files = weight_files(src)
     tokenizer = folder_tokenizer(src, cfg)
     state = _load(files)
-    check_shapes(state, cfg, adapter, src)
+    expected = expected_hf_shapes(cfg, adapter)
+    shapes = {_bare(k): tuple(v.shape) for k, v in state.items()}
+    given = {name: shapes[_bare(name)] for name in expected if _bare(name) in shapes}
+    check_shapes(expected, given, where=src, config="config.json")
     weights = {k: v.to(torch.float32).contiguous() for k, v in adapter.from_hf_state_dict(state, cfg).items()}
-    return HFModel(
-        folder=src,
-        hf_config=hf_config,
+    gpt2 = tokenizer is None and cfg.vocab_size == GPT2_VOCAB_SIZE
+    provenance = Provenance(
+        format="transformers",
+        path=src.resolve(),
+        files=tuple(files),
+        name=hf_config.get("_name_or_path"),
+        released=hf_config,
+    )
+    return OpenedModel(
+        provenance=provenance,
         config=cfg,
         weights=weights,
-        files=tuple(files),
-        tokenizer=tokenizer,
+        checkpoint=checkpoint_config(cfg, tokenizer, preset=HF_PRESET, gpt2=gpt2),
+        tokenizer_arg=str(tokenizer.path) if tokenizer is not None else "gpt2" if gpt2 else None,
+        carried=tokenizer,
     )
-
-
-def checkpoint_config_of(found: HFModel) -> dict[str, Any]:
-    """The checkpoint config.json of a transformers folder read as lmtrain's: its model and tokenizer (`import-hf`
-    adds its `source_record`)."""
-    config: dict[str, Any] = {
-        "lmtrain_version": __version__,
-        "preset": "hf-import",
-        "model": model_to_dict(found.config),
-    }
-    if found.tokenizer_fingerprint is not None:
-        config["tokenizer"] = found.tokenizer_fingerprint
-    return config
-
-
-def source_record(found: HFModel) -> dict[str, Any]:
-    """Where a model came from: the folder, its name, its weights' SHA-256 and its config.json."""
-    return {
-        "hf_folder": str(found.folder.resolve()),
-        "name": found.hf_config.get("_name_or_path"),
-        "weights_sha256": found.weights_sha256,
-        "hf_config": found.hf_config,
-    }

@@ -1,0 +1,1 @@
+"""transformers model folders: reading one as lmtrain's model, exporting one."""
