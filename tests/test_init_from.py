@@ -91,6 +91,15 @@ def test_step_zero_validation_equals_what_the_start_computes(
     assert "started from" in html and sha in html and "at step 0" in html
 
 
+def test_eval_every_0_spends_no_time_on_a_step_zero_evaluation(trained_modern_run: Path, tmp_path: Path) -> None:
+    """--eval-every 0 is honoured from the first step: no evaluation before training (SmolLM2's 1,000 default
+    windows took about 10 minutes on the 2-core CPU), only the final one."""
+    out = tmp_path / "run"
+    args = _init_args(trained_modern_run, out, "--data-dir", str(SAMPLE), "--max-steps", "2", "--eval-every", "0")
+    assert main(args) == 0
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["event"] == "eval"] == [2]
+
+
 def test_export_of_a_continued_run_keeps_the_released_keys(trained_modern_run: Path, tmp_path: Path) -> None:
     hf = _exported(trained_modern_run, tmp_path / "hf")
     released = json.loads((hf / "config.json").read_text())

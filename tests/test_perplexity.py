@@ -127,14 +127,18 @@ def test_logits_are_never_held_for_more_than_one_chunk(monkeypatch: pytest.Monke
 
 @VARIANTS
 def test_training_windows_score_what_the_trainer_validates_on(variant: str) -> None:
-    """`score_windows` (`lmtrain eval --windows N`) is the trainer's validation loss: `loss_sums` over the first N
-    windows as `eval_starts` cuts them, in any batching; 0 means every whole window, the tail unscored."""
-    from lmtrain.data.loader import eval_starts, make_batch
-    from lmtrain.eval.loss import loss_sums
-
+    """`score_windows` (`lmtrain eval --windows N`) scores what the trainer validates on: the first N windows of
+    16 + 1 tokens cut back to back from the split's start, every target after the window's first token, in any
+    batching, checked against the full logits' log-softmax in float64 window by window; 0 means every whole window,
+    the tail unscored."""
     model, tokens = _model(variant), _tokens(200)
-    starts = eval_starts(len(tokens), 16, 5)
-    total, count = loss_sums(model, [make_batch(tokens, starts[i : i + 2], 16) for i in range(0, 5, 2)])
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for k in range(5):
+            window = torch.as_tensor(tokens[16 * k : 16 * k + 17], dtype=torch.long)
+            logp = torch.log_softmax(model(window[None, :-1])[0][0].double(), dim=-1)  # (16, V)
+            total -= float(logp[torch.arange(16), window[1:]].sum())
+            count += 16
     for batch_size in (1, 3, 8):
         scores = score_windows(model, tokens, context=16, windows=5, batch_size=batch_size)
         assert (scores.tokens, scores.windows) == (count, 5) == (80, 5)

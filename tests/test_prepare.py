@@ -196,3 +196,32 @@ def test_two_prepares_of_one_corpus_started_at_once_both_succeed_and_share_the_w
     assert "another process is preparing the same data; waiting for it" in waited
     assert read_prepared(Path(rows[0]["path"])) is not None
     assert [p.name for p in (cache / "prepared" / "wikitext-103").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_a_prepare_killed_with_kill_9_leaves_no_worker_running(tmp_path: Path) -> None:
+    """The out-of-memory killer's kill -9 gives the pool no chance to shut down: each worker notices its parent is
+    gone and exits (three were still running 20 minutes later before they did)."""
+    psutil = pytest.importorskip("psutil")
+    data_dir = tmp_path / "big"
+    data_dir.mkdir()
+    (data_dir / "wiki.train.raw").write_bytes((SAMPLE / "wiki.train.raw").read_bytes() * 20)  # seconds of work
+    shutil.copytree(GPT2, data_dir / "gpt2")
+    cmd = [sys.executable, "-m", "lmtrain", "prepare", "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "c")]
+    proc = subprocess.Popen(
+        cmd + ["--splits", "train", "--workers", "2", "--shard-mb", "0.5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    workers: list = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = [p for p in parent.children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())]
+        time.sleep(0.05)
+    assert len(workers) >= 2, "prepare never started its workers"
+    time.sleep(1.0)  # the workers are tokenizing
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert alive == []

@@ -86,6 +86,12 @@ def test_bad_task_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, ca
     _fails([*base, "--tasks", str(toml)], capsys, "has no context_options, continuation", "it has query, choices")
     bad.write_text("\n")
     _fails([*base, "--tasks", str(toml)], capsys, "holds no items")
+    bad.write_bytes(b'{"query": "q"}\n\x89PNG\r\n\x1a\n\x00\x00\xff binary')  # a stray binary file named .jsonl
+    _fails([*base, "--tasks", str(toml)], capsys, "repeat_schema.jsonl:2", "is not UTF-8 text")
+    _fails(
+        [*base, "--tasks", "core", "--tasks-dir", str(tmp_path / "no-such-dir")], capsys, "no-such-dir does not exist"
+    )
+    _fails([*base, "--tasks", "core", "--tasks-dir", str(bad)], capsys, "is not a folder")
     missing = tmp_path / "missing.toml"
     missing.write_text('[[task]]\nname = "x"\nfile = "x.jsonl"\ntype = "schema"\nshots = 0\ndelimiter = " "\n')
     _fails([*base, "--tasks", str(missing)], capsys, "missing.toml: task 1 (x) has no baseline")

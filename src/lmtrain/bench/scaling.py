@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from lmtrain.bench.train import TrainBench, _summary, random_tokens, train_side
+from lmtrain.bench.timing import TrainBench, random_tokens, summary, train_side
+from lmtrain.dist.world import World
 from lmtrain.model.registry import build_model
-from lmtrain.train.distributed import World
 
 
 def _timed(b: TrainBench, world: World) -> dict[str, Any]:
@@ -28,12 +28,12 @@ def _timed(b: TrainBench, world: World) -> dict[str, Any]:
     side = train_side(model, b, tokens, world)
     side.run(b.warmup, b.device, timed=False)
     side.run(b.steps, b.device)
-    summary = _summary(side.seconds, b.layout(world.world_size).per_rank * b.seq_len)
+    timed = summary(side.seconds, b.layout(world.world_size).per_rank * b.seq_len)
     del side, model
     gc.collect()
     if b.device.type == "cuda":
         torch.cuda.empty_cache()
-    return summary
+    return timed
 
 
 def bench_scaling(b: TrainBench, world: World) -> dict[str, Any] | None:

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from lmtrain import __version__
 from lmtrain.cli import (
     bench,
+    bench_generate,
+    bench_peak,
+    bench_prepare,
+    bench_recipe,
     bench_tasks,
+    bench_train,
     doctor,
     evaluate,
     generate,
@@ -23,6 +28,8 @@ from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
 COMMANDS = (presets, prepare, tokenizer, doctor, train, evaluate, generate, report, interchange, bench)
+BENCHES = (bench_prepare, bench_generate, bench_train, bench_recipe, bench_peak, bench_tasks)
+"""`lmtrain bench`'s benchmarks, one module each."""
 
 
 def build_parser() -> Parser:
@@ -33,8 +40,9 @@ def build_parser() -> Parser:
     sub.required = True
     for command in COMMANDS:
         added = command.register(sub)
-        if command is bench:  # `bench tasks` lives in its own module: bench.py is full
-            bench_tasks.register_tasks(added)
+        if command is bench:
+            for benchmark in BENCHES:
+                benchmark.register_bench(added)
     parser.set_defaults(lmtrain_main=main)  # for commands that run other commands (bench recipe)
     return parser
 

@@ -10,7 +10,7 @@ from lmtrain.cli.common import add_arch_option, add_data_options, add_device_opt
 DEFAULT_MAX_PER_TASK = 100
 
 
-def register_tasks(benches: argparse._SubParsersAction) -> None:
+def register_bench(benches: argparse._SubParsersAction) -> None:
     """The `bench tasks` subcommand."""
     p = benches.add_parser(
         "tasks",

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -86,9 +87,23 @@ def file_digest(file: CorpusFile) -> dict[str, Any]:
     }
 
 
-def _ignore_sigint() -> None:
+PARENT_CHECK_S = 0.5
+"""How often a worker checks that the process that started it is alive."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker (without clean-up: its work is lost with its parent) once `parent` is gone."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
+def _worker_setup() -> None:
+    """In each worker: Ctrl-C is the parent's to handle, one core, and an exit when the parent dies however it dies
+    (kill -9 and the out-of-memory killer leave no chance to shut the pool down)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     os.environ["RAYON_NUM_THREADS"] = "1"  # one core per worker: HF tokenizers would otherwise use them all
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
 
 
 def run_jobs(jobs: Iterable[Job], workers: int) -> Iterator[UnitResult]:
@@ -97,7 +112,7 @@ def run_jobs(jobs: Iterable[Job], workers: int) -> Iterator[UnitResult]:
         yield from map(run_job, jobs)
         return
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup)
     pending: set[Future[UnitResult]] = set()
     try:
         for job in jobs:

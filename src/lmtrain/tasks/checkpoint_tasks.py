@@ -43,11 +43,11 @@ def evaluate_checkpoint_tasks(
     path: Path, request: TasksRequest, paths: DataPaths, log: Callable[[str], None] = print
 ) -> CheckpointTasks:
     """The checkpoint at `path` (a run folder means its best) scored on `request.tasks`."""
+    from lmtrain.dist.world import init_world
     from lmtrain.interop.open import open_model
     from lmtrain.runtime import autocast, select_dtype
     from lmtrain.tasks.evaluate import bos_of, load_tasks, score_tasks
     from lmtrain.tasks.results import record_results, results_folder
-    from lmtrain.train.distributed import init_world
 
     tasks = load_tasks(request.tasks, TaskPaths(request.tasks_dir, paths), request.max_per_task, log=log)
     world = init_world(request.device, "ddp", timeout_s=1800.0)

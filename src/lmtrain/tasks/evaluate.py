@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.dist.world import World
 from lmtrain.errors import DataError
 from lmtrain.model.base import CausalLM
 from lmtrain.tasks.encode import Encoded, encode_item, pack
@@ -20,7 +21,6 @@ from lmtrain.tasks.items import check_cap, check_enough, read_items, render, sel
 from lmtrain.tasks.locate import TaskPaths, locate_task, missing_message
 from lmtrain.tasks.score import Outcome, score_items
 from lmtrain.tasks.spec import TaskSpec, TaskTable, core_figure, core_label, core_table, select_tasks
-from lmtrain.train.distributed import World
 
 
 @dataclass(frozen=True)

@@ -46,19 +46,25 @@ def read_items(task: TaskSpec, path: Path) -> list[dict[str, Any]]:
     for a line that is not JSON, a record of the wrong shape, a `gold` out of range, or an empty file."""
     need = FIELDS[task.type]
     items: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number} (task {task.name})"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{where} is not JSON ({exc.msg} at column {exc.colno}); fix or remove that line"
-                ) from None
-            _check_record(record, need, task, where)
-            items.append(record)
+    data = path.read_bytes()
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line} (task {task.name}) is not UTF-8 text (byte {exc.start:,}); "
+            f"a task file holds one JSON record per line: replace it with the task's file"
+        ) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number} (task {task.name})"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where} is not JSON ({exc.msg} at column {exc.colno}); fix or remove that line") from None
+        _check_record(record, need, task, where)
+        items.append(record)
     if not items:
         raise DataError(f"{path} (task {task.name}) holds no items; give it one JSON record per line")
     return items

@@ -24,7 +24,13 @@ class TaskPaths:
     """Where task files are looked for, in order."""
 
     tasks_dir: Path | None
+    """--tasks-dir: it must exist (a mistyped folder is an error, never a silent fall back to the others)."""
     data: DataPaths
+
+    def __post_init__(self) -> None:
+        if self.tasks_dir is not None and not self.tasks_dir.is_dir():
+            what = "is not a folder" if self.tasks_dir.exists() else "does not exist"
+            raise DataError(f"--tasks-dir {self.tasks_dir} {what}; give the folder holding the task files")
 
     def folders(self) -> list[Path]:
         """The folders of the CORE layout tried, in order."""

@@ -13,8 +13,8 @@ import torch
 
 from lmtrain.data.datasets import DataPaths
 from lmtrain.data.tokenizers.base import Tokenizer
+from lmtrain.dist.world import World
 from lmtrain.runtime import autocast
-from lmtrain.train.distributed import World
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import TasksScored
 from lmtrain.train_config import EvalConfig

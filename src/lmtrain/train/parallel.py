@@ -10,8 +10,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lmtrain.dist.world import World
 from lmtrain.runtime import DTYPES
-from lmtrain.train.distributed import World
 from lmtrain.train_config import Parallel
 
 

@@ -16,10 +16,10 @@ import torch.nn as nn
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
+from lmtrain.dist.world import World
 from lmtrain.model.registry import build_model
 from lmtrain.model.sizing import flops_per_token
 from lmtrain.train.data import TrainingData, run_length
-from lmtrain.train.distributed import World
 from lmtrain.train.events import Plan
 from lmtrain.train.optim import run_optimizer
 from lmtrain.train.parallel import wrap_model

@@ -21,6 +21,7 @@ import torch
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RUN_CONFIG, RunConfig
 from lmtrain.data.loader import eval_starts
+from lmtrain.dist.world import World, rank_seed
 from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import continuation
 from lmtrain.eval.loss import loss_sums
@@ -30,7 +31,6 @@ from lmtrain.hardware import peak_flops, stale_note
 from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
 from lmtrain.train.benchmarks import RunTasks
 from lmtrain.train.data import TrainingData, rank_batches
-from lmtrain.train.distributed import World, rank_seed
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
     CheckpointSaved,
@@ -171,8 +171,8 @@ class Trainer:
         stop = 0
         with StopSignals() as signals, self.outbox.capturing(lambda: self.step):
             try:
-                if self.restore is None and self.cfg.origin is not None:
-                    self._evaluate()  # step 0: the loss of the model it starts from
+                if self.restore is None and self.cfg.origin is not None and self.cfg.train.evaluation.every:
+                    self._evaluate()  # step 0: the loss of the model it starts from (--eval-every 0: none)
                 self.model.train()
                 self.clock.mark()
                 while self.step < self.stop_at:

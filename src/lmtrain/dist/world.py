@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from lmtrain.errors import ConfigError, LmtrainError, TrainingFailed
 from lmtrain.runtime import select_device
-from lmtrain.train.peers import Peers, default_store
+from lmtrain.dist.peers import Peers, default_store
 from lmtrain.train_config import Parallel
 
 CLOSED_KEY = "lmtrain/closed"
