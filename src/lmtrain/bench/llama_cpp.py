@@ -87,3 +87,22 @@ def window_nll(model: Any, windows: Sequence[Sequence[int]]) -> tuple[float, int
 def perplexity(nll: float, count: int) -> float:
     """exp of the mean negative log-likelihood."""
     return math.exp(nll / count)
+
+
+def stream_nll(model: Any, tokens: np.ndarray, *, context: int, bos_id: int) -> tuple[float, int]:
+    """(summed negative log-likelihood, tokens scored) of every token of `tokens` after a leading `bos_id`, cut into
+    back-to-back windows of `context` exactly as `lmtrain eval` cuts them (`eval/perplexity.plan_windows`), each
+    scored from llama.cpp's logits."""
+    from lmtrain.eval.perplexity import plan_windows
+
+    stream = np.concatenate([np.array([bos_id], dtype=np.int64), np.asarray(tokens, dtype=np.int64)])
+    total, count = 0.0, 0
+    for begin, end, first in plan_windows(len(tokens), context, context):
+        last = min(end, len(tokens))
+        z = logits(model, stream[begin:last].tolist()).astype(np.float64)  # row j predicts stream[begin + j + 1]
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        rows = np.arange(first - 1 - begin, last - begin)
+        total -= float(logp[rows, stream[first : last + 1]].sum())
+        count += len(rows)
+    return total, count

@@ -21,12 +21,17 @@ ABOUT = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="perplexity of a checkpoint on a split",
+        help="perplexity of a model on a split (a run, checkpoint, transformers folder or GGUF file)",
         description=ABOUT,
         epilog="A run folder means its best checkpoint (else its latest). No architecture flags are "
         "needed: the checkpoint describes the model.",
     )
-    p.add_argument("checkpoint", type=Path, metavar="RUN_OR_CHECKPOINT", help="run folder or checkpoint folder")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        metavar="MODEL",
+        help="run folder (its best), checkpoint, transformers folder or GGUF file",
+    )
     add_data_options(p, dataset=False)
     add_corpus_options(p, tokenizer=False)
     p.add_argument("--dataset", help="dataset (default: the one the checkpoint was trained on)")

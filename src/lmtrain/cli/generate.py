@@ -8,23 +8,33 @@ from pathlib import Path
 from lmtrain.cli.common import add_data_options, add_inference_options, data_paths, log, print_json
 from lmtrain.errors import ConfigError
 
-ABOUT = """`lmtrain generate`: sample text from a checkpoint with a KV cache.
+ABOUT = """`lmtrain generate`: sample text from a model (a run or checkpoint folder, a transformers folder or a GGUF
+file) with a KV cache.
 
-Sampling stops at <|endoftext|>, after --max-new-tokens, or when prompt plus new tokens reach the model's
-max_seq_len: the model has no positions beyond it, so generation ends there (the output says
-`stopped: context limit`). Temperature 0 is greedy decoding; the same --seed gives the same text.
+Sampling stops at the end-of-document token (and, for a chat model, at its end-of-turn and end-of-text tokens), after
+--max-new-tokens, or when prompt plus new tokens reach the model's max_seq_len: the model has no positions beyond it,
+so generation ends there (the output says `stopped: context limit`). Temperature 0 is greedy decoding; the same
+--seed gives the same text. With --chat the prompt is one user message rendered with the model's own chat template
+(after --system's message, where given), and the reply is what is printed.
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
-        help="sample text from a checkpoint",
+        help="sample text from a model (run, checkpoint, transformers folder or GGUF file)",
         description=ABOUT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder, or a run folder (its best)")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        metavar="MODEL",
+        help="run folder (its best), checkpoint, transformers folder or GGUF file",
+    )
     p.add_argument("--prompt", default="", help="text to continue (default: none, start after <|endoftext|>)")
+    p.add_argument("--chat", action="store_true", help="send --prompt as a user message through the chat template")
+    p.add_argument("--system", help="with --chat: a system message before it")
     p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to add at most (default 100)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 is greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
@@ -48,6 +58,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-p {args.top_p} must be in (0, 1]")
     if args.num_samples < 1:
         raise ConfigError(f"--num-samples {args.num_samples} must be at least 1")
+    if args.system is not None and not args.chat:
+        raise ConfigError("--system goes with --chat: it is a message of the conversation")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model = opened.model(device)
     tokenizer = opened.tokenizer(data_paths(args).tokenizer_search())
-    ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
+    if args.chat:
+        from lmtrain.data.chat_template import chat_prompt
+
+        system = [{"role": "system", "content": args.system}] if args.system is not None else []
+        ids = chat_prompt(tokenizer, [*system, {"role": "user", "content": args.prompt}])
+    else:
+        ids = tokenizer.encode(args.prompt) or [tokenizer.bos_id]
     limit = model.config.max_seq_len
     if len(ids) >= limit:
         raise ConfigError(
@@ -79,14 +97,16 @@ def run(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             top_k=args.top_k,
             top_p=args.top_p,
-            eot_id=tokenizer.eot_id,
+            stop_ids=tokenizer.stop_ids,
             generator=generator,
         )
     samples = []
     for row in out.tolist():
         new = row[len(ids) :]
-        if tokenizer.eot_id in new:
-            new, stop = new[: new.index(tokenizer.eot_id)], "endoftext"
+        ends = [i for i, t in enumerate(new) if t in tokenizer.stop_ids]
+        if ends:
+            stop = "end of turn" if args.chat else "endoftext"
+            new = new[: ends[0]]
         elif len(row) >= limit and len(new) < args.max_new_tokens:
             stop = "context limit"
         else:
@@ -101,5 +121,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for i, sample in enumerate(samples, 1):
         print(f"--- sample {i} ({sample['new_tokens']} new tokens, stopped: {sample['stop']}) ---")
-        print(sample["prompt"] + sample["completion"])
+        print(sample["completion"] if args.chat else sample["prompt"] + sample["completion"])
     return 0

@@ -6,6 +6,7 @@ on more), so generation stops there: prompt + new tokens never exceed max_seq_le
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,20 +54,21 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     eot_id: int | None = None,
+    stop_ids: Collection[int] = (),
     generator: torch.Generator | None = None,
     use_cache: bool = True,
 ) -> torch.Tensor:
-    """Prompt (B, T) followed by up to `max_new_tokens` new tokens, stopping at `eot_id` or max_seq_len.
+    """Prompt (B, T) followed by up to `max_new_tokens` new tokens, stopping at `eot_id` or any of `stop_ids` (a
+    chat model's end of turn and end of text), or at max_seq_len.
 
     With `use_cache`, each step feeds only the newest token and reuses cached keys and values; without it,
-    the whole sequence is recomputed every step (same tokens, slower). Rows that reached `eot_id` are
-    padded with `eot_id` while the others continue. The model's train/eval mode is restored afterwards.
+    the whole sequence is recomputed every step (same tokens, slower). Rows that reached a stop id are padded
+    with the one they reached while the others continue. The model's train/eval mode is restored afterwards.
     """
     sample = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    stops = sorted(set(stop_ids) | ({eot_id} if eot_id is not None else set()))
     with eval_mode(model):
-        return _generate(
-            model, prompt, max_new_tokens=max_new_tokens, sample=sample, eot_id=eot_id, use_cache=use_cache
-        )
+        return _generate(model, prompt, max_new_tokens=max_new_tokens, sample=sample, stops=stops, use_cache=use_cache)
 
 
 def continuation(model: CausalLM, prompt: np.ndarray, new_tokens: int, *, tokenizer: Tokenizer, seed: int) -> str:
@@ -98,7 +100,7 @@ def _generate(
     *,
     max_new_tokens: int,
     sample: Sampling,
-    eot_id: int | None,
+    stops: list[int],
     use_cache: bool,
 ) -> torch.Tensor:
     cfg = model.config
@@ -111,15 +113,19 @@ def _generate(
     cache = model.new_cache(batch_size=B) if use_cache else None
     out = prompt
     done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
+    stop = torch.tensor(stops, dtype=torch.long, device=prompt.device)  # (S,)
+    last = torch.zeros(B, 1, dtype=torch.long, device=prompt.device)  # the stop id each finished row reached
     feed = prompt
     for _ in range(steps):
         logits, _ = model(feed if use_cache else out, cache=cache)
         tok = sample.next_token(logits[:, -1, :])  # (B, 1)
-        if eot_id is not None:
-            tok = torch.where(done[:, None], torch.full_like(tok, eot_id), tok)
-            done |= tok[:, 0] == eot_id
+        if stops:
+            tok = torch.where(done[:, None], last, tok)
+            reached = torch.isin(tok[:, 0], stop) & ~done
+            last = torch.where(reached[:, None], tok, last)
+            done |= reached
         out = torch.cat([out, tok], dim=1)
         feed = tok
-        if eot_id is not None and bool(done.all()):
+        if stops and bool(done.all()):
             break
     return out

@@ -47,7 +47,7 @@ def evaluate_checkpoint_tasks(
     from lmtrain.interop.open import open_model
     from lmtrain.runtime import autocast, select_dtype
     from lmtrain.tasks.evaluate import bos_of, load_tasks, score_tasks
-    from lmtrain.tasks.results import record_results, results_folder
+    from lmtrain.tasks.results import record_results, results_file
 
     tasks = load_tasks(request.tasks, TaskPaths(request.tasks_dir, paths), request.max_per_task, log=log)
     world = init_world(request.device, "ddp", timeout_s=1800.0)
@@ -79,5 +79,5 @@ def evaluate_checkpoint_tasks(
     recorded = None
     if world.is_main:
         entry = report.to_json() | {"checkpoint": str(ckpt), "step": step}
-        recorded = record_results(results_folder(ckpt), step, entry)
+        recorded = record_results(results_file(ckpt), step, entry)
     return CheckpointTasks(ckpt, step, report, recorded)

@@ -54,24 +54,27 @@ GPT2_REFERENCE: dict[str, dict[str, float]] = {
 """The published OpenAI GPT-2 checkpoints' accuracies and 22-task CORE (nanochat dev/estimate_gpt3_core.ipynb)."""
 
 
-def results_folder(checkpoint: Path) -> Path:
-    """Where a checkpoint's results go: its run folder, else the checkpoint folder itself."""
-    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint
+def results_file(source: Path) -> Path:
+    """Where a model's results go: its run folder's tasks.json for a checkpoint of a run, the folder's own for a
+    checkpoint or transformers folder, `NAME.tasks.json` beside a model file (a GGUF file)."""
+    if source.is_file():
+        return source.with_name(f"{source.name}.{TASKS_FILE}")
+    return (source.parent.parent if source.parent.name == CHECKPOINTS else source) / TASKS_FILE
 
 
-def read_results(folder: Path) -> dict[int, dict[str, Any]]:
-    """The entries of `folder`'s tasks.json by step ({} when there is none or it is unreadable)."""
+def read_results(path: Path) -> dict[int, dict[str, Any]]:
+    """The entries of a tasks.json (a folder: the one in it) by step ({} when there is none or it is unreadable)."""
     try:
-        data = json.loads((folder / TASKS_FILE).read_text())
+        data = json.loads((path / TASKS_FILE if path.is_dir() else path).read_text())
     except (OSError, ValueError):
         return {}
     return {int(step): entry for step, entry in data.items() if str(step).isdigit() and isinstance(entry, dict)}
 
 
-def record_results(folder: Path, step: int, entry: dict[str, Any]) -> Path:
-    """Add (or replace) the entry of `step` in `folder`'s tasks.json, atomically."""
-    found = read_results(folder)
+def record_results(path: Path, step: int, entry: dict[str, Any]) -> Path:
+    """Add (or replace) the entry of `step` in a tasks.json (a folder: the one in it), atomically."""
+    path = path / TASKS_FILE if path.is_dir() else path
+    found = read_results(path)
     found[step] = entry
-    path = folder / TASKS_FILE
     write_text_atomic(path, json.dumps({str(k): found[k] for k in sorted(found)}, indent=2) + "\n")
     return path

@@ -20,6 +20,8 @@ from lmtrain.errors import DataError
 
 EOT_TEXT = "<|endoftext|>"
 """GPT-2's end-of-text token, the end-of-document token of lmtrain's own tokenizers and of most others."""
+END_MARKERS = (EOT_TEXT, "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>", "</s>", "<eos>")
+"""Special tokens that end a turn or a text in the released chat models' vocabularies: generation stops at any."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,12 @@ class Tokenizer(ABC):
         """The tokenizer as the byte-level BPE llama.cpp reads from a GGUF file; a DataError naming what does not
         fit when it is not one."""
         raise DataError(f"{self.describe()} is not a byte-level BPE with merges, which is what llama.cpp reads")
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """The ids generation stops at: the end of document, and any special end-of-turn or end-of-text token the
+        vocabulary has (`END_MARKERS`)."""
+        return frozenset({self.eot_id})
 
     @property
     def chat_template(self) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lmtrain.data.tokenizers.base import EOT_TEXT, BPEVocab, Tokenizer, file_fingerprint, write_json
+from lmtrain.data.tokenizers.base import END_MARKERS, EOT_TEXT, BPEVocab, Tokenizer, file_fingerprint, write_json
 from lmtrain.data.tokenizers.byte_level import unicode_to_bytes
 from lmtrain.data.tokenizers.pretokenizers import style_of
 from lmtrain.errors import DATA_EXTRA, DataError
@@ -71,6 +71,11 @@ class HFTokenizer(Tokenizer):
     def add_bos(self) -> bool:
         """tokenizer_config.json's add_bos_token, else yes."""
         return bool(self._config.get("add_bos_token", True))
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        specials = {t["content"]: t["id"] for t in self._spec.get("added_tokens") or [] if t.get("special")}
+        return frozenset({self.eot_id} | {specials[m] for m in END_MARKERS if m in specials})
 
     @property
     def chat_template(self) -> str | None:
