@@ -14,38 +14,7 @@ from types import ModuleType
 import pytest
 
 from conftest import SAMPLE, _trained, shared_folder
-
-TEXTS = (
-    "Digits 1234567 and 3.14159, 2024-12-06, 007.",
-    "Whitespace runs:    four spaces\n\n\n\ttab\t\tand\r\nCRLF   \n  trailing  ",
-    "Non-ASCII: naïve café, Ünïcödé, Ελληνικά, 東京タワー, emoji 🙂👍, ½ – “quotes”.",
-    "Special tokens: <|endoftext|> then <|im_start|>user\nhi<|im_end|> and <|endoftext|>",
-    " = Robert Boulter = \n Robert Boulter is an English film , television and theatre actor .",
-)
-"""Texts whose token ids lmtrain and llama.cpp must agree on: digits, whitespace runs, non-ASCII, special tokens."""
-
-BASE = ("--d-model", "64", "--n-head", "2", "--n-layer", "2", "--max-seq-len", "320", "--seq-len", "64")
-BASE += ("--max-steps", "40", "--eval-windows", "8")
-"""A two-block model of width 64 with room for 256 scored tokens and 32 generated ones, trained for 40 steps."""
-MODERN = ("--arch", "modern", "--mlp", "swiglu")
-VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "gpt2": (("--arch", "gpt2", "--max-seq-len", "1024"), "gpt2"),
-    "modern": (("--arch", "modern"), "qwen3"),
-    "swiglu-gqa-head-dim": ((*MODERN, "--n-head", "4", "--n-kv-head", "2", "--head-dim", "128"), "qwen3"),
-    "qkv-bias": ((*MODERN, "--no-qk-norm", "--qkv-bias"), "qwen2"),
-    "llama3-scaling": (
-        (*MODERN, "--no-qk-norm", "--n-kv-head", "1", "--rope-scaling", "llama3", "--rope-factor", "8")
-        + ("--rope-original-max-seq-len", "64", "--rope-low-freq-factor", "1", "--rope-high-freq-factor", "4"),
-        "llama",
-    ),
-    "bpe16k": (("--arch", "modern", "--tokenizer", "BPE16K"), "qwen3"),
-    "padded-vocab": (("--arch", "modern", "--vocab-size", "50304", "--pad-vocab-to", "100"), "qwen3"),
-}
-"""Variant -> (`lmtrain train` flags over BASE, the GGUF architecture it exports as). BPE16K stands for a 16,384-id
-BPE trained on the sample by `lmtrain tokenizer train`; the padded vocabulary has 47 ids no token has (exported as
-`[PAD{i}]`) and rows padded to a multiple of 100 (dropped on export). GPT-2's context is 1,024 and the grouped-query
-variant's heads 128 wide, the only values transformers' GGUF loader reads for those (it maps `context_length` to
-n_ctx, not n_positions, and leaves Qwen3's head_dim at its default)."""
+from lmtrain.bench.gguf_variants import BASE, VARIANTS
 
 
 def need(module: str) -> ModuleType:
@@ -74,12 +43,15 @@ def smollm2_file() -> Path:
 
 
 def cli(*args: str) -> tuple[int, str, str]:
-    """`lmtrain ARGS` in this process: exit code, stdout, stderr."""
+    """`lmtrain ARGS` in this process: exit code (argparse's too), stdout, stderr."""
     from lmtrain.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own errors
+            code = int(exc.code or 0)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import SAMPLE
-from gguf_helpers import TEXTS, VARIANTS, need, variant_export, variant_run
-from lmtrain.bench.llama_cpp import greedy, llama, logits, tokens
+from gguf_helpers import need, variant_export, variant_run
+from lmtrain.bench.gguf_variants import TEXTS, VARIANTS
+from lmtrain.bench.llama_cpp import greedy, llama, logits, tokens, with_llama_cpp_gelu
 from lmtrain.eval.generate import generate
 from lmtrain.interop.open import open_model
 
@@ -22,24 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf")]  # one worker t
 def _opened(run: Path):
     opened = open_model(run)
     return opened, opened.model("cpu"), opened.tokenizer([SAMPLE.parent / "gpt2"])
-
-
-class GeluTable(torch.nn.Module):
-    """GELU as llama.cpp's CPU backend computes it (`ggml_vec_gelu_f32` under GGML_GELU_FP16, always defined): the
-    input rounded to fp16, looked up in a table of fp16 tanh-GELU values; x <= -10 gives 0, x >= 10 gives x."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        looked_up = torch.nn.functional.gelu(x.half().float(), approximate="tanh").half().float()
-        return torch.where(x <= -10, torch.zeros_like(x), torch.where(x >= 10, x, looked_up))
-
-
-def with_llama_cpp_gelu(model: torch.nn.Module) -> torch.nn.Module:
-    """`model` with each GELU replaced by llama.cpp's fp16 table (`GeluTable`); a model without GELU unchanged."""
-    for module in model.modules():
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.GELU):
-                setattr(module, name, GeluTable())
-    return model
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from conftest import SAMPLE, read_jsonl
-from gguf_helpers import TEXTS, cli, need, smollm2_file
+from gguf_helpers import cli, need, smollm2_file
+from lmtrain.bench.gguf_variants import TEXTS
 from lmtrain.bench.llama_cpp import llama, tokens, window_nll
 from lmtrain.interop.open import open_model
 

@@ -15,9 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 F32 = 0
 """GGML's type id of f32 (for the KV cache)."""
+
+
+class GeluTable(torch.nn.Module):
+    """GELU as llama.cpp's CPU backend computes it (`ggml_vec_gelu_f32` under GGML_GELU_FP16, which ggml-cpu always
+    defines): the input rounded to fp16 and looked up in a table of fp16 tanh-GELU values; x <= -10 gives 0, x >= 10
+    gives x. Its rounding is why a `gpt2` export's logits differ from lmtrain's exact GELU by more than float32's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        looked_up = torch.nn.functional.gelu(x.half().float(), approximate="tanh").half().float()
+        return torch.where(x <= -10, torch.zeros_like(x), torch.where(x >= 10, x, looked_up))
+
+
+def with_llama_cpp_gelu(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with each GELU replaced by llama.cpp's fp16 table (`GeluTable`); a model without GELU unchanged."""
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.GELU):
+                setattr(module, name, GeluTable())
+    return model
 
 
 @contextlib.contextmanager
