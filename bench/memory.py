@@ -51,7 +51,7 @@ def run_case(case: dict, *, rss: bool = False) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from lmtrain.bench.train import peak_memory
+    from lmtrain.bench.timing import peak_memory
     from lmtrain.config import RunConfig, build_run_config
     from lmtrain.fields import from_flat
     from lmtrain.interop.hf.read import adapter_for

@@ -13,7 +13,8 @@ import torch
 
 from conftest import LMTRAIN, REPO, read_jsonl, seed_peak, train_args
 from lmtrain import hardware
-from lmtrain.bench import train as bench
+from lmtrain.bench import batch
+from lmtrain.bench.timing import TrainBench, bench_train
 from lmtrain.errors import ConfigError
 from lmtrain.hardware import Peak, datasheet_flops, peak_flops
 from lmtrain.model.sizing import flops_per_token
@@ -55,11 +56,11 @@ def test_bench_train_times_the_trainers_own_step(monkeypatch: pytest.MonkeyPatch
         return original(self, step)
 
     monkeypatch.setattr(TrainStep, "__call__", counted)
-    b = bench.TrainBench(
+    b = TrainBench(
         model=MICRO, device=CPU, dtype="fp32", batch_size=4, micro_batch_size=2, seq_len=16, steps=4, warmup=2
     )
     peak = Peak(device_name="test", dtype="fp32", measured_flops=1e11, matmul_size=512)
-    result = bench.bench_train(b, peak)
+    result = bench_train(b, peak)
     assert calls == [0, 1, 2, 3, 4, 5]  # warm-up then timed steps, numbered as the trainer numbers them
     assert result["tokens_per_step"] == 2 * 2 * 16 and result["timed_steps"] == 4
 
@@ -82,17 +83,17 @@ def test_max_batch_bisects_between_the_last_fit_and_the_first_failure(monkeypatc
         tried.append(batch)
         return batch * 100 if batch <= 5 else None
 
-    monkeypatch.setattr(bench, "_fits", fits)
-    b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
-    result = bench.max_batch(b, limit=64)
+    monkeypatch.setattr(batch, "_fits", fits)
+    b = TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
+    result = batch.max_batch(b, limit=64)
     assert result["max_batch"] == 5 and result["max_batch_peak_memory_bytes"] == 500
     assert tried == [1, 2, 4, 8, 6, 5]
 
 
 @pytest.mark.slow
 def test_max_batch_really_steps_at_each_size() -> None:
-    b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
-    result = bench.max_batch(b, limit=3)
+    b = TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
+    result = batch.max_batch(b, limit=3)
     assert result["max_batch"] == 3 and result["max_batch_peak_memory_bytes"] >= 16 * MICRO.param_counts()["total"]
 
 
@@ -303,7 +304,7 @@ def test_best_batch_times_each_power_of_two_up_to_the_largest_and_picks_the_fast
 
     monkeypatch.setattr(batch, "max_batch", lambda b, limit: {"max_batch": 6, "max_batch_limit": limit})
     monkeypatch.setattr(batch, "bench_train", fake_train)
-    b = bench.TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
+    b = TrainBench(model=MICRO, device=CPU, dtype="fp32", batch_size=1, seq_len=16)
     result = batch.best_batch(b, peak=None, limit=8)
     assert timed == [(1, None), (2, None), (4, None), (6, None)]
     assert result["best_batch"] == 4 and result["best_tokens_per_s"] == 260.0 and result["max_batch"] == 6

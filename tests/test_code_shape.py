@@ -110,7 +110,7 @@ def test_lower_layers_import_no_higher_one(layer: str) -> None:
 
 def test_the_training_parts_are_assembled_in_one_place() -> None:
     """Model + optimizer + scaler + schedule + step: only `train/parts.py` builds a TrainStep, and the trainer, the
-    doctor's trial step, the LR range test and the benchmark all call its `build_training`."""
+    doctor's trial step, the LR range test and the benchmark's timing all call its `build_training`."""
     builders = [
         f"{name(p)}:{node.lineno}"
         for p in modules()
@@ -118,7 +118,7 @@ def test_the_training_parts_are_assembled_in_one_place() -> None:
         if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "TrainStep"
     ]
     assert builders == ["src/lmtrain/train/parts.py:" + builders[0].split(":")[1]] and len(builders) == 1
-    for caller in ("train/trainer.py", "doctor/examine.py", "doctor/lr_find.py", "bench/train.py"):
+    for caller in ("train/trainer.py", "doctor/examine.py", "doctor/lr_find.py", "bench/timing.py"):
         assert "lmtrain.train.parts.build_training" in imported(SRC / caller), caller
 
 

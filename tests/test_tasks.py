@@ -238,6 +238,7 @@ def test_options_sharing_a_long_prompt_share_a_row_and_options_sharing_little_ge
 
 def test_a_pinned_file_that_differs_is_refused_and_a_missing_one_downloaded(tmp_path: Path, monkeypatch) -> None:
     copa = core_table().tasks["copa"]
+    (tmp_path / "mine").mkdir()
     paths = TaskPaths(tmp_path / "mine", DataPaths(None, None, tmp_path / "cache", download=False))
     assert locate_task(copa, paths) is None  # absent and downloads off
     (tmp_path / "mine" / "commonsense_reasoning").mkdir(parents=True)

@@ -14,7 +14,7 @@ from lmtrain import __version__
 from lmtrain.checkpoint import model_holding
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.data.tokenizers.carry import carried_tokenizer
-from lmtrain.data.tokenizers.gpt2 import gpt2_fingerprint
+from lmtrain.data.tokenizers.gpt2 import gpt2_fingerprint, load_gpt2
 from lmtrain.errors import DataError
 from lmtrain.interop.provenance import Provenance
 from lmtrain.model.config import ModelConfig
@@ -48,7 +48,7 @@ class OpenedModel:
         if self.provenance.format == "lmtrain":
             return carried_tokenizer(self.path, self.checkpoint.get("tokenizer"), search)
         if self.tokenizer_arg == "gpt2":
-            return carried_tokenizer(self.path, gpt2_fingerprint(), search)
+            return load_gpt2(search)
         raise DataError(f"{self.path} holds no tokenizer (tokenizer.json); give the model's own with --tokenizer")
 
     def model(self, device: torch.device | str = "cpu") -> Any:

@@ -23,12 +23,10 @@ def carry_tokenizer(tokenizer: Tokenizer, dest: Path) -> None:
 
 def carried_tokenizer(folder: Path, fingerprint: Mapping[str, Any] | None, search: Sequence[Path]) -> Tokenizer:
     """The tokenizer a checkpoint or run folder was made with: GPT-2 (no fingerprint: lmtrain 0.1), or the files it
-    carries in `folder/tokenizer/` (a transformers folder: its tokenizer.json), checked against the fingerprint."""
+    carries in `folder/tokenizer/`, checked against the fingerprint."""
     if fingerprint is None or fingerprint == gpt2_fingerprint():
         return load_gpt2(search)
     carried = folder / CARRIED
-    if not carried.is_dir() and (folder / "tokenizer.json").is_file():
-        carried = folder  # a transformers model folder: its tokenizer.json beside the weights
     if not carried.is_dir():
         raise DataError(
             f"{folder} was made with tokenizer {fingerprint.get('name')} but holds no {CARRIED}/ folder; copy "
