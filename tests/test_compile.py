@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import MODEL_VARIANTS
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.model.registry import build_model
 from lmtrain.train.optim import build_optimizer
 from lmtrain.train.parallel import wrap_model

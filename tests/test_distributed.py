@@ -24,7 +24,7 @@ from conftest import REPO, SAMPLE, build_trainer, read_jsonl, seed_peak, train_a
 from lmtrain import checkpoint as ckpt
 from lmtrain.cli import main
 from lmtrain.config import build_run_config
-from lmtrain.dist.world import World, init_world, planned_world_size, rank_seed
+from lmtrain.distributed.world import World, init_world, planned_world_size, rank_seed
 from lmtrain.errors import ConfigError
 from lmtrain.train.parallel import load_optimizer_state
 

@@ -143,7 +143,7 @@ def test_the_swiglu_width_matches_the_parameters_of_a_two_matrix_mlp() -> None:
 def test_activation_checkpointing_gives_the_same_losses_and_gradients() -> None:
     """--activation-checkpointing recomputes each block in the backward pass: the same loss and gradients (dropout
     included: its RNG state is replayed), the same parameter names."""
-    from lmtrain.dist.world import World
+    from lmtrain.distributed.world import World
     from lmtrain.train.parallel import wrap_model
 
     cfg = dataclasses.replace(EVERYTHING, dropout=0.1)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lmtrain.bench.timing import TrainBench, random_tokens, summary, train_side
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.model.registry import build_model
 
 

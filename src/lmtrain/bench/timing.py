@@ -26,7 +26,7 @@ import torch.nn as nn
 from lmtrain.config import DataConfig, RunConfig
 from lmtrain.data.loader import make_batch
 from lmtrain.defaults import BENCH_LR
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.errors import ConfigError
 from lmtrain.eval.loss import evaluate
 from lmtrain.hardware import Peak, mfu

@@ -13,7 +13,7 @@ import torch
 from lmtrain.bench.batch import best_batch, max_batch
 from lmtrain.bench.scaling import bench_scaling
 from lmtrain.bench.timing import TrainBench, bench_train, mfu_fields
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.errors import ConfigError
 from lmtrain.hardware import peak_flops, stale_note
 

@@ -109,7 +109,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 def run_train_bench(args: argparse.Namespace) -> int:
     from lmtrain.bench.timing import TrainBench
     from lmtrain.bench.train import train_bench
-    from lmtrain.dist.world import init_world
+    from lmtrain.distributed.world import init_world
     from lmtrain.presets import apply_overrides, get_preset
     from lmtrain.runtime import configure_device, select_dtype
 

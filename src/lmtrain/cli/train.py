@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from lmtrain.cli.common import add_run_options, data_paths, gather_flags, log_stdout
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
-    from lmtrain.dist.world import World
+    from lmtrain.distributed.world import World
     from lmtrain.train.resume import Launch
 
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lmtrain.dist.world import failure_guard, init_world, planned_world_size
+    from lmtrain.distributed.world import failure_guard, init_world, planned_world_size
     from lmtrain.train.data import tokenizer_opener
     from lmtrain.train.resume import decide_launch
 

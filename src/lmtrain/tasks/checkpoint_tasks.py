@@ -43,7 +43,7 @@ def evaluate_checkpoint_tasks(
     path: Path, request: TasksRequest, paths: DataPaths, log: Callable[[str], None] = print
 ) -> CheckpointTasks:
     """The checkpoint at `path` (a run folder means its best) scored on `request.tasks`."""
-    from lmtrain.dist.world import init_world
+    from lmtrain.distributed.world import init_world
     from lmtrain.interop.open import open_model
     from lmtrain.runtime import autocast, select_dtype
     from lmtrain.tasks.evaluate import bos_of, load_tasks, score_tasks

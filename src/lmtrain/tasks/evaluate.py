@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.errors import DataError
 from lmtrain.model.base import CausalLM
 from lmtrain.tasks.encode import Encoded, encode_item, pack

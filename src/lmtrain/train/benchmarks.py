@@ -13,7 +13,7 @@ import torch
 
 from lmtrain.data.datasets import DataPaths
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.runtime import autocast
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import TasksScored

@@ -18,7 +18,7 @@ from lmtrain.data.prepare import PrepareOptions, prepare_corpus
 from lmtrain.data.shards import TokenStream
 from lmtrain.data.tokenizers import open_tokenizer
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.errors import ConfigError, DataError
 
 

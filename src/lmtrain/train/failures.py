@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from lmtrain.config import RunConfig
-from lmtrain.dist.world import World, lost_peer, report_failure
+from lmtrain.distributed.world import World, lost_peer, report_failure
 from lmtrain.runtime import is_out_of_memory
 from lmtrain.train.events import FailureReason
 

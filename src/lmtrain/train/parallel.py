@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.runtime import DTYPES
 from lmtrain.train_config import Parallel
 

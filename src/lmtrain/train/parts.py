@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.model.registry import build_model
 from lmtrain.model.sizing import flops_per_token
 from lmtrain.train.data import TrainingData, run_length

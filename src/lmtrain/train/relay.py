@@ -6,7 +6,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.train.events import Event, EventBus, Warned
 
 SHARED_CODES = ("nan.skipped",)

@@ -13,7 +13,7 @@ import torch
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RunConfig
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.dist.world import World, rank_seed
+from lmtrain.distributed.world import World, rank_seed
 from lmtrain.runtime import rng_state, set_rng_state
 from lmtrain.train.ema import EMA
 from lmtrain.train.parallel import full_model_state, full_optimizer_state, load_optimizer_state

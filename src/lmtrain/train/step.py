@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from lmtrain.data.loader import TrainSampler, make_batch
-from lmtrain.dist.world import World
+from lmtrain.distributed.world import World
 from lmtrain.runtime import autocast
 from lmtrain.train.parallel import gradient_sync, whole_tensor
 from lmtrain.train.schedule import ScheduleConfig, lr_at

@@ -21,7 +21,7 @@ import torch
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RUN_CONFIG, RunConfig
 from lmtrain.data.loader import eval_starts
-from lmtrain.dist.world import World, rank_seed
+from lmtrain.distributed.world import World, rank_seed
 from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import continuation
 from lmtrain.eval.loss import loss_sums

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lmtrain.distributed.peers import Peers, default_store
 from lmtrain.errors import ConfigError, LmtrainError, TrainingFailed
 from lmtrain.runtime import select_device
-from lmtrain.dist.peers import Peers, default_store
 from lmtrain.train_config import Parallel
 
 CLOSED_KEY = "lmtrain/closed"
