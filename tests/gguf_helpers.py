@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import SAMPLE, _trained, shared_folder
+from conftest import SAMPLE, _trained, seed_peak, shared_folder
 from lmtrain.bench.gguf_variants import BASE, VARIANTS
 
 
@@ -70,9 +70,11 @@ def bpe16k(factory: pytest.TempPathFactory) -> Path:
 
 
 def variant_run(name: str, factory: pytest.TempPathFactory, peak: str) -> Path:
-    """The run folder of variant `name`, trained once per test run."""
+    """The run folder of variant `name`, trained once per test run (the sample prepared once per tokenizer, in a
+    cache the variants share)."""
     flags = tuple(str(bpe16k(factory)) if f == "BPE16K" else f for f in VARIANTS[name][0])
-    return _trained(shared_folder(factory, f"gguf-{name}"), peak, *BASE, *flags)
+    cache = seed_peak(shared_folder(factory, "gguf-cache"), peak)
+    return _trained(shared_folder(factory, f"gguf-{name}"), peak, *BASE, *flags, "--cache-dir", str(cache))
 
 
 def variant_export(name: str, factory: pytest.TempPathFactory, peak: str, dtype: str = "f32") -> Path:

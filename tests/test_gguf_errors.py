@@ -151,3 +151,21 @@ def test_q8_0_keeps_in_f16_the_matrices_its_blocks_do_not_divide(tmp_path: Path)
     assert "kept 7 matrices in f16" in err and "blk.0.attn_q.weight" in err
     back, source = open_model(out).weights, open_model(ckpt).weights
     assert all(np.allclose(back[k].numpy(), source[k].numpy(), atol=2e-3) for k in source)
+
+
+def test_the_default_model_is_refused_with_the_flag_that_makes_it_exportable(tmp_path: Path) -> None:
+    """lmtrain's default block computes a ReLU² MLP, which no llama.cpp graph does (bench/mlp_race.sh kept it: SwiGLU
+    cost more than 0.02 nats); the refusal names the way out."""
+    from lmtrain.presets import get_preset
+
+    cfg = get_preset("micro")  # what `lmtrain train --preset micro` builds
+    assert (cfg.arch, cfg.mlp, cfg.qk_norm) == ("modern", "relu2", True)
+    fails(
+        "export",
+        str(checkpoint(tmp_path / "c", cfg)),
+        "--format",
+        "gguf",
+        "--out",
+        str(tmp_path / "m.gguf"),
+        says="train with --mlp swiglu to export to GGUF",
+    )

@@ -54,7 +54,7 @@ def test_llama_cpp_tokenizes_computes_and_decodes_as_lmtrain(
         assert greedy(ref, prompt, 32) == expected
 
 
-@pytest.mark.parametrize("variant", ["gpt2", "modern", "qkv-bias", "llama3-scaling", "padded-vocab"])
+@pytest.mark.parametrize("variant", ["gpt2", "modern-swiglu", "qkv-bias", "llama3-scaling", "padded-vocab"])
 def test_an_f32_export_imports_back_as_the_same_model(
     variant: str, tmp_path_factory: pytest.TempPathFactory, measured_peak: str
 ) -> None:
