@@ -43,8 +43,8 @@ class DataConfig:
     )
     tokenizer: str = option(
         "gpt2",
-        "gpt2, a tokenizer.json (or a folder holding one, e.g. from `lmtrain tokenizer train`) or a NAME.tiktoken "
-        "file.",
+        "gpt2, a tokenizer.json (or a folder holding one, e.g. from `lmtrain tokenizer train`), a NAME.tiktoken "
+        "file or a GGUF file (its vocabulary).",
     )
     text_field: str = option(
         "text",

@@ -304,8 +304,9 @@ class TrainConfig:
     compile: bool = option(False, "Compile the model with torch.compile.")
     init_from: str | None = option(
         None,
-        "Start from this model's weights: a transformers folder (GPT-2, Llama, Qwen2, Qwen3) or an lmtrain run or "
-        "checkpoint; its architecture, sizes and tokenizer are the run's, the optimizer and schedule start fresh.",
+        "Start from this model's weights: a transformers folder (GPT-2, Llama, Qwen2, Qwen3), a GGUF file or an "
+        "lmtrain run or checkpoint; its architecture, sizes and tokenizer are the run's, the optimizer and schedule "
+        "start fresh.",
     )
     activation_checkpointing: bool = option(
         False,
