@@ -50,11 +50,11 @@ def check_dequantizable(gf: GGUFFile) -> None:
     from gguf.constants import GGML_QUANT_SIZES
     from gguf.quants import dequantize
 
-    for record in gf.tensors.values():
+    first_of = {record.ggml_type: record for record in reversed(gf.tensors.values())}  # one tensor of each type
+    for record in first_of.values():
         qtype = _quant_type(record)
-        block, size = GGML_QUANT_SIZES[qtype]
         try:
-            dequantize(np.zeros((1, size), dtype=np.uint8), qtype)
+            dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8), qtype)  # one block of zeros
         except NotImplementedError:
             raise CheckpointError(
                 f"{gf.path}: tensor {record.name} is {qtype.name}, which the gguf package cannot dequantize; use a "
