@@ -209,7 +209,8 @@ def test_a_peak_cached_under_load_is_measured_again_and_raised(tmp_path: Path, c
     result, err = _bench_micro(capsys, tmp_path / "c")
     assert result["peak_remeasured"] is True and result["peak_stale"] is False and "peak_note" not in result
     assert 0 < result["mfu"] <= 1 and _cached_flops(path) == pytest.approx(
-        result["peak_tflops_measured"] * 1e12, rel=1e-3
+        result["peak_tflops_measured"] * 1e12,
+        abs=0.5e-4 * 1e12,  # the result's figure is rounded to 4 places of TFLOP/s
     )
     assert _cached_flops(path) > 1e9
     assert "bench peak --refresh" not in err

@@ -162,7 +162,7 @@ def test_conflicting_and_bad_input_is_one_line_and_writes_nothing(
     for start, message in (
         (empty, "neither a checkpoint folder"),
         (unknown, "model_type='mamba'"),
-        (tmp_path / "missing", "no such folder"),
+        (tmp_path / "missing", "no such file or folder"),
     ):
         assert main(_init_args(start, out, "--data-dir", str(SAMPLE))) == 2
         err = capsys.readouterr().err

@@ -79,9 +79,14 @@ def import_model(src: Path, out: Path) -> Path:
     """Write a transformers folder or a GGUF file as an lmtrain checkpoint folder `out` (new or empty): its weights,
     its tokenizer, and where it came from (`source`). Evaluable, not resumable: `train --init-from` continues it."""
     require_new_folder(out)
+    src = src.expanduser()
+    if src.is_dir() and source_format(src) == "lmtrain":
+        if (src / "config.json").is_file() and not is_hf_folder(src):
+            raise ConfigError(f"{src} is already an lmtrain checkpoint; evaluate or continue it directly")
+        raise CheckpointError(
+            f"{src} has no config.json naming a model_type; `lmtrain import` reads a transformers folder or a GGUF file"
+        )
     opened = open_model(src)
-    if opened.provenance.format == "lmtrain":
-        raise ConfigError(f"{src} is already an lmtrain checkpoint; evaluate or continue it directly")
     config = opened.checkpoint | {"source": opened.provenance.record()}
     write_checkpoint(out, opened.weights, config, tokenizer=opened.carried)
     try:
