@@ -44,6 +44,14 @@ def fails(*args: str, says: str) -> str:
     return lines[0]
 
 
+def export_refused(cfg, folder: Path, says: str) -> None:
+    """Exporting a checkpoint of `cfg` to GGUF fails with `says`, and no file (not even a temporary one) is left."""
+    fails(
+        "export", str(checkpoint(folder / "ckpt", cfg)), "--format", "gguf", "--out", str(folder / "m.gguf"), says=says
+    )
+    assert not (folder / "m.gguf").exists() and list(folder.glob(".m.gguf*")) == []
+
+
 def replaced(src: Path, dest: Path, old: bytes, new: bytes) -> Path:
     """A copy of `src` with the first `old` (a GGUF string with its length) replaced by `new` of the same length."""
     data = src.read_bytes()
@@ -98,22 +106,12 @@ def test_a_tensor_type_the_gguf_package_cannot_dequantize_is_refused(exported: P
     ],
 )
 def test_what_no_llama_cpp_graph_computes_is_refused(change: dict, says: str, tmp_path: Path) -> None:
-    ckpt = checkpoint(tmp_path / "ckpt", dataclasses.replace(SWIGLU, **change))
-    fails("export", str(ckpt), "--format", "gguf", "--out", str(tmp_path / "m.gguf"), says=says)
-    assert not (tmp_path / "m.gguf").exists() and list(tmp_path.glob(".m.gguf*")) == []
+    export_refused(dataclasses.replace(SWIGLU, **change), tmp_path, says)
 
 
 def test_gpt2_without_biases_is_refused(tmp_path: Path) -> None:
     cfg = GPTConfig(vocab_size=50257, n_layer=1, n_head=2, d_model=64, d_ff=256, max_seq_len=64, bias=False)
-    fails(
-        "export",
-        str(checkpoint(tmp_path / "c", cfg)),
-        "--format",
-        "gguf",
-        "--out",
-        str(tmp_path / "m.gguf"),
-        says="--no-bias",
-    )
+    export_refused(cfg, tmp_path, "--no-bias")
 
 
 def test_dtype_force_and_resume_mistakes(exported: Path, tmp_path: Path) -> None:
@@ -160,12 +158,4 @@ def test_the_default_model_is_refused_with_the_flag_that_makes_it_exportable(tmp
 
     cfg = get_preset("micro")  # what `lmtrain train --preset micro` builds
     assert (cfg.arch, cfg.mlp, cfg.qk_norm) == ("modern", "relu2", True)
-    fails(
-        "export",
-        str(checkpoint(tmp_path / "c", cfg)),
-        "--format",
-        "gguf",
-        "--out",
-        str(tmp_path / "m.gguf"),
-        says="train with --mlp swiglu to export to GGUF",
-    )
+    export_refused(cfg, tmp_path, "train with --mlp swiglu to export to GGUF")
