@@ -13,7 +13,8 @@ import pytest
 from conftest import GPT2, SAMPLE
 from lmtrain.bench.gguf_variants import TEXTS
 from lmtrain.bench.tokenizer_styles import STYLES, train_style
-from lmtrain.data.chat_template import chat_prompt, render_chat
+from lmtrain.data.chat.render import ChatRenderer
+from lmtrain.data.chat.template import render_chat
 from lmtrain.data.tokenizers.gguf_vocab import CONTROL, UNUSED, tokenizer_fields, tokenizer_files
 from lmtrain.data.tokenizers.gpt2 import load_gpt2
 from lmtrain.data.tokenizers.pretokenizers import named, style_of
@@ -121,9 +122,9 @@ def test_a_chat_template_renders_as_transformers_renders_it_and_stops_at_end_of_
     theirs = transformers.AutoTokenizer.from_pretrained(folder)
     text = render_chat(template, messages, add_generation_prompt=True)
     assert text == theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = chat_prompt(tok, messages)
+    ids = ChatRenderer(tok).prompt(messages)
     assert ids[0] == tok.encode_rendered("<|im_start|>")[0] and 1500 in ids  # special tokens stand for their ids
     assert tok.stop_ids == {tok.eot_id, 1500}
     assert _through_gguf(tok).chat_template == template
     with pytest.raises(DataError, match="has no chat template"):
-        chat_prompt(load_gpt2([GPT2]), messages)
+        ChatRenderer(load_gpt2([GPT2])).prompt(messages)

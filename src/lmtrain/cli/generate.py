@@ -75,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     model = opened.model(device)
     tokenizer = opened.tokenizer(data_paths(args).tokenizer_search())
     if args.chat:
-        from lmtrain.data.chat_template import chat_prompt
+        from lmtrain.data.chat.render import ChatRenderer
 
         system = [{"role": "system", "content": args.system}] if args.system is not None else []
-        ids = chat_prompt(tokenizer, [*system, {"role": "user", "content": args.prompt}])
+        ids = ChatRenderer(tokenizer).prompt([*system, {"role": "user", "content": args.prompt}])
     else:
         ids = tokenizer.encode(args.prompt) or [tokenizer.bos_id]
     limit = model.config.max_seq_len
