@@ -98,12 +98,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_setup() -> None:
-    """In each worker: Ctrl-C is the parent's to handle, one core, and an exit when the parent dies however it dies
-    (kill -9 and the out-of-memory killer leave no chance to shut the pool down)."""
+def _worker_setup(parent: int) -> None:
+    """In each worker: Ctrl-C is the parent's to handle, one core, and an exit when the parent (`parent`, its pid as
+    the parent gave it: a worker that starts after its parent died must not watch the process that adopted it) dies
+    however it dies (kill -9 and the out-of-memory killer leave no chance to shut the pool down)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     os.environ["RAYON_NUM_THREADS"] = "1"  # one core per worker: HF tokenizers would otherwise use them all
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
 def run_jobs(jobs: Iterable[Job], workers: int) -> Iterator[UnitResult]:
@@ -112,7 +113,7 @@ def run_jobs(jobs: Iterable[Job], workers: int) -> Iterator[UnitResult]:
         yield from map(run_job, jobs)
         return
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup, initargs=(os.getpid(),))
     pending: set[Future[UnitResult]] = set()
     try:
         for job in jobs:

@@ -138,18 +138,25 @@ def partial_folder(final: Path) -> Path:
     return final.parent / f".{final.name}.partial"
 
 
+def open_partial(final: Path, plan: Mapping[str, Any]) -> Path:
+    """The partial folder of `final`, kept (with the units a killed prepare finished) when it was started with the
+    same `plan`, emptied when not."""
+    partial = partial_folder(final)
+    plan_file = partial / "plan.json"
+    plan_text = json.dumps(dict(plan), sort_keys=True)
+    if partial.is_dir() and (not plan_file.is_file() or plan_file.read_text() != plan_text):
+        shutil.rmtree(partial)  # left by a prepare of other settings: nothing in it can be reused
+    partial.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(plan_file, plan_text)
+    return partial
+
+
 class ShardWriter:
     """Writes units' shards into the partial folder; keeps the finished ones a killed prepare left."""
 
     def __init__(self, final: Path, dtype: type[np.unsignedinteger], plan: Mapping[str, Any]) -> None:
         self.final, self.dtype = final, dtype
-        self.partial = partial_folder(final)
-        plan_file = self.partial / "plan.json"
-        plan_text = json.dumps(dict(plan), sort_keys=True)
-        if self.partial.is_dir() and (not plan_file.is_file() or plan_file.read_text() != plan_text):
-            shutil.rmtree(self.partial)  # left by a prepare of other settings: nothing in it can be reused
-        self.partial.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(plan_file, plan_text)
+        self.partial = open_partial(final, plan)
 
     def marker(self, index: int) -> Path:
         return self.partial / f"{index:06d}.json"
@@ -211,12 +218,18 @@ class ShardWriter:
 
     def finish(self, totals: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
         """Write meta.json (`meta` with the gathered `totals` as its `splits`) and rename the folder into place."""
-        write_text_atomic(self.partial / META, json.dumps({**meta, "splits": totals}, indent=1) + "\n")
-        (self.partial / "plan.json").unlink()
-        fsync_dir(self.partial)
-        if self.final.exists():
-            old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
-            os.rename(self.final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.rename(self.partial, self.final)
-        fsync_dir(self.final.parent)
+        publish(self.partial, self.final, {**meta, "splits": totals})
+
+
+def publish(partial: Path, final: Path, meta: Mapping[str, Any]) -> None:
+    """Write `meta` as the partial folder's meta.json, drop its plan.json and rename it into place as `final`
+    (replacing what was there)."""
+    write_text_atomic(partial / META, json.dumps(meta, indent=1) + "\n")
+    (partial / "plan.json").unlink(missing_ok=True)
+    fsync_dir(partial)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.rename(final, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(partial, final)
+    fsync_dir(final.parent)
