@@ -153,3 +153,34 @@ def test_the_loss_of_every_position_equals_plain_cross_entropy(variant: str) -> 
     greedy = (logits.argmax(-1) == y) & (y != -100)
     assert torch.equal(scores.greedy, greedy) and bool(scores.greedy[1, 3]) and not scores.greedy[0, 6:].any()
     assert count == int((y != -100).sum()) and torch.isclose(total, expected.double().sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["fused", "plain", "fallback", "softcap"])
+def test_the_summed_loss_is_the_mean_times_the_count_and_zero_without_targets(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a step of conversations adds up: the summed loss and its gradients are the mean's times the number of
+    trained targets, and a micro-batch with no trained target gives 0 and zero gradients, never NaN."""
+    if path == "fallback":
+        monkeypatch.setattr(head, "LinearCrossEntropyOptions", None)
+    impl, softcap = ("plain" if path == "plain" else "fused"), (30.0 if path == "softcap" else None)
+    g = torch.Generator().manual_seed(3)
+    h, w = torch.randn(40, 24, generator=g), torch.randn(300, 24, generator=g) * 0.1
+    y = torch.randint(0, 300, (40,), generator=g)
+    y[::3] = -100
+    count = int((y != -100).sum())
+
+    def run(targets: torch.Tensor, reduction: str) -> tuple[torch.Tensor, ...]:
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        loss = head_loss(hh, ww, targets, impl, softcap=softcap, reduction=reduction)  # type: ignore[arg-type]
+        (loss * 2.0).backward()
+        return loss.detach(), hh.grad, ww.grad
+
+    summed, mean = run(y, "sum"), run(y, "mean")
+    for a, b in zip(summed, mean):
+        torch.testing.assert_close(a, b * count, rtol=1e-5, atol=1e-5)
+    empty = run(torch.full_like(y, -100), "sum")
+    assert empty[0].item() == 0.0
+    assert torch.count_nonzero(empty[1]) == 0 and torch.count_nonzero(empty[2]) == 0
+    with torch.no_grad():
+        assert head_loss(h, w, torch.full_like(y, -100), impl, reduction="sum").item() == 0.0

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmtrain.model.config import LossImpl, ModelConfig
+from lmtrain.model.config import LossImpl, ModelConfig, Reduction
 from lmtrain.model.head import TokenLosses, head_loss, nll_sum, token_losses
 from lmtrain.model.kv_cache import KVCache
 from lmtrain.model.packing import Packing
@@ -75,13 +75,16 @@ class CausalLM(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        packing: Packing | None = None,
+        reduction: Reduction = "mean",
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(logits (B, T, V), None) for token ids `idx` (B, T); with `targets` (B, T), (None, loss).
 
-        The loss is the mean cross-entropy over targets != -100, computed by `head_loss` without materialising the
-        logits (`loss_impl="plain"` computes them, as the reference).
+        The loss is the mean (or with `reduction="sum"` the sum) of the cross-entropy over targets != -100, computed
+        by `head_loss` without materialising the logits (`loss_impl="plain"` computes them, as the reference). With
+        `packing`, each row holds several sequences (packed conversations), positions and attention as it says.
         """
-        h = self.hidden(idx, cache)  # (B, T, C)
+        h = self.hidden(idx, cache, packing)  # (B, T, C)
         if targets is None:
             return self.logits(h), None  # (B, T, V)
         loss = head_loss(
@@ -91,6 +94,7 @@ class CausalLM(nn.Module):
             self.loss_impl,
             vocab=self.config.vocab_size,
             softcap=self.config.logit_cap,
+            reduction=reduction,
         )
         return None, loss
 

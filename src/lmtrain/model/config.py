@@ -13,6 +13,8 @@ Mlp = Literal["relu2", "swiglu", "gelu"]
 RopeScaling = Literal["none", "linear", "llama3"]
 LossImpl = Literal["fused", "plain"]
 """How a model computes its training loss: fused (chunked head + loss, no logits tensor) or plain (full logits)."""
+Reduction = Literal["mean", "sum"]
+"""How a loss gathers its targets: their mean, or their sum (a step of conversations divides it by its count)."""
 
 
 def counted(groups: dict[str, int], *, lookup: int) -> dict[str, int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lmtrain.model.config import LossImpl
+from lmtrain.model.config import LossImpl, Reduction
 from lmtrain.model.sizing import LOSS_CHUNK_ROWS
 
 try:  # torch >= 2.13
@@ -64,8 +64,11 @@ def head_loss(
     *,
     vocab: int | None = None,
     softcap: float | None = None,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Mean cross-entropy of logits h @ weight.T (h: (..., C), weight: (V, C)) over targets != -100 (float32).
+    """Cross-entropy of logits h @ weight.T (h: (..., C), weight: (V, C)) over targets != -100 (float32): their
+    mean, or with `reduction="sum"` their sum (0, with gradients of 0, when every target is ignored: the loss of a
+    micro-batch with no trained token, which its step divides by the step's count of trained tokens).
 
     `vocab`: only the first `vocab` rows are tokens (the rest pad the matrix and never enter the softmax).
     `softcap`: the logits are C*tanh(z/C). `impl="plain"` is the reference: full logits, upcast to fp32,
@@ -75,9 +78,12 @@ def head_loss(
     h = h.reshape(-1, h.size(-1))  # (N, C)
     targets = targets.reshape(-1)  # (N,)
     if impl == "plain":
-        return F.cross_entropy(_capped(F.linear(h, weight[:vocab]).float(), softcap), targets, ignore_index=-100)
+        logits = _capped(F.linear(h, weight[:vocab]).float(), softcap)
+        return F.cross_entropy(logits, targets, ignore_index=-100, reduction=reduction)
     if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):  # evaluation: lmtrain eval's path
         total, count = nll_sum(h, weight, targets, vocab=vocab, softcap=softcap)
+        if reduction == "sum":
+            return total.float()
         return (total / count).float() if count else torch.full((), math.nan, device=h.device)
     if torch.is_autocast_enabled(h.device.type):
         dtype = torch.get_autocast_dtype(h.device.type)
@@ -85,11 +91,17 @@ def head_loss(
     with torch.autocast(h.device.type, enabled=False):
         if LinearCrossEntropyOptions is None or softcap is not None:
             rows = CPU_CHUNK_ROWS if h.device.type == "cpu" else GPU_EVAL_ROWS
-            loss = ChunkedHeadLoss.apply(h, weight[:vocab], targets, Chunking(rows, softcap))
+            loss = ChunkedHeadLoss.apply(h, weight[:vocab], targets, Chunking(rows, softcap, reduction == "sum"))
         else:
             bias = _pad_mask(weight, vocab).to(weight.dtype) if vocab < weight.size(0) else None
             loss = F.linear_cross_entropy(
-                h, weight, targets, linear_bias=bias, ignore_index=-100, options=_options(h.device)
+                h,
+                weight,
+                targets,
+                linear_bias=bias,
+                ignore_index=-100,
+                reduction=reduction,
+                options=_options(h.device),
             )
     return loss.float()
 
@@ -100,10 +112,12 @@ class Chunking:
 
     rows: int
     softcap: float | None
+    summed: bool = False
+    """The sum of the losses instead of their mean."""
 
 
 class ChunkedHeadLoss(torch.autograd.Function):
-    """Mean cross-entropy of h @ W.T (soft-capped when `softcap` is given) over targets != -100, a chunk of rows at a
+    """Mean (or summed) cross-entropy of h @ W.T (soft-capped when `softcap` is given) over targets != -100, a chunk of rows at a
     time, with the gradients of h and W computed in the forward pass (backward only scales them): for soft-capped
     logits, and for a torch without `F.linear_cross_entropy`."""
 
@@ -111,7 +125,7 @@ class ChunkedHeadLoss(torch.autograd.Function):
     def forward(ctx, h, weight, targets, chunking):  # type: ignore[override]
         rows, softcap = chunking.rows, chunking.softcap
         keep = targets != -100  # (N,)
-        count = keep.sum().clamp(min=1).float()
+        count = torch.ones((), device=h.device) if chunking.summed else keep.sum().clamp(min=1).float()
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
