@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lmtrain import __version__
+from lmtrain.data.chat import Overflow
+from lmtrain.data.chat.conversations import ChatFields
 from lmtrain.data.holdout import HoldoutOptions
 from lmtrain.defaults import preset_lr
 from lmtrain.errors import ConfigError
@@ -64,9 +66,31 @@ class DataConfig:
     )
     test_fraction: float | None = option(None, "Share of the pool's documents held out for test; instead of test_docs.")
     split_seed: int = option(0, "Seed of the document hash that chooses the held-out documents.")
+    chat_fields: str | None = option(
+        None,
+        "--dataset chat: the record fields holding each role's message, as user=FIELD,assistant=FIELD[,system=FIELD] "
+        "(GSM8K: user=question,assistant=answer); default: the messages, ShareGPT and prompt/completion layouts.",
+    )
+    chat_template: str | None = option(
+        None,
+        "--dataset chat: a file holding the Jinja chat template to render conversations with (default: the "
+        "tokenizer's own).",
+    )
+    chat_overflow: Overflow = option(
+        "refuse",
+        "--dataset chat: a conversation longer than seq_len + 1 tokens is refused (refuse), or cut into windows of "
+        "seq_len + 1 tokens overlapping by one, pieces that train nothing left out (split).",
+    )
 
     def __post_init__(self) -> None:
         positive("seq_len", self.seq_len)
+        if self.dataset != "chat":
+            given = [k for k in ("chat_fields", "chat_template") if getattr(self, k) is not None]
+            given += ["chat_overflow"] if self.chat_overflow != "refuse" else []
+            if given:
+                raise ConfigError(f"{given[0]} goes with --dataset chat (conversations), not --dataset {self.dataset}")
+        if self.chat_fields is not None:
+            ChatFields.parse(self.chat_fields)
         positive("valid_docs", self.valid_docs)
         positive("test_docs", self.test_docs)
         for split in ("valid", "test"):
@@ -95,7 +119,7 @@ LOCATION_KEYS = ("data_dir", "cache_dir", "no_download")
 """DataConfig keys that say where data is, not what it is (flags shared with prepare, eval and generate)."""
 CORPUS_KEYS = ("text_field", "valid_docs", "test_docs", "valid_fraction", "test_fraction", "split_seed")
 """DataConfig keys that say how a corpus is read and split (flags shared with prepare and eval)."""
-PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer", "tasks_dir")
+PATH_KEYS = ("data_dir", "cache_dir", "out", "tokenizer", "tasks_dir", "chat_template")
 """Keys holding paths: `~` is expanded and, in a TOML file, relative paths start at the file's folder."""
 
 

@@ -154,14 +154,14 @@ def find_corpus(
     log: Callable[[str], None] = print,
 ) -> Corpus:
     """The Source of each of `splits`: a registered dataset's split files (located or downloaded), or for `text`
-    the files at --data-dir, each split without files held out of the pool."""
-    if spec.name != "text":
+    (and `chat`) the files at --data-dir, each split without files held out of the pool."""
+    if not spec.needs_data_dir:
         options.refuse_holdout(f"--dataset {spec.name} has its own splits")
         return Corpus(
             {s: Source((CorpusFile(locate_split(spec, s, paths, log=log), "text"),), spec.documents, s) for s in splits}
         )
     if paths.data_dir is None:
-        raise DataError("--dataset text needs --data-dir: a file, a folder, a glob or a datasets folder")
+        raise DataError(f"--dataset {spec.name} needs --data-dir: a file, a folder, a glob or a datasets folder")
     found = discover(paths.data_dir, log=log)
     pool = tuple(found.get("train", []) + found.get(None, []))
     missing = tuple(s for s in SPLITS if s != "train" and s not in found)

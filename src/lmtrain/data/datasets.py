@@ -120,6 +120,15 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             documents="text",
             needs_data_dir=True,
         ),
+        "chat": DatasetSpec(
+            name="chat",
+            description="your own conversations at --data-dir: JSON lines, JSON or parquet of messages, ShareGPT "
+            "conversations or prompt/completion pairs (or fields mapped with --chat-fields), for fine-tuning; "
+            "splits by file name, else held out by conversation hash",
+            files=MappingProxyType({s: f"{s}.jsonl" for s in SPLITS}),
+            documents="text",
+            needs_data_dir=True,
+        ),
         "sample": DatasetSpec(
             name="sample",
             description="built in (1.3 MB, no download): 62 WikiText articles cut from the WikiText-103 test split, "

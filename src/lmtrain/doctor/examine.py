@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from lmtrain.config import RunConfig
-from lmtrain.data.loader import eval_starts
 from lmtrain.data.shards import TokenStream
 from lmtrain.data.tokenizers.gpt2 import EOT_ID
+from lmtrain.distributed.world import World
+from lmtrain.doctor.chat_rules import conversation_stats
 from lmtrain.doctor.rules import DocumentStats, Facts, Trial, diagnose, memory_estimate
 from lmtrain.errors import ConfigError
 from lmtrain.findings import Finding
@@ -33,7 +34,8 @@ from lmtrain.runtime import (
     select_device,
     select_dtype,
 )
-from lmtrain.train.data import TrainingData, run_length
+from lmtrain.train.data import TrainingData, run_steps
+from lmtrain.train.feed import ChatFeed
 from lmtrain.train.parts import build_training
 
 if TYPE_CHECKING:
@@ -65,7 +67,8 @@ class DoctorReport:
                 "dtype": self.facts.dtype,
                 "device_memory": self.facts.device_memory,
             },
-            "documents": vars(self.facts.documents),
+            "documents": vars(self.facts.documents) if self.facts.documents is not None else None,
+            "conversations": vars(self.facts.conversations) if self.facts.conversations is not None else None,
             "measured": vars(trial) if trial else None,
         }
 
@@ -118,13 +121,12 @@ def _timed_step(
     tc = cfg.train
     one_rank = dataclasses.replace(tc, batch_size=tc.layout(world_size).per_rank, compile=False)
     one_rank_cfg = dataclasses.replace(cfg, train=one_rank)
-    step = build_training(one_rank_cfg, tokens=data.train, device=device, dtype=dtype, weights=weights)
+    step = build_training(one_rank_cfg, feed=data.feed(one_rank_cfg), device=device, dtype=dtype, weights=weights)
     model = step.model
     model.train()
-    start = int(step.sampler.batch_starts(0)[0])
-    x = torch.as_tensor(np.asarray(data.train[start : start + cfg.seq_len + 1], dtype=np.int64), device=device)
+    first = step.feed.step_batches(0, world=World(device=device), accumulation=1, device=device).batches[0]
     with autocast(device, dtype):
-        _, loss = model(x[None, :-1], x[None, 1:])  # warm-up on one window: kernels, allocator
+        _, loss = model(first.x, first.y, **first.inputs())  # warm-up on step 0's batch: kernels, allocator
     loss.backward()
     step.optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
@@ -151,7 +153,8 @@ def examine(
     `world_size` processes that scores `tasks` on the way and starts from `weights` (--init-from's) where given."""
     device = select_device(cfg.train.device)
     dtype = select_dtype(cfg.train.dtype, device)
-    _, total = run_length(cfg, len(data.train))
+    feed = data.feed(cfg)
+    total = run_steps(cfg, feed.steps_per_epoch)
     cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
     memory = device_memory(device)
     facts = Facts(
@@ -159,8 +162,9 @@ def examine(
         total_steps=total,
         start_step=start_step,
         train_tokens=len(data.train),
-        eval_windows=len(eval_starts(len(data.valid), cfg.seq_len, cfg.train.evaluation.windows)),
-        documents=document_stats(data.train, cfg.seq_len, data.tokenizer.eot_id),
+        eval_windows=feed.eval_windows,
+        documents=document_stats(data.train, cfg.seq_len, data.tokenizer.eot_id) if data.chat is None else None,
+        conversations=conversation_stats(feed) if isinstance(feed, ChatFeed) else None,
         device=str(device),
         dtype=dtype,
         device_memory=memory,

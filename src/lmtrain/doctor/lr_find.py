@@ -83,7 +83,7 @@ def lr_range_test(
         seed_everything(cfg.train.seed)
         step = build_training(
             uncompiled,
-            tokens=data.train,
+            feed=data.feed(uncompiled),
             device=device,
             dtype=dtype,
             lr_of=lambda i: ramp(i, steps, lr_min, lr_max),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lmtrain.config import RunConfig
 from lmtrain.defaults import FINETUNE, WARMUP_SHARE
+from lmtrain.doctor.chat_rules import ConversationStats, conversations_finding
 from lmtrain.findings import Finding, Level
 from lmtrain.model.sizing import step_memory
 from lmtrain.presets import ff_warning
@@ -53,7 +54,8 @@ class Facts:
     start_step: int
     train_tokens: int
     eval_windows: int
-    documents: DocumentStats
+    documents: DocumentStats | None
+    """The training documents' lengths (None for conversations)."""
     device: str
     dtype: str
     device_memory: int | None
@@ -63,6 +65,8 @@ class Facts:
     """Processes training together (under torchrun); each takes its share of the batch."""
     tasks_tokens: int = 0
     """Tokens one scoring of the --tasks runs through the model (estimated from a sample of their items); 0: none."""
+    conversations: ConversationStats | None = None
+    """--dataset chat: the packed training conversations."""
 
     @property
     def layout(self) -> BatchLayout:
@@ -173,7 +177,10 @@ def learning_rate(f: Facts) -> Finding:
 
 
 def context(f: Facts) -> Finding:
+    if f.conversations is not None:
+        return conversations_finding(f.conversations)
     docs, seq, max_len = f.documents, f.cfg.seq_len, f.cfg.model.max_seq_len
+    assert docs is not None
     what = (
         f"{docs.longer_than_context:.0%} of the {docs.documents:,} training documents are longer than the "
         f"{seq}-token window (median {docs.median_tokens:,.0f} tokens); documents are packed back to back and "

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lmtrain.config import DataConfig, RunConfig
-from lmtrain.data.corpus import find_corpus
+from lmtrain.data.chat.conversations import ChatFields
+from lmtrain.data.chat.prepare import ChatPrepareOptions, ChatSplit, prepare_chat
+from lmtrain.data.chat.render import ChatRenderer
+from lmtrain.data.corpus import Corpus, find_corpus
 from lmtrain.data.datasets import DataPaths, get_dataset
-from lmtrain.data.loader import TrainSampler, make_batch, window_starts
+from lmtrain.data.loader import TrainSampler, window_starts
 from lmtrain.data.prepare import PrepareOptions, prepare_corpus
 from lmtrain.data.shards import TokenStream
 from lmtrain.data.tokenizers import open_tokenizer
 from lmtrain.data.tokenizers.base import Tokenizer
-from lmtrain.distributed.world import World
 from lmtrain.errors import ConfigError, DataError
+from lmtrain.train.feed import ChatFeed, Feed, TextFeed
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,29 @@ class TrainingData:
     sources: Mapping[str, Mapping[str, Any]]
     """Per split: identity of its data (sha256), tokens, documents."""
     tokenizer: Tokenizer
+    chat: tuple[ChatSplit, ChatSplit] | None = None
+    """--dataset chat: the prepared train and valid conversations (`train` and `valid` are their ids)."""
+
+    def feed(self, cfg: RunConfig) -> Feed:
+        """What the run's steps and evaluations compute on: packed conversations, or windows of the streams."""
+        tc = cfg.train
+        if self.chat is not None:
+            return ChatFeed(
+                *self.chat,
+                seq_len=cfg.seq_len,
+                batch_size=tc.batch_size,
+                seed=tc.seed,
+                pad_id=self.tokenizer.eot_id,
+                overflow=cfg.data.chat_overflow,
+            )
+        return TextFeed(
+            self.train,
+            self.valid,
+            seq_len=cfg.seq_len,
+            batch_size=tc.batch_size,
+            seed=tc.seed,
+            eval_windows=tc.evaluation.windows,
+        )
 
 
 def run_tokenizer(data: DataConfig, paths: DataPaths) -> Tokenizer:
@@ -54,6 +80,8 @@ def load_training_data(cfg: RunConfig, paths: DataPaths, log: Callable[[str], No
             f"vocab_size={cfg.model.vocab_size:,}; use the run's own tokenizer or start a new run"
         )
     corpus = find_corpus(spec, ["train", "valid"], paths, cfg.data.holdout_options(), log=log)
+    if spec.name == "chat":
+        return _chat_data(cfg, corpus, paths, tokenizer, log)
     options = PrepareOptions(text_field=cfg.data.text_field, log=log)
     prepared = {split: p for split, (p, _) in prepare_corpus(spec, corpus, paths, tokenizer, options).items()}
     data = TrainingData(
@@ -66,6 +94,44 @@ def load_training_data(cfg: RunConfig, paths: DataPaths, log: Callable[[str], No
         tokenizer=tokenizer,
     )
     check_fits(cfg, data)
+    return data
+
+
+def _chat_data(
+    cfg: RunConfig, corpus: Corpus, paths: DataPaths, tokenizer: Tokenizer, log: Callable[[str], None]
+) -> TrainingData:
+    """The prepared conversations of --dataset chat, checked to give at least one step and one validation row."""
+    template = None
+    if cfg.data.chat_template is not None:
+        path = Path(cfg.data.chat_template)
+        if not path.is_file():
+            raise ConfigError(f"--chat-template {path}: no such file; give a file holding a Jinja chat template")
+        template = path.read_text(encoding="utf-8", errors="strict")
+    renderer = ChatRenderer(tokenizer, template)
+    fields = ChatFields.parse(cfg.data.chat_fields) if cfg.data.chat_fields else None
+    splits = prepare_chat(corpus, renderer, paths.cache_dir, ChatPrepareOptions(fields=fields, log=log))
+    train, valid = splits["train"], splits["valid"]
+    data = TrainingData(
+        train=train.ids(),
+        valid=valid.ids(),
+        sources={
+            split: {
+                "sha256": p.meta["key"] + f":{split}",
+                "tokens": p.tokens,
+                "conversations": p.examples,
+                "trained_tokens": p.trained_tokens,
+            }
+            for split, p in splits.items()
+        },
+        tokenizer=tokenizer,
+        chat=(train, valid),
+    )
+    feed = data.feed(cfg)
+    if feed.steps_per_epoch == 0:
+        raise DataError(
+            f"the train conversations pack into {len(feed.train.rows):,} rows of seq_len={cfg.seq_len}: not one "
+            f"batch of {cfg.train.batch_size}; lower --batch-size or --seq-len"
+        )
     return data
 
 
@@ -82,26 +148,7 @@ def check_fits(cfg: RunConfig, data: TrainingData) -> None:
         raise DataError(f"the valid split has {len(data.valid)} tokens, fewer than seq_len+1={cfg.seq_len + 1}")
 
 
-def run_length(cfg: RunConfig, n_train_tokens: int) -> tuple[TrainSampler, int]:
-    """The run's window sampler and its optimizer steps (--max-steps, else --epochs, else one epoch)."""
+def run_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
+    """The run's optimizer steps: --max-steps, else --epochs, else one epoch."""
     tc = cfg.train
-    sampler = TrainSampler(n_train_tokens, cfg.seq_len, tc.batch_size, tc.seed)
-    return sampler, tc.max_steps or math.ceil((tc.epochs or 1.0) * sampler.steps_per_epoch)
-
-
-def rank_batches(
-    tokens: np.ndarray, starts: np.ndarray, *, seq_len: int, micro: int, world: World, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This rank's share of the windows at `starts` (every world_size-th), in micro-batches; every rank yields as
-    many batches (sharded models gather weights in every forward), the ranks that run out with targets of -100 that
-    count for nothing."""
-    ranks = world.world_size
-    mine = starts[world.rank :: ranks]
-    batches = math.ceil(math.ceil(len(starts) / ranks) / micro)
-    for i in range(batches):
-        chosen = mine[i * micro : (i + 1) * micro]
-        if len(chosen):
-            yield make_batch(tokens, chosen, seq_len, device)
-        else:
-            x, y = make_batch(tokens, starts[:1], seq_len, device)
-            yield x, torch.full_like(y, -100)
+    return tc.max_steps or math.ceil((tc.epochs or 1.0) * steps_per_epoch)

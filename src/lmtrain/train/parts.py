@@ -19,8 +19,9 @@ from lmtrain.config import RunConfig
 from lmtrain.distributed.world import World
 from lmtrain.model.registry import build_model
 from lmtrain.model.sizing import flops_per_token
-from lmtrain.train.data import TrainingData, run_length
+from lmtrain.train.data import TrainingData, run_steps
 from lmtrain.train.events import Plan
+from lmtrain.train.feed import Feed, TextFeed
 from lmtrain.train.optim import run_optimizer
 from lmtrain.train.parallel import wrap_model
 from lmtrain.train.schedule import run_schedule
@@ -30,7 +31,8 @@ from lmtrain.train.step import TrainStep
 def build_training(
     cfg: RunConfig,
     *,
-    tokens: np.ndarray,
+    tokens: np.ndarray | None = None,
+    feed: Feed | None = None,
     device: torch.device,
     dtype: str,
     world: World | None = None,
@@ -39,7 +41,7 @@ def build_training(
     weights_from: Path | None = None,
     lr_of: Callable[[int], float] | None = None,
 ) -> TrainStep:
-    """The optimizer step of `cfg`'s training on `tokens`, as this rank of `world` (default: one process on `device`),
+    """The optimizer step of `cfg`'s training on `feed` (or windows of `tokens`), as this rank of `world` (default: one process on `device`),
     holding every part: the model (checkpoints come from it), the module the step calls (compiled, DDP-wrapped or
     FSDP2-sharded as the run asks), the optimizer, the loss scaler, the schedule and the sampler.
 
@@ -58,17 +60,17 @@ def build_training(
     )
     optimizer = run_optimizer(model, tc.optimizer, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
-    sampler, total_steps = run_length(cfg, len(tokens))
-    schedule = run_schedule(tc, total_steps)
+    if feed is None:
+        assert tokens is not None, "build_training needs tokens or a feed"
+        feed = TextFeed(tokens, seq_len=cfg.seq_len, batch_size=tc.batch_size, seed=tc.seed)
+    schedule = run_schedule(tc, run_steps(cfg, feed.steps_per_epoch))
     return TrainStep(
         model=model,
         runner=runner,
         optimizer=optimizer,
         scaler=scaler,
         schedule=schedule,
-        sampler=sampler,
-        tokens=tokens,
-        seq_len=cfg.seq_len,
+        feed=feed,
         accumulation=tc.layout(world.world_size).accumulation,
         grad_clip=tc.optimizer.grad_clip,
         device=device,

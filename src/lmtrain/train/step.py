@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from lmtrain.data.loader import TrainSampler, make_batch
 from lmtrain.distributed.world import World
 from lmtrain.runtime import autocast
+from lmtrain.train.feed import Feed
 from lmtrain.train.parallel import gradient_sync, whole_tensor
 from lmtrain.train.schedule import ScheduleConfig, lr_at
 
@@ -46,9 +45,8 @@ class TrainStep:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     schedule: ScheduleConfig
-    sampler: TrainSampler
-    tokens: np.ndarray
-    seq_len: int
+    feed: Feed
+    """The micro-batches of each step (windows of text, or packed conversations) and how their losses add up."""
     accumulation: int
     grad_clip: float
     device: torch.device
@@ -59,19 +57,28 @@ class TrainStep:
     lr_of: Callable[[int], float] | None = None
     """The LR of each step instead of the schedule's (the LR range test's geometric ramp)."""
 
+    @property
+    def sampler(self):  # noqa: ANN201 - TrainSampler or ChatSampler
+        """The feed's sampler (steps per epoch, the epoch of a step)."""
+        return self.feed.sampler
+
     def __call__(self, step: int) -> StepResult:
-        """Optimizer step `step`; the loss is this rank's mean (the trainer averages it over ranks)."""
+        """Optimizer step `step`; the loss is this rank's share of the step's mean (the trainer averages it over
+        ranks: for conversations each rank's share is scaled by the world size, so the average is the mean)."""
         lr = self.lr_of(step) if self.lr_of is not None else lr_at(step, self.schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         total = torch.zeros((), device=self.device)
-        mine = self.sampler.batch_starts(step).reshape(self.world.world_size, -1)[self.world.rank]
-        for i, starts in enumerate(np.split(mine, self.accumulation)):
-            x, y = make_batch(self.tokens, starts, self.seq_len, self.device)
-            with gradient_sync(self.runner, self.model, sync=i == self.accumulation - 1):
+        work = self.feed.step_batches(step, world=self.world, accumulation=self.accumulation, device=self.device)
+        for i, batch in enumerate(work.batches):
+            with gradient_sync(self.runner, self.model, sync=i == len(work.batches) - 1):
                 with autocast(self.device, self.dtype):
-                    _, loss = self.runner(x, y)
-                loss = loss / self.accumulation
+                    if work.divisor is None:
+                        _, loss = self.runner(batch.x, batch.y, **batch.inputs())
+                        loss = loss / self.accumulation
+                    else:
+                        _, loss = self.runner(batch.x, batch.y, reduction="sum", **batch.inputs())
+                        loss = loss / work.divisor
                 self.scaler.scale(loss).backward()
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)

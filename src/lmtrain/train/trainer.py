@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,6 @@ import torch
 
 from lmtrain import checkpoint as ckpt
 from lmtrain.config import RUN_CONFIG, RunConfig
-from lmtrain.data.loader import eval_starts
 from lmtrain.distributed.world import World, rank_seed
 from lmtrain.errors import TrainingFailed
 from lmtrain.eval.generate import continuation
@@ -30,7 +29,7 @@ from lmtrain.findings import Finding
 from lmtrain.hardware import peak_flops, stale_note
 from lmtrain.runtime import autocast, configure_device, seed_everything, select_device, select_dtype
 from lmtrain.train.benchmarks import RunTasks
-from lmtrain.train.data import TrainingData, rank_batches
+from lmtrain.train.data import TrainingData
 from lmtrain.train.ema import EMA
 from lmtrain.train.events import (
     CheckpointSaved,
@@ -87,13 +86,13 @@ class Trainer:
         configure_device(self.device)
         self.cache_dir, self.peak_checked = cache_dir, False
         self.peak = peak_flops(self.device, self.dtype, cache_dir) if cache_dir is not None else None
-        self.val_starts = eval_starts(len(data.valid), cfg.seq_len, tc.evaluation.windows)
+        self.feed = data.feed(cfg)
         if restore is not None:
-            check_restore(restore, self.data.sources, len(self.val_starts))
+            check_restore(restore, self.data.sources, self.feed.eval_windows)
         seed_everything(tc.seed)  # the same initial weights on every rank
         step = build_training(
             cfg,
-            tokens=data.train,
+            feed=self.feed,
             device=self.device,
             dtype=self.dtype,
             world=self.world,
@@ -137,7 +136,7 @@ class Trainer:
             self.data,
             start_step=self.step,
             stop_at=self.stop_at,
-            eval_windows=len(self.val_starts),
+            eval_windows=self.feed.eval_windows,
             world=self.world,
             peak=self.peak.measured_flops if self.peak else None,
             parallel=self.parallelism,
@@ -288,21 +287,13 @@ class Trainer:
                 f"gradient norm, so their updates were skipped",
             )
 
-    def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's share of the validation windows, in micro-batches (every rank runs as many)."""
-        return rank_batches(
-            self.data.valid,
-            self.val_starts,
-            seq_len=self.cfg.seq_len,
-            micro=self.layout.micro,
-            world=self.world,
-            device=self.device,
-        )
-
     def evaluate(self) -> float:
-        """Mean validation loss over the run's fixed validation windows (eval mode, no grad; train mode restored):
-        sums of losses and of tokens over every rank, so every rank gets the same value."""
-        total, count = loss_sums(self.runner, self._val_batches(), lambda: autocast(self.device, self.dtype))
+        """Mean validation loss over the run's fixed validation windows (the held-out conversations' trained tokens
+        for --dataset chat), in eval mode, no grad (train mode restored): sums of losses and of tokens over every
+        rank, so every rank gets the same value."""
+        batches = self.feed.val_batches(world=self.world, micro=self.layout.micro, device=self.device)
+        rows = ((b.x, b.y, b.inputs()) for b in batches)
+        total, count = loss_sums(self.runner, rows, lambda: autocast(self.device, self.dtype))
         total, count = self.world.sum_floats([total, float(count)])
         return total / count
 
@@ -336,7 +327,7 @@ class Trainer:
             step=self.step,
             epoch=self.sampler.epoch_of(self.step),
             total_steps=self.total_steps,
-            eval_windows=len(self.val_starts),
+            eval_windows=self.feed.eval_windows,
             sources=self.data.sources,
         )
         path = save_snapshot(

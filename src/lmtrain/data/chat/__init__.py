@@ -1,2 +1,8 @@
 """Conversations: read in the layouts people have them in (`conversations.py`), rendered with the model's chat
-template into ids and a per-token loss mask (`render.py`, `template.py`)."""
+template into ids and a per-token loss mask (`render.py`, `template.py`), prepared into shards (`prepare.py`) and
+packed into rows (`packing.py`)."""
+
+from typing import Literal
+
+Overflow = Literal["refuse", "split"]
+"""What training does with a conversation longer than its rows: refuse it, or split it (`packing.py`)."""

@@ -15,16 +15,13 @@ ever cropped silently.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 
+from lmtrain.data.chat import Overflow
 from lmtrain.errors import DataError
 from lmtrain.model.packing import Packing
-
-Overflow = Literal["refuse", "split"]
-OVERFLOWS: tuple[Overflow, ...] = ("refuse", "split")
 
 
 def fit_pieces(

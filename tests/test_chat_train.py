@@ -1,0 +1,221 @@
+"""Training on conversations (`--dataset chat`, `train/feed.py`): a step's loss is the mean over the step's trained
+targets however the batch is split into micro-batches (the sum over trained tokens divided by the step's count),
+equal to each conversation scored alone; a run trains and validates on held-out conversations; chat flags and data
+that do not fit are one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from chat_helpers import chat_tokenizer
+from conftest import read_jsonl
+from gguf_helpers import cli
+from lmtrain.config import build_run_config
+from lmtrain.data.datasets import DataPaths
+from lmtrain.train.data import load_training_data
+from lmtrain.train.parts import build_training
+
+pytest.importorskip("tokenizers")
+
+MODEL = ("--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--max-seq-len", "64")
+MODEL += ("--vocab-size", "50304")
+
+
+def chats(count: int, offset: int = 0) -> list[dict]:
+    out = []
+    for i in range(offset, offset + count):
+        messages = [{"role": "user", "content": f"Name {i}?"}, {"role": "assistant", "content": f"I am bot {i % 5}."}]
+        if i % 4 == 0:
+            messages += [{"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Bot " * (i % 9)}]
+        out.append({"messages": messages})
+    return out
+
+
+@pytest.fixture(scope="module")
+def chat_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("chat")
+    tok = chat_tokenizer(root / "tok")
+    for split, records in (("train", chats(120)), ("valid", chats(12, offset=500)), ("test", chats(4, offset=900))):
+        (root / "data" / f"{split}.jsonl").parent.mkdir(exist_ok=True)
+        (root / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root / "data", tok / "tokenizer.json"
+
+
+def run_config(data: Path, tok: Path, **keys):
+    flat = {"preset": "micro", "d_model": 32, "n_head": 2, "n_layer": 1, "max_seq_len": 64, "vocab_size": 50304}
+    flat |= {"dataset": "chat", "data_dir": str(data), "tokenizer": str(tok), "batch_size": 4, "optimizer": "adamw"}
+    flat |= {"lr": 1e-3, "warmup": 1, "save_every": 0, "sample_tokens": 0}
+    return build_run_config(flat | keys)
+
+
+def test_a_steps_loss_is_the_mean_over_its_trained_targets_however_it_is_split(chat_data, tmp_path: Path) -> None:
+    data_dir, tok = chat_data
+    paths = DataPaths(data_dir, None, tmp_path / "cache", download=False)
+    results = []
+    for micro in (4, 1):  # one micro-batch of 4 rows, or four of 1 (as many rows, different counts in each)
+        cfg = run_config(data_dir, tok, micro_batch_size=micro)
+        data = load_training_data(cfg, paths, log=lambda _: None)
+        torch.manual_seed(0)
+        step = build_training(cfg, feed=data.feed(cfg), device=torch.device("cpu"), dtype="fp32")
+        feed, model = step.feed, step.model
+        rows = feed.sampler.batch_rows(0)
+        expected, count = 0.0, 0
+        with torch.no_grad():  # each conversation of the step's rows alone
+            for row in rows:
+                for piece in feed.train.rows[row]:
+                    s, e = feed.train.pieces[piece]
+                    ids = np.asarray(feed.train.ids[s:e], dtype=np.int64)
+                    mask = np.asarray(feed.train.mask[s + 1 : e]).astype(bool)
+                    y = torch.from_numpy(np.where(mask, ids[1:], -100))[None]
+                    nll = model.token_losses(model.hidden(torch.from_numpy(ids[:-1])[None]), y).nll
+                    expected += float(nll.sum())
+                    count += int(mask.sum())
+        result = step(0)
+        results.append((float(result.loss), [p.detach().clone() for p in model.parameters()]))
+        assert float(result.loss) == pytest.approx(expected / count, rel=1e-5)
+    (loss_a, params_a), (loss_b, params_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    for a, b in zip(params_a, params_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)  # the same update
+
+
+def test_a_run_on_conversations_learns_and_validates_on_held_out_ones(chat_data, tmp_path: Path) -> None:
+    data_dir, tok = chat_data
+    out = tmp_path / "run"
+    code, _, err = cli(
+        "train",
+        *MODEL,
+        "--dataset",
+        "chat",
+        "--data-dir",
+        str(data_dir),
+        "--tokenizer",
+        str(tok),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "22",
+        "--eval-every",
+        "11",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-2",
+        "--warmup",
+        "1",
+        "--log-every",
+        "1",
+        "--sample-tokens",
+        "0",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert code == 0, err
+    records = read_jsonl(out / "metrics.jsonl")
+    evals = [r["val_loss"] for r in records if r["event"] == "eval"]
+    assert len(evals) == 2 and evals[-1] < evals[0] < np.log(50304) - 1.0, evals  # ln V: where it starts
+    steps = [r["loss"] for r in records if r["event"] == "step"]
+    assert steps[-1] < steps[0] and all(np.isfinite(steps))
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (("--dataset", "text", "--chat-fields", "user=q,assistant=a"), "chat_fields goes with --dataset chat"),
+        (("--dataset", "chat", "--chat-fields", "user=q"), "needs both user=FIELD and assistant=FIELD"),
+        (("--dataset", "chat", "--chat-template", "missing.jinja"), "--chat-template"),
+        (("--dataset", "chat", "--max-seq-len", "16"), "longer than --seq-len 16 + 1"),
+    ],
+)
+def test_chat_mistakes_are_one_line_errors(chat_data, extra: tuple[str, ...], says: str, tmp_path: Path) -> None:
+    data_dir, tok = chat_data
+    code, _, err = cli(
+        "train",
+        *MODEL,
+        "--data-dir",
+        str(data_dir),
+        "--tokenizer",
+        str(tok),
+        "--out",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-steps",
+        "1",
+        *extra,
+    )
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and says in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_plain_text_given_as_conversations_is_refused(tmp_path: Path, chat_data) -> None:
+    _, tok = chat_data
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "train.txt").write_text("Just text.\n" * 50)
+    code, _, err = cli(
+        "train",
+        *MODEL,
+        "--dataset",
+        "chat",
+        "--data-dir",
+        str(tmp_path / "text"),
+        "--tokenizer",
+        str(tok),
+        "--out",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-steps",
+        "1",
+    )
+    assert code == 2 and "is plain text, not conversations; train on it with --dataset text" in err, err
+
+
+def test_the_doctor_reports_how_conversations_are_packed_and_trained(chat_data, tmp_path: Path) -> None:
+    data_dir, tok = chat_data
+    code, out, err = cli(
+        "doctor",
+        *MODEL,
+        "--dataset",
+        "chat",
+        "--data-dir",
+        str(data_dir),
+        "--tokenizer",
+        str(tok),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    stats = report["conversations"]
+    assert stats["conversations"] == 120 and stats["pieces"] == 120 and 0 < stats["trained"] < stats["filled"] <= 1
+    assert stats["end_of_turn_trained"] == 120 + 30  # one per reply: 120 first replies, 30 second ones
+    found = next(f for f in report["findings"] if f["code"] == "context")
+    assert found["level"] == "OK" and "120 training conversations packed into" in found["message"]
+    assert report["documents"] is None
+
+
+def test_a_run_that_never_trains_the_end_of_turn_token_is_warned_about() -> None:
+    from lmtrain.doctor.chat_rules import ConversationStats, conversations_finding
+
+    stats = ConversationStats(
+        conversations=10, pieces=12, rows=3, seq_len=64, filled=0.9, trained=0.3, end_of_turn_trained=0
+    )
+    finding = conversations_finding(stats)
+    assert finding.level == "WARN" and "no end-of-turn token is ever trained" in finding.message
+    assert "split into 2 more pieces" in finding.message
+    assert conversations_finding(dataclasses.replace(stats, end_of_turn_trained=5)).level == "OK"
