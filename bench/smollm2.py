@@ -7,7 +7,8 @@ WORK/parts/ and is skipped when that file exists; `collect` gathers them into be
   core       the 20 CORE tasks of the data mirror, --max-per-task 100
   chat       `lmtrain generate --chat` on a few questions
   continue   `train --init-from model.gguf` on linux-docs against the same model from scratch at equal tokens
-  roundtrip  the continued model exported to GGUF q8_0 and run in llama.cpp: linux-docs test perplexity, greedy text
+  roundtrip  the continued model exported to GGUF q8_0 and run in llama.cpp: linux-docs test perplexity (first 64
+             windows of 512), greedy text
   dtypes     f32, f16, bf16 and q8_0 exports of SmolLM2 and of the continued model: llama.cpp perplexity of each
 
 Usage: python bench/smollm2.py PART... [--work DIR] (PART: one of the above, all, or collect).
@@ -39,6 +40,12 @@ CARD = {"hellaswag_zeroshot": 40.9, "arc_challenge": 37.3, "arc_easy": 37.3, "pi
 """SmolLM2-135M-Instruct's model card (lighteval's rules, not CORE's): HellaSwag 40.9, ARC (average) 37.3, PIQA 66.3."""
 QUESTIONS = ("What is the capital of France?", "Give me three tips for staying healthy.", "What is 12 + 7?")
 STEPS, EVAL_EVERY = 60, 10
+ROUNDTRIP_WINDOWS = 64
+"""The round trip's perplexity: the first 64 windows of 512 tokens of the linux-docs test split (32,768 tokens; all
+193,602 would take llama.cpp about 45 minutes on this CPU)."""
+DTYPE_WINDOWS = 16
+"""Each export's perplexity: the first 16 windows of 512 + 1 validation tokens (8,192 scored; the costs compare
+exports on the same windows)."""
 TRAIN = ("--dataset", "text", "--data-dir", str(DOCS), "--batch-size", "8", "--seq-len", "256", "--eval-windows", "32")
 TRAIN += ("--sample-tokens", "0", "--log-every", "10", "--save-every", "0", "--log", "jsonl", "--doctor", "off")
 SCRATCH = ("--preset", "base", "--arch", "modern", "--mlp", "swiglu", "--no-qk-norm", "--d-model", "576", "--n-layer")
@@ -204,7 +211,9 @@ def roundtrip_part(work: Path) -> dict[str, Any]:
 
     run, gguf = work / "init", work / "continued-q8_0.gguf"
     lmtrain("export", str(run), "--format", "gguf", "--dtype", "q8_0", "--out", str(gguf), "--force")
-    ours = lmtrain("eval", str(run), "--split", "test", "--context", "512", "--json")
+    ours = lmtrain(
+        "eval", str(run), "--split", "test", "--context", "512", "--windows", str(ROUNDTRIP_WINDOWS), "--json"
+    )
     opened = open_model(run)
     tok = opened.tokenizer([])
     from lmtrain.data.corpus import find_corpus
@@ -222,9 +231,10 @@ def roundtrip_part(work: Path) -> dict[str, Any]:
     prompt = tok.encode("The kernel's memory management subsystem")
     expected = generate(opened.model("cpu"), torch.tensor([prompt]), 32, temperature=0)[0].tolist()
     with llama(gguf, n_ctx=512, threads=2) as ref:
-        nll, count = stream_nll(ref, stream, context=512, bos_id=tok.eot_id)
+        nll, count = stream_nll(ref, stream, context=512, bos_id=tok.eot_id, windows=ROUNDTRIP_WINDOWS)
         text = greedy(ref, prompt, 32)
     return {
+        "windows": f"linux-docs test, the first {ROUNDTRIP_WINDOWS} windows of 512 tokens (lmtrain eval --windows)",
         "gguf_bytes": gguf.stat().st_size,
         "lmtrain_test_ppl": ours["token_ppl"],
         "llama_cpp_q8_0_test_ppl": perplexity(nll, count),
@@ -241,7 +251,7 @@ def dtypes_part(work: Path) -> dict[str, Any]:
 
     tok = open_tokenizer(str(MODEL), [])
     ids = tok.encode((DOCS / "valid.txt").read_text())
-    windows = [ids[i * 512 : i * 512 + 513] for i in range(32)]  # the first 32 windows of 512 + 1
+    windows = [ids[i * 512 : i * 512 + 513] for i in range(DTYPE_WINDOWS)]  # the first windows of 512 + 1
     rows = {}
     for name, source in (("smollm2", MODEL), ("continued", work / "init")):
         for dtype in ("f32", "f16", "bf16", "q8_0"):
@@ -256,7 +266,7 @@ def dtypes_part(work: Path) -> dict[str, Any]:
     with llama(MODEL, n_ctx=512, threads=2) as ref:
         nll, count = window_nll(ref, windows)
     rows["smollm2 released Q4_1"] = {"ppl": perplexity(nll, count), "bytes": MODEL.stat().st_size}
-    return {"windows": "linux-docs valid, the first 32 windows of 512 + 1 tokens", "by_export": rows}
+    return {"windows": f"linux-docs valid, the first {DTYPE_WINDOWS} windows of 512 + 1 tokens", "by_export": rows}
 
 
 PARTS = {
