@@ -14,6 +14,7 @@ from lmtrain.cli import (
     bench_recipe,
     bench_tasks,
     bench_train,
+    chat,
     doctor,
     evaluate,
     generate,
@@ -27,7 +28,7 @@ from lmtrain.cli import (
 from lmtrain.cli.common import Parser
 from lmtrain.errors import LmtrainError
 
-COMMANDS = (presets, prepare, tokenizer, doctor, train, evaluate, generate, report, interchange, bench)
+COMMANDS = (presets, prepare, tokenizer, doctor, train, evaluate, generate, chat, report, interchange, bench)
 BENCHES = (bench_prepare, bench_generate, bench_train, bench_recipe, bench_peak, bench_tasks)
 """`lmtrain bench`'s benchmarks, one module each."""
 

@@ -1,0 +1,130 @@
+"""`lmtrain chat` (`eval/chat_session.py`, `cli/chat.py`): each turn's reply equals generation without a cache on the
+rendered conversation although the cache is kept across turns, replies stream, the terminal commands work, scripts
+get one reply per message or per JSON line, and the released SmolLM2 answers as `generate --chat` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from chat_helpers import chat_tokenizer
+from conftest import randomised
+from gguf_helpers import cli, smollm2_file
+from lmtrain.checkpoint import model_state, write_checkpoint
+from lmtrain.data.chat.render import ChatRenderer
+from lmtrain.eval.chat_session import ChatSession
+from lmtrain.eval.generate import Sampling, generate
+from lmtrain.model.config import ModernConfig
+from lmtrain.model.registry import build_model, model_to_dict
+
+pytest.importorskip("tokenizers")
+
+CFG = ModernConfig(vocab_size=50304, n_layer=2, n_head=2, d_model=32, d_ff=64, max_seq_len=256, mlp="swiglu")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
+
+    root = tmp_path_factory.mktemp("chat-cli")
+    tok = HFTokenizer(chat_tokenizer(root / "tok") / "tokenizer.json")
+    torch.manual_seed(0)
+    model = randomised(build_model(CFG), scale=0.3).eval()
+    config = {"model": model_to_dict(CFG), "tokenizer": tok.fingerprint()}
+    ckpt = write_checkpoint(root / "ckpt", model_state(model), config, tokenizer=tok)
+    return model, ChatRenderer(tok), ckpt
+
+
+def greedy() -> Sampling:
+    return Sampling(temperature=0, top_k=None, top_p=None, generator=None)
+
+
+def test_each_reply_equals_uncached_generation_though_the_cache_is_kept(setup) -> None:
+    model, renderer, _ = setup
+    session = ChatSession(model, renderer, sampling=greedy(), max_new_tokens=12, system="Be brief.")
+    pieces: list[str] = []
+    first = session.reply("Hello there", on_text=pieces.append)
+    second = session.reply("And again?")
+    assert "".join(pieces) == first.text and first.new_tokens == 12 and first.stop == "max new tokens"
+    assert first.reused == 0 and second.reused > 20  # turn 2 reuses the cached conversation
+    for turn, reply in ((1, first), (2, second)):
+        messages = session.messages[: 2 * turn]  # system, user (, assistant, user)
+        prompt = torch.tensor([renderer.prompt(messages)])
+        out = generate(model, prompt, 12, temperature=0, stop_ids=renderer.end_of_turn, use_cache=False)
+        assert renderer.tokenizer.decode(out[0, prompt.size(1) :].tolist()) == reply.text
+    session.clear()
+    assert session.messages == [{"role": "system", "content": "Be brief."}]
+    session.clear(system="Be long.")
+    assert session.messages == [{"role": "system", "content": "Be long."}]
+
+
+def test_a_conversation_longer_than_the_context_is_one_line(setup, tmp_path: Path) -> None:
+    _, _, ckpt = setup
+    code, _, err = cli("chat", str(ckpt), "--message", "word " * 300)
+    assert code == 2 and "leaves no room for a reply" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_scripts_get_one_reply_per_message_and_per_json_line(setup) -> None:
+    model, renderer, ckpt = setup
+    code, out, err = cli("chat", str(ckpt), "--message", "Hi", "--temperature", "0", "--max-new-tokens", "5")
+    assert code == 0, err
+    expected = ChatSession(model, renderer, sampling=greedy(), max_new_tokens=5).reply("Hi").text
+    assert out == expected + "\n"
+    lines = [
+        {"messages": [{"role": "user", "content": "Hi"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "A"},
+                {"role": "assistant", "content": "B"},
+                {"role": "user", "content": "C"},
+            ]
+        },
+    ]
+    run = [sys.executable, "-m", "lmtrain", "chat", str(ckpt), "--temperature", "0", "--max-new-tokens", "5"]
+    done = subprocess.run(run, input="".join(json.dumps(x) + "\n" for x in lines), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    replies = [json.loads(x) for x in done.stdout.splitlines()]
+    assert replies[0]["reply"] == expected and replies[0]["new_tokens"] == 5 and len(replies) == 2
+    bad = subprocess.run(run, input='{"messages": []}\n', capture_output=True, text=True)
+    assert bad.returncode == 2 and "stdin line 1 is not a conversation ending with a user message" in bad.stderr
+
+
+def test_the_terminal_commands(setup) -> None:
+    _, _, ckpt = setup
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmtrain", "chat", str(ckpt), "--temperature", "0", "--max-new-tokens", "3"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(follower)
+    for line in ("Hello", "/system Talk like a pirate.", "/bogus", "Hi", "/clear", "/exit"):
+        os.write(leader, (line + "\n").encode())
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0, err
+    assert out.count("model> ") == 2 and out.count("[stopped: max new tokens]") == 2
+    assert "unknown command /bogus" in err
+
+
+@pytest.mark.slow
+def test_smollm2_answers_as_generate_does_and_remembers_the_conversation() -> None:
+    path = smollm2_file()
+    code, out, err = cli("chat", str(path), "--message", "What is the capital of France?", "--temperature", "0")
+    assert code == 0, err
+    code, generated, err = cli(
+        "generate", str(path), "--chat", "--prompt", "What is the capital of France?", "--temperature", "0", "--json"
+    )
+    assert code == 0, err
+    assert out.strip() == json.loads(generated)[0]["completion"] == "The capital of France is Paris."
