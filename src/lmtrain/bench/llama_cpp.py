@@ -9,6 +9,7 @@ file's weights rather than a rounding of its keys and values.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -118,7 +119,7 @@ def stream_nll(model: Any, tokens: np.ndarray, *, context: int, bos_id: int, win
     stream = np.concatenate([np.array([bos_id], dtype=np.int64), np.asarray(tokens, dtype=np.int64)])
     total, count = 0.0, 0
     plan = plan_windows(len(tokens), context, context)
-    for begin, end, first in plan[:windows] if windows else plan:
+    for begin, end, first in itertools.islice(plan, windows or None):
         last = min(end, len(tokens))
         z = logits(model, stream[begin:last].tolist()).astype(np.float64)  # row j predicts stream[begin + j + 1]
         z -= z.max(axis=1, keepdims=True)
