@@ -9,7 +9,6 @@ file's weights rather than a rounding of its keys and values.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -110,16 +109,15 @@ def perplexity(nll: float, count: int) -> float:
     return math.exp(nll / count)
 
 
-def stream_nll(model: Any, tokens: np.ndarray, *, context: int, bos_id: int, windows: int = 0) -> tuple[float, int]:
+def stream_nll(model: Any, tokens: np.ndarray, *, context: int, bos_id: int) -> tuple[float, int]:
     """(summed negative log-likelihood, tokens scored) of every token of `tokens` after a leading `bos_id`, cut into
     back-to-back windows of `context` exactly as `lmtrain eval` cuts them (`eval/perplexity.plan_windows`), each
-    scored from llama.cpp's logits; only the first `windows` of them (`lmtrain eval --windows`) when not 0."""
+    scored from llama.cpp's logits."""
     from lmtrain.eval.perplexity import plan_windows
 
     stream = np.concatenate([np.array([bos_id], dtype=np.int64), np.asarray(tokens, dtype=np.int64)])
     total, count = 0.0, 0
-    plan = plan_windows(len(tokens), context, context)
-    for begin, end, first in itertools.islice(plan, windows or None):
+    for begin, end, first in plan_windows(len(tokens), context, context):
         last = min(end, len(tokens))
         z = logits(model, stream[begin:last].tolist()).astype(np.float64)  # row j predicts stream[begin + j + 1]
         z -= z.max(axis=1, keepdims=True)
