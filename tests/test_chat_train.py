@@ -219,3 +219,11 @@ def test_a_run_that_never_trains_the_end_of_turn_token_is_warned_about() -> None
     assert finding.level == "WARN" and "no end-of-turn token is ever trained" in finding.message
     assert "split into 2 more pieces" in finding.message
     assert conversations_finding(dataclasses.replace(stats, end_of_turn_trained=5)).level == "OK"
+
+
+def test_prepare_sends_conversations_to_train(chat_data, tmp_path: Path) -> None:
+    data_dir, _ = chat_data
+    cache = tmp_path / "cache"
+    code, _, err = cli("prepare", "--dataset", "chat", "--data-dir", str(data_dir), "--cache-dir", str(cache))
+    assert code == 2 and "conversations are prepared by `lmtrain train --dataset chat`" in err, err
+    assert not cache.exists()

@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.shard_mb > 0:
         raise ConfigError(f"--shard-mb={args.shard_mb} must be > 0")
     spec = get_dataset(args.dataset)
+    if spec.name == "chat":
+        raise ConfigError(
+            "conversations are prepared by `lmtrain train --dataset chat` (or `lmtrain doctor`), which renders them "
+            "with the model's chat template; `lmtrain prepare` reads text corpora"
+        )
     paths = data_paths(args)
     corpus_cfg = corpus_config(args)
     tokenizer = open_tokenizer(corpus_cfg.tokenizer, paths.tokenizer_search())
