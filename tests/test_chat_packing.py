@@ -5,6 +5,7 @@ are refused or split by the documented rule, and a step's rows are a pure functi
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -98,3 +99,55 @@ def test_a_steps_rows_are_a_pure_function_of_seed_and_step() -> None:
     assert len(set(epoch0.tolist())) == 9  # each row at most once an epoch
     assert b.batch_rows(4).tolist() == a.batch_rows(4).tolist()  # resumed mid-run: the same rows
     assert a.batch_rows(0).tolist() != a.batch_rows(3).tolist()  # each epoch in its own order
+
+
+def test_segments_restart_positions_and_attend_only_within_themselves() -> None:
+    from lmtrain.model.packing import Packing
+
+    packing = Packing.of_segments(torch.tensor([[0, 0, 1, 1, 1, 2], [5, 5, 5, 5, 5, 5]]))
+    assert packing.positions.tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 2, 3, 4, 5]]
+    mask = packing.mask[:, 0]
+    assert mask[0, 3].tolist() == [False, False, True, True, False, False]  # token 3 sees 2..3, its segment's start
+    assert mask[1].equal(torch.ones(6, 6, dtype=torch.bool).tril())  # one segment: plain causal attention
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "modern"])
+def test_with_doc_mask_a_document_in_a_window_is_computed_as_it_is_alone(variant: str) -> None:
+    """--doc-mask: each document of a training window (from its end-of-document token on) sees only itself."""
+    from lmtrain.distributed.world import World
+    from lmtrain.train.feed import TextFeed
+
+    cfg = dataclasses.replace(MODEL_VARIANTS[variant], max_seq_len=32)
+    model = randomised(build_model(cfg)).eval()
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, cfg.vocab_size, size=400)
+    tokens[[5, 19, 40, 77, 130, 200, 260, 333]] = 0  # end-of-document tokens
+    feed = TextFeed(tokens, seq_len=32, batch_size=4, seed=0, doc_mask_id=0)
+    batch = feed.step_batches(0, world=World(device=torch.device("cpu")), accumulation=1, device="cpu").batches[0]
+    with torch.no_grad():
+        nll = model.token_losses(model.hidden(batch.x, packing=batch.packing), batch.y).nll
+        for row in range(batch.x.size(0)):
+            x, y = batch.x[row], batch.y[row]
+            starts = [0, *(torch.nonzero(x == 0)[:, 0].tolist())]
+            for a, b in zip(starts, [*starts[1:], 32]):
+                if a == b:
+                    continue
+                alone = model.token_losses(model.hidden(x[None, a:b]), y[None, a:b]).nll[0]
+                torch.testing.assert_close(nll[row, a:b], alone, rtol=1e-5, atol=1e-5)
+    plain = TextFeed(tokens, seq_len=32, batch_size=4, seed=0)
+    assert (
+        plain.step_batches(0, world=World(device=torch.device("cpu")), accumulation=1, device="cpu").batches[0].packing
+        is None
+    )
+
+
+def test_a_run_trains_with_doc_mask(tmp_path) -> None:
+    from conftest import SAMPLE, read_jsonl, train_args
+    from gguf_helpers import cli
+
+    code, _, err = cli(*train_args(SAMPLE, tmp_path / "run", "--doc-mask", "--max-steps", "3", "--eval-every", "3"))
+    assert code == 0, err
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in records if r["event"] == "step")
+    assert np.isfinite(next(r["val_loss"] for r in records if r["event"] == "eval"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["doc_mask"] is True

@@ -66,6 +66,11 @@ class DataConfig:
     )
     test_fraction: float | None = option(None, "Share of the pool's documents held out for test; instead of test_docs.")
     split_seed: int = option(0, "Seed of the document hash that chooses the held-out documents.")
+    doc_mask: bool = option(
+        False,
+        "Attend only within each document of a training window (documents start at the end-of-document token; "
+        "positions restart there), in training and validation; conversations always are.",
+    )
     chat_fields: str | None = option(
         None,
         "--dataset chat: the record fields holding each role's message, as user=FIELD,assistant=FIELD[,system=FIELD] "

@@ -18,6 +18,19 @@ class Packing:
     """(B, 1, T, T) bool: True where the query token (row) attends to the key token (column); every token attends at
     least to itself, so padding never makes a row of the softmax empty."""
 
+    @classmethod
+    def of_segments(cls, segments: torch.Tensor) -> Packing:
+        """The packing of rows (B, T) of segment ids, each segment contiguous: a token attends to the tokens of its
+        own segment up to itself, and positions restart at 0 at each segment's first token."""
+        B, T = segments.shape
+        index = torch.arange(T, device=segments.device).expand(B, T)  # (B, T)
+        first = torch.ones_like(segments, dtype=torch.bool)
+        first[:, 1:] = segments[:, 1:] != segments[:, :-1]
+        starts = torch.where(first, index, torch.zeros_like(index)).cummax(dim=1).values  # (B, T)
+        same = segments[:, :, None] == segments[:, None, :]  # (B, T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()
+        return cls(index - starts, (same & causal)[:, None])
+
     def attention(self) -> tuple[torch.Tensor, bool]:
         """(attn_mask, is_causal) for `F.scaled_dot_product_attention`."""
         return self.mask, False

@@ -57,6 +57,7 @@ class TrainingData:
             batch_size=tc.batch_size,
             seed=tc.seed,
             eval_windows=tc.evaluation.windows,
+            doc_mask_id=self.tokenizer.eot_id if cfg.data.doc_mask else None,
         )
 
 

@@ -62,10 +62,12 @@ class TextFeed:
         batch_size: int,
         seed: int,
         eval_windows: int = 0,
+        doc_mask_id: int | None = None,
     ) -> None:
         """`valid`: None for a feed that only trains (the doctor's trial step, the benchmarks); `eval_windows`: the
-        first so many validation windows (0: all)."""
-        self.train, self.valid, self.seq_len = train, valid, seq_len
+        first so many validation windows (0: all); `doc_mask_id`: the end-of-document id each document starts at,
+        for windows whose tokens attend only within their document (--doc-mask; None: plain causal attention)."""
+        self.train, self.valid, self.seq_len, self.doc_mask_id = train, valid, seq_len, doc_mask_id
         self.sampler = TrainSampler(len(train), seq_len, batch_size, seed)
         self.val_starts = eval_starts(len(valid), seq_len, eval_windows) if valid is not None else np.empty(0, int)
 
@@ -82,17 +84,21 @@ class TextFeed:
 
     def step_batches(self, step: int, *, world: World, accumulation: int, device: torch.device) -> StepBatches:
         mine = self.sampler.batch_starts(step).reshape(world.world_size, -1)[world.rank]
-        batches = [Batch(*make_batch(self.train, s, self.seq_len, device)) for s in np.split(mine, accumulation)]
+        batches = [self._batch(self.train, s, device) for s in np.split(mine, accumulation)]
         return StepBatches(batches, None)
+
+    def _batch(self, tokens: np.ndarray, starts: np.ndarray, device: torch.device) -> Batch:
+        x, y = make_batch(tokens, starts, self.seq_len, device)
+        if self.doc_mask_id is None:
+            return Batch(x, y)
+        return Batch(x, y, Packing.of_segments(torch.cumsum(x == self.doc_mask_id, dim=1)))
 
     def val_batches(self, *, world: World, micro: int, device: torch.device) -> Iterator[Batch]:
         """This rank's share of the validation windows (every world_size-th), in micro-batches; every rank yields as
         many (sharded models gather weights in every forward), those that run out with targets of -100."""
         assert self.valid is not None, "a feed without a validation split"
         valid, starts = self.valid, self.val_starts
-        yield from _shares(
-            len(starts), world, micro, lambda i: Batch(*make_batch(valid, starts[i], self.seq_len, device))
-        )
+        yield from _shares(len(starts), world, micro, lambda i: self._batch(valid, starts[i], device))
 
 
 class _Packed:

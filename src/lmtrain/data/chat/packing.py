@@ -111,7 +111,6 @@ def packed_batch(
     count = len(rows)
     x = np.full((count, seq_len), pad_id, dtype=np.int64)
     y = np.full((count, seq_len), -100, dtype=np.int64)
-    pos = np.zeros((count, seq_len), dtype=np.int64)
     doc = np.tile(-1 - np.arange(seq_len, dtype=np.int64), (count, 1))  # padding: each position its own sequence
     for b, row in enumerate(rows):
         at = 0
@@ -122,13 +121,8 @@ def packed_batch(
             n = end - start - 1
             x[b, at : at + n] = span[:-1]
             y[b, at : at + n] = np.where(trained, span[1:], -100)
-            pos[b, at : at + n] = np.arange(n)
             doc[b, at : at + n] = k
             at += n
-    docs = torch.from_numpy(doc)
-    same = docs[:, :, None] == docs[:, None, :]  # (B, T, T)
-    causal = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
-    attend = (same & causal)[:, None]  # (B, 1, T, T)
-    tensors = [torch.from_numpy(a) for a in (x, y, pos)]
-    x_t, y_t, pos_t = (t.to(device) for t in tensors)
-    return x_t, y_t, Packing(pos_t, attend.to(device))
+    packing = Packing.of_segments(torch.from_numpy(doc).to(device))  # positions restart in each conversation
+    x_t, y_t = (torch.from_numpy(a).to(device) for a in (x, y))
+    return x_t, y_t, packing
