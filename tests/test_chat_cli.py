@@ -4,6 +4,7 @@ get one reply per message or per JSON line, and the released SmolLM2 answers as 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -88,13 +89,17 @@ def test_scripts_get_one_reply_per_message_and_per_json_line(setup) -> None:
             ]
         },
     ]
-    run = [sys.executable, "-m", "lmtrain", "chat", str(ckpt), "--temperature", "0", "--max-new-tokens", "5"]
-    done = subprocess.run(run, input="".join(json.dumps(x) + "\n" for x in lines), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    replies = [json.loads(x) for x in done.stdout.splitlines()]
+    stdin = "".join(json.dumps(x) + "\n" for x in lines)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdin", io.StringIO(stdin))  # not a terminal: one conversation a line
+        code, out, err = cli("chat", str(ckpt), "--temperature", "0", "--max-new-tokens", "5")
+    assert code == 0, err
+    replies = [json.loads(x) for x in out.splitlines()]
     assert replies[0]["reply"] == expected and replies[0]["new_tokens"] == 5 and len(replies) == 2
-    bad = subprocess.run(run, input='{"messages": []}\n', capture_output=True, text=True)
-    assert bad.returncode == 2 and "stdin line 1 is not a conversation ending with a user message" in bad.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdin", io.StringIO('{"messages": []}\n'))
+        code, _, err = cli("chat", str(ckpt), "--temperature", "0")
+    assert code == 2 and "stdin line 1 is not a conversation ending with a user message" in err
 
 
 def test_the_terminal_commands(setup) -> None:
@@ -119,12 +124,13 @@ def test_the_terminal_commands(setup) -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_answers_as_generate_does_and_remembers_the_conversation() -> None:
-    path = smollm2_file()
-    code, out, err = cli("chat", str(path), "--message", "What is the capital of France?", "--temperature", "0")
-    assert code == 0, err
-    code, generated, err = cli(
-        "generate", str(path), "--chat", "--prompt", "What is the capital of France?", "--temperature", "0", "--json"
-    )
-    assert code == 0, err
-    assert out.strip() == json.loads(generated)[0]["completion"] == "The capital of France is Paris."
+def test_smollm2_answers_and_remembers_the_conversation() -> None:
+    from lmtrain.interop.open import open_model
+
+    opened = open_model(smollm2_file())
+    renderer = ChatRenderer(opened.tokenizer([]))
+    session = ChatSession(opened.model("cpu"), renderer, sampling=greedy(), max_new_tokens=40)
+    first = session.reply("What is the capital of France?")
+    assert first.text == "The capital of France is Paris." and first.stop == "end of turn"  # as generate --chat says
+    second = session.reply("And the capital of Germany?")
+    assert "Berlin" in second.text and second.reused > 30  # the first turn stays in the cache

@@ -436,11 +436,13 @@ def test_every_rank_scores_its_own_validation_windows_in_as_many_batches(sample_
         trainer = build_trainer(sample_dir, tmp_path / str(rank), tmp_path / "cache", eval_windows=7, batch_size=6)
         trainer.world = World(rank=rank, world_size=3)
         trainer.layout = trainer.cfg.train.layout(3)
-        batches = list(trainer._val_batches())
+        batches = [
+            (b.x, b.y) for b in trainer.feed.val_batches(world=trainer.world, micro=trainer.layout.micro, device="cpu")
+        ]
         counts.add(len(batches))
         seen += [int(x[i, 0]) for x, y in batches for i in range(len(x)) if (y[i] != -100).all()]
     assert len(counts) == 1  # sharded models gather weights in every forward: every rank runs as many
-    first = trainer.data.valid[trainer.val_starts]
+    first = trainer.data.valid[trainer.feed.val_starts]
     assert sorted(seen) == sorted(int(t) for t in first)  # every window once, over all ranks
 
 

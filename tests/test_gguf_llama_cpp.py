@@ -86,39 +86,30 @@ def test_transformers_reads_the_export_back(
 
 
 def test_llama_cpps_perplexity_over_the_eval_windows_equals_lmtrain_eval(
-    tmp_path_factory: pytest.TempPathFactory, measured_peak: str, tmp_path: Path
+    tmp_path_factory: pytest.TempPathFactory, measured_peak: str
 ) -> None:
     """How bench/smollm2.py scores llama.cpp: over `lmtrain eval --windows`' windows (`window_nll`) and over every
-    window of a whole split with its leading end-of-text (`stream_nll`), an f32 export's perplexity agrees with
-    lmtrain's on the same windows."""
+    window of a stream after its leading end-of-text, as `lmtrain eval` cuts a whole split (`stream_nll`), an f32
+    export's perplexity equals lmtrain's on the same windows."""
     import json
 
     from gguf_helpers import cli
     from lmtrain.bench.llama_cpp import stream_nll, window_nll
-    from lmtrain.data.corpus import find_corpus
-    from lmtrain.data.datasets import DataPaths, get_dataset
-    from lmtrain.data.holdout import HoldoutOptions
-    from lmtrain.data.prepare import PrepareOptions, prepare_corpus
+    from lmtrain.eval.perplexity import score_tokens
 
     need("llama_cpp")
     run = variant_run("modern-swiglu", tmp_path_factory, measured_peak)
     path = variant_export("modern-swiglu", tmp_path_factory, measured_peak)
-    _, _, tok = _opened(run)
-    spec, paths = get_dataset("wikitext-103"), DataPaths(SAMPLE, None, tmp_path / "cache", download=False)
-    corpus = find_corpus(spec, ["test"], paths, HoldoutOptions(), log=lambda _: None)
-    stream = np.asarray(
-        prepare_corpus(spec, corpus, paths, tok, PrepareOptions(log=lambda _: None))["test"][0].tokens()
-    )
-    code, out, err = cli("eval", str(run), "--split", "test", "--context", "64", "--windows", "3", "--json")
+    _, model, tok = _opened(run)
+    code, out, err = cli("eval", str(run), "--split", "valid", "--context", "64", "--windows", "3", "--json")
     assert code == 0, err
     some = json.loads(out)
-    code, out, err = cli("eval", str(run), "--split", "test", "--context", "256", "--json")
-    assert code == 0, err
-    whole = json.loads(out)
+    stream = np.asarray(tok.encode((SAMPLE / "wiki.valid.raw").read_text())[:700])  # 700: a partial last window
+    ours = score_tokens(model, stream, context=256, stride=256, batch_size=4, eot_id=tok.eot_id)
     with llama(path, n_ctx=256) as ref:
         nll, count = window_nll(ref, [stream[i * 64 : i * 64 + 65].tolist() for i in range(3)])
         assert count == some["tokens"] == 3 * 64
         assert nll / count == pytest.approx(some["nll_per_token"], rel=1e-5)
         nll, count = stream_nll(ref, stream, context=256, bos_id=tok.eot_id)
-        assert count == whole["tokens"] == len(stream)
-        assert nll / count == pytest.approx(whole["nll_per_token"], rel=1e-5)
+    assert count == ours.tokens == 700
+    assert nll / count == pytest.approx(ours.nll / ours.tokens, rel=1e-5)
