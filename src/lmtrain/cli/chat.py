@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_inference_options, data_paths
+from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, data_paths
 from lmtrain.errors import ConfigError, DataError
 
 ABOUT = """`lmtrain chat`: talk with a model (a run or checkpoint folder, a transformers folder or a GGUF file) through its
@@ -49,12 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens {args.max_new_tokens} must be at least 1")
-    if args.temperature < 0:
-        raise ConfigError(f"--temperature {args.temperature} must be >= 0 (0 is greedy)")
-    if not 0 < args.top_p <= 1:
-        raise ConfigError(f"--top-p {args.top_p} must be in (0, 1]")
+    check_sampling(args)
     if args.chat_template is not None and not args.chat_template.is_file():
         raise ConfigError(f"--chat-template {args.chat_template}: no such file")
 

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from lmtrain.config import CORPUS_KEYS, LOCATION_KEYS, PATH_KEYS, DataConfig, corpus_from, read_toml
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
 from lmtrain.data.tokenizers import BUILTIN as BUILTIN_TOKENIZERS
+from lmtrain.errors import ConfigError
 from lmtrain.fields import Leaf, field_types, leaves
 from lmtrain.model.config import ModelConfig
 from lmtrain.model.registry import DEFAULT_ARCH, architectures, get_arch, model_keys
@@ -294,3 +295,16 @@ def emit_result(result: dict, out: Path | None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def check_sampling(args: argparse.Namespace) -> None:
+    """--max-new-tokens, --temperature, --top-k and --top-p of `generate` and `chat` (those a command has)."""
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {args.max_new_tokens} must be at least 1")
+    if args.temperature < 0:
+        raise ConfigError(f"--temperature {args.temperature} must be >= 0 (0 is greedy)")
+    top_k = getattr(args, "top_k", None)
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"--top-k {top_k} must be at least 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ConfigError(f"--top-p {args.top_p} must be in (0, 1]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_inference_options, data_paths, log, print_json
+from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, data_paths, log, print_json
 from lmtrain.errors import ConfigError
 
 ABOUT = """`lmtrain generate`: sample text from a model (a run or checkpoint folder, a transformers folder or a GGUF
@@ -48,14 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens {args.max_new_tokens} must be at least 1")
-    if args.temperature < 0:
-        raise ConfigError(f"--temperature {args.temperature} must be >= 0 (0 is greedy)")
-    if args.top_k is not None and args.top_k < 1:
-        raise ConfigError(f"--top-k {args.top_k} must be at least 1")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise ConfigError(f"--top-p {args.top_p} must be in (0, 1]")
+    check_sampling(args)
     if args.num_samples < 1:
         raise ConfigError(f"--num-samples {args.num_samples} must be at least 1")
     if args.system is not None and not args.chat:

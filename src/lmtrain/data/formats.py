@@ -153,16 +153,18 @@ def record_text(record: object, field: str, where: str) -> str:
     return value
 
 
-def json_documents(data: bytes, *, field: str, where: str, first_line: int, whole_file: bool) -> Iterator[Document]:
-    """One document per record of JSON lines (or of a `.json` file holding one array)."""
+def json_records(
+    data: bytes, *, where: str, first_line: int = 1, whole_file: bool = True
+) -> Iterator[tuple[object, str]]:
+    """(record, where it is: `file:line` or `file element N`) of each record of JSON lines, or of a `.json` file
+    holding one array (`whole_file`: `data` is the whole file); a line that is not JSON is a DataError naming it."""
     if whole_file and data.lstrip()[:1] == b"[":
         try:
             records = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DataError(f"{where} is not valid JSON ({exc}); fix the file or use JSON lines") from None
         for i, record in enumerate(records):
-            text = record_text(record, field, f"{where} element {i}")
-            yield Document(text, text.encode("utf-8"), where)
+            yield record, f"{where} element {i}"
         return
     for number, line in enumerate(data.split(b"\n"), first_line):
         if not line.strip():
@@ -176,7 +178,13 @@ def json_documents(data: bytes, *, field: str, where: str, first_line: int, whol
             raise DataError(
                 f"{where}:{number} is not valid JSON ({exc.args[0][:80]}); fix or remove that line"
             ) from None
-        text = record_text(record, field, f"{where}:{number}")
+        yield record, f"{where}:{number}"
+
+
+def json_documents(data: bytes, *, field: str, where: str, first_line: int, whole_file: bool) -> Iterator[Document]:
+    """One document per record of JSON lines (or of a `.json` file holding one array)."""
+    for record, place in json_records(data, where=where, first_line=first_line, whole_file=whole_file):
+        text = record_text(record, field, place)
         yield Document(text, text.encode("utf-8"), where)
 
 

@@ -15,13 +15,12 @@ message are DataErrors that name the record (`file:line`, `file element N`, `fil
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmtrain.data.formats import CorpusFile, decode, file_format, open_binary
+from lmtrain.data.formats import CorpusFile, file_format, json_records, open_binary
 from lmtrain.errors import DATA_EXTRA, ConfigError, DataError
 
 ROLES = ("system", "user", "assistant")
@@ -154,30 +153,6 @@ def conversation(record: object, where: str, fields: ChatFields | None = None) -
     return Conversation(tuple(messages), where)
 
 
-def _json_records(data: bytes, where: str) -> Iterator[tuple[object, str]]:
-    if data.lstrip()[:1] == b"[":
-        try:
-            records = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataError(f"{where} is not valid JSON ({str(exc)[:80]}); fix the file or use JSON lines") from None
-        for i, record in enumerate(records):
-            yield record, f"{where} element {i}"
-        return
-    for number, line in enumerate(data.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except UnicodeDecodeError:
-            decode(line, where, number)
-            raise
-        except ValueError as exc:
-            raise DataError(
-                f"{where}:{number} is not valid JSON ({exc.args[0][:80]}); fix or remove that line"
-            ) from None
-        yield record, f"{where}:{number}"
-
-
 def _parquet_records(path: Path) -> Iterator[tuple[object, str]]:
     try:
         import pyarrow.parquet as pq
@@ -212,6 +187,6 @@ def read_conversations(path: Path, fields: ChatFields | None = None) -> Iterator
         finally:
             stream.close()
             raw.close()
-        records = _json_records(data, str(path))
+        records = json_records(data, where=str(path))
     for record, where in records:
         yield conversation(record, where, fields)
