@@ -126,6 +126,26 @@ def test_a_run_on_conversations_learns_and_validates_on_held_out_ones(chat_data,
     assert steps[-1] < steps[0] and all(np.isfinite(steps))
 
 
+def one_step(data_dir: Path, tok: Path, tmp_path: Path, *extra: str) -> tuple[int, str, str]:
+    """`lmtrain train` of one step on `data_dir` with the chat tokenizer, into tmp_path/run."""
+    out, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+    return cli(
+        "train",
+        *MODEL,
+        "--data-dir",
+        str(data_dir),
+        "--tokenizer",
+        str(tok),
+        "--out",
+        out,
+        "--cache-dir",
+        cache,
+        "--max-steps",
+        "1",
+        *extra,
+    )
+
+
 @pytest.mark.parametrize(
     "extra, says",
     [
@@ -137,21 +157,7 @@ def test_a_run_on_conversations_learns_and_validates_on_held_out_ones(chat_data,
 )
 def test_chat_mistakes_are_one_line_errors(chat_data, extra: tuple[str, ...], says: str, tmp_path: Path) -> None:
     data_dir, tok = chat_data
-    code, _, err = cli(
-        "train",
-        *MODEL,
-        "--data-dir",
-        str(data_dir),
-        "--tokenizer",
-        str(tok),
-        "--out",
-        str(tmp_path / "run"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--max-steps",
-        "1",
-        *extra,
-    )
+    code, _, err = one_step(data_dir, tok, tmp_path, *extra)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and says in lines[0], err
     assert not (tmp_path / "run").exists()
@@ -161,22 +167,7 @@ def test_plain_text_given_as_conversations_is_refused(tmp_path: Path, chat_data)
     _, tok = chat_data
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "train.txt").write_text("Just text.\n" * 50)
-    code, _, err = cli(
-        "train",
-        *MODEL,
-        "--dataset",
-        "chat",
-        "--data-dir",
-        str(tmp_path / "text"),
-        "--tokenizer",
-        str(tok),
-        "--out",
-        str(tmp_path / "run"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--max-steps",
-        "1",
-    )
+    code, _, err = one_step(tmp_path / "text", tok, tmp_path, "--dataset", "chat")
     assert code == 2 and "is plain text, not conversations; train on it with --dataset text" in err, err
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, data_paths
+from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, inference_model
 from lmtrain.errors import ConfigError, DataError
 
 ABOUT = """`lmtrain chat`: talk with a model (a run or checkpoint folder, a transformers folder or a GGUF file) through its
@@ -60,14 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from lmtrain.data.chat.render import ChatRenderer
     from lmtrain.eval.chat_session import ChatSession
     from lmtrain.eval.generate import Sampling
-    from lmtrain.interop.open import open_model
-    from lmtrain.runtime import select_device
 
     _check(args)
-    opened = open_model(args.checkpoint, weights=args.weights)
-    device = select_device(args.device)
-    model = opened.model(device)
-    tokenizer = opened.tokenizer(data_paths(args).tokenizer_search())
+    model, tokenizer, device = inference_model(args)
     template = args.chat_template.read_text(encoding="utf-8") if args.chat_template is not None else None
     renderer = ChatRenderer(tokenizer, template)
     generator = torch.Generator(device=device).manual_seed(args.seed)

@@ -308,3 +308,14 @@ def check_sampling(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-k {top_k} must be at least 1")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ConfigError(f"--top-p {args.top_p} must be in (0, 1]")
+
+
+def inference_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(model on --device, its tokenizer, the device) of MODEL (`args.checkpoint`, its --weights): what `generate`
+    and `chat` run."""
+    from lmtrain.interop.open import open_model
+    from lmtrain.runtime import select_device
+
+    opened = open_model(args.checkpoint, weights=args.weights)
+    device = select_device(args.device)
+    return opened.model(device), opened.tokenizer(data_paths(args).tokenizer_search()), device

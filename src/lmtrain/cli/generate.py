@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, data_paths, log, print_json
+from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, inference_model, log, print_json
 from lmtrain.errors import ConfigError
 
 ABOUT = """`lmtrain generate`: sample text from a model (a run or checkpoint folder, a transformers folder or a GGUF
@@ -59,14 +59,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.eval.generate import generate
-    from lmtrain.interop.open import open_model
-    from lmtrain.runtime import autocast, select_device, select_dtype
+    from lmtrain.runtime import autocast, select_dtype
 
     _check(args)
-    opened = open_model(args.checkpoint, weights=args.weights)
-    device = select_device(args.device)
-    model = opened.model(device)
-    tokenizer = opened.tokenizer(data_paths(args).tokenizer_search())
+    model, tokenizer, device = inference_model(args)
     if args.chat:
         from lmtrain.data.chat.render import ChatRenderer
 

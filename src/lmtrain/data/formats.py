@@ -188,16 +188,21 @@ def json_documents(data: bytes, *, field: str, where: str, first_line: int, whol
         yield Document(text, text.encode("utf-8"), where)
 
 
-def parquet_file(path: Path, field: str):  # -> pyarrow.parquet.ParquetFile
-    """The open parquet file, checked to hold a string column `field`."""
+def open_parquet(path: Path):  # -> pyarrow.parquet.ParquetFile
+    """The open parquet file; a DataError when pyarrow is missing or the file is not parquet."""
     try:
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
         raise DataError(f"reading {path} needs pyarrow: {DATA_EXTRA}") from None
     try:
-        handle = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
         raise DataError(f"{path} is not a readable parquet file ({str(exc)[:100]})") from None
+
+
+def parquet_file(path: Path, field: str):  # -> pyarrow.parquet.ParquetFile
+    """The open parquet file, checked to hold a string column `field`."""
+    handle = open_parquet(path)
     names = handle.schema_arrow.names
     if field not in names:
         raise DataError(f"{path} has no column {field!r} (its columns: {', '.join(names[:8])}); pass --text-field NAME")

@@ -33,9 +33,9 @@ def conversation_stats(feed) -> ConversationStats:  # noqa: ANN001 - a ChatFeed
     packed = feed.train
     positions = len(packed.rows) * feed.seq_len
     ids, mask = np.asarray(packed.ids), np.asarray(packed.mask).astype(bool)
-    ends = np.isin(ids[mask], np.asarray(sorted(feed.end_of_turn), dtype=ids.dtype))
+    ends = np.isin(ids[mask], np.asarray(sorted(packed.end_of_turn), dtype=ids.dtype))
     return ConversationStats(
-        conversations=feed.conversations,
+        conversations=packed.conversations,
         pieces=len(packed.pieces),
         rows=len(packed.rows),
         seq_len=feed.seq_len,

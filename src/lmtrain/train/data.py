@@ -12,7 +12,7 @@ import numpy as np
 
 from lmtrain.config import DataConfig, RunConfig
 from lmtrain.data.chat.conversations import ChatFields
-from lmtrain.data.chat.prepare import ChatPrepareOptions, ChatSplit, prepare_chat
+from lmtrain.data.chat.prepare import ChatPrepareOptions, prepare_chat
 from lmtrain.data.chat.render import ChatRenderer
 from lmtrain.data.corpus import Corpus, find_corpus
 from lmtrain.data.datasets import DataPaths, get_dataset
@@ -22,7 +22,7 @@ from lmtrain.data.shards import TokenStream
 from lmtrain.data.tokenizers import open_tokenizer
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.errors import ConfigError, DataError
-from lmtrain.train.feed import ChatFeed, Feed, TextFeed
+from lmtrain.train.feed import ChatFeed, Feed, PackedSplit, TextFeed
 
 
 @dataclass(frozen=True)
@@ -35,21 +35,16 @@ class TrainingData:
     sources: Mapping[str, Mapping[str, Any]]
     """Per split: identity of its data (sha256), tokens, documents."""
     tokenizer: Tokenizer
-    chat: tuple[ChatSplit, ChatSplit] | None = None
-    """--dataset chat: the prepared train and valid conversations (`train` and `valid` are their ids)."""
+    chat: tuple[PackedSplit, PackedSplit] | None = None
+    """--dataset chat: the train and valid conversations, packed into rows of the run's seq_len (`train` and
+    `valid` are their ids)."""
 
     def feed(self, cfg: RunConfig) -> Feed:
         """What the run's steps and evaluations compute on: packed conversations, or windows of the streams."""
         tc = cfg.train
         if self.chat is not None:
-            return ChatFeed(
-                *self.chat,
-                seq_len=cfg.seq_len,
-                batch_size=tc.batch_size,
-                seed=tc.seed,
-                pad_id=self.tokenizer.eot_id,
-                overflow=cfg.data.chat_overflow,
-            )
+            assert self.chat[0].seq_len == cfg.seq_len, "conversations packed for another seq_len"
+            return ChatFeed(*self.chat, batch_size=tc.batch_size, seed=tc.seed, pad_id=self.tokenizer.eot_id)
         return TextFeed(
             self.train,
             self.valid,
@@ -125,12 +120,15 @@ def _chat_data(
             for split, p in splits.items()
         },
         tokenizer=tokenizer,
-        chat=(train, valid),
+        chat=(
+            PackedSplit(train, cfg.seq_len, cfg.data.chat_overflow),
+            PackedSplit(valid, cfg.seq_len, cfg.data.chat_overflow),
+        ),
     )
-    feed = data.feed(cfg)
-    if feed.steps_per_epoch == 0:
+    rows = len(data.chat[0].rows)
+    if rows < cfg.train.batch_size:
         raise DataError(
-            f"the train conversations pack into {len(feed.train.rows):,} rows of seq_len={cfg.seq_len}: not one "
+            f"the train conversations pack into {rows:,} rows of seq_len={cfg.seq_len}: not one "
             f"batch of {cfg.train.batch_size}; lower --batch-size or --seq-len"
         )
     return data

@@ -101,10 +101,13 @@ class TextFeed:
         yield from _shares(len(starts), world, micro, lambda i: self._batch(valid, starts[i], device))
 
 
-class _Packed:
-    """One split's conversations cut to fit rows of seq_len positions and packed into rows."""
+class PackedSplit:
+    """One split's conversations cut to fit rows of seq_len positions and packed into rows, once for a run (the
+    trainer, the doctor and the LR range test build their feeds from the same packing)."""
 
     def __init__(self, split: ChatSplit, seq_len: int, overflow: Overflow) -> None:
+        self.seq_len, self.conversations = seq_len, split.examples
+        self.end_of_turn = frozenset(int(i) for i in split.meta["end_of_turn_ids"])
         self.ids, self.mask = split.ids(), split.mask()
         self.pieces = fit_pieces(split.starts(), self.mask, seq_len, overflow, split.split)
         self.rows = pack_rows(self.pieces[:, 1] - self.pieces[:, 0] - 1, seq_len)
@@ -115,21 +118,9 @@ class _Packed:
 class ChatFeed:
     """Packed conversations, assistant tokens trained (`--dataset chat`)."""
 
-    def __init__(
-        self,
-        train: ChatSplit,
-        valid: ChatSplit,
-        *,
-        seq_len: int,
-        batch_size: int,
-        seed: int,
-        pad_id: int,
-        overflow: Overflow = "refuse",
-    ) -> None:
-        self.seq_len, self.pad_id = seq_len, pad_id
-        self.conversations = train.examples
-        self.end_of_turn = frozenset(int(i) for i in train.meta["end_of_turn_ids"])
-        self.train, self.valid = _Packed(train, seq_len, overflow), _Packed(valid, seq_len, overflow)
+    def __init__(self, train: PackedSplit, valid: PackedSplit, *, batch_size: int, seed: int, pad_id: int) -> None:
+        self.seq_len, self.pad_id = train.seq_len, pad_id
+        self.train, self.valid = train, valid
         self.sampler = ChatSampler(len(self.train.rows), batch_size, seed)
 
     @property
@@ -144,11 +135,7 @@ class ChatFeed:
     def epoch_of(self, step: int) -> float:
         return self.sampler.epoch_of(step)
 
-    def trained_share(self) -> float:
-        """The share of the train split's computed positions that are trained targets."""
-        return float(self.train.row_trained.sum()) / (len(self.train.rows) * self.seq_len)
-
-    def _batch(self, packed: _Packed, rows: np.ndarray, device: torch.device) -> Batch:
+    def _batch(self, packed: PackedSplit, rows: np.ndarray, device: torch.device) -> Batch:
         chosen = [packed.rows[r] for r in rows]
         x, y, packing = packed_batch(
             packed.ids, packed.mask, packed.pieces, chosen, seq_len=self.seq_len, pad_id=self.pad_id, device=device

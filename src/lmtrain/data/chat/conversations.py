@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmtrain.data.formats import CorpusFile, file_format, json_records, open_binary
-from lmtrain.errors import DATA_EXTRA, ConfigError, DataError
+from lmtrain.data.formats import CorpusFile, file_format, json_records, open_binary, open_parquet
+from lmtrain.errors import ConfigError, DataError
 
 ROLES = ("system", "user", "assistant")
 ALIASES = {"human": "user", "gpt": "assistant", "model": "assistant", "bot": "assistant"}
@@ -154,14 +154,7 @@ def conversation(record: object, where: str, fields: ChatFields | None = None) -
 
 
 def _parquet_records(path: Path) -> Iterator[tuple[object, str]]:
-    try:
-        import pyarrow.parquet as pq
-    except ModuleNotFoundError:
-        raise DataError(f"reading {path} needs pyarrow: {DATA_EXTRA}") from None
-    try:
-        handle = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-        raise DataError(f"{path} is not a readable parquet file ({str(exc)[:100]})") from None
+    handle = open_parquet(path)
     row = 0
     for batch in handle.iter_batches():
         for record in batch.to_pylist():
