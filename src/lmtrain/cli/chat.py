@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from lmtrain.data.chat.render import ChatRenderer
     from lmtrain.eval.chat_session import ChatSession
     from lmtrain.eval.generate import Sampling
+    from lmtrain.runtime import autocast, select_dtype
 
     _check(args)
     model, tokenizer, device = inference_model(args)
@@ -68,13 +69,11 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     sampling = Sampling(temperature=args.temperature, top_k=None, top_p=args.top_p, generator=generator)
     session = ChatSession(model, renderer, sampling=sampling, max_new_tokens=args.max_new_tokens, system=args.system)
-    if args.message is not None:
-        reply = session.reply(args.message)
-        print(reply.text)
-        return 0
-    if not sys.stdin.isatty():
-        return _lines(session)
-    return _interactive(session)
+    with autocast(device, select_dtype(args.dtype, device)):  # --dtype, as for generate
+        if args.message is not None:
+            print(session.reply(args.message).text)
+            return 0
+        return _lines(session) if not sys.stdin.isatty() else _interactive(session)
 
 
 def _lines(session) -> int:  # noqa: ANN001 - a ChatSession
