@@ -192,3 +192,45 @@ def test_a_conversation_ending_with_a_user_turn_renders_it_untrained(chatml: Pat
     cut = ours.render(Conversation(tuple(Message(**t) for t in TURNS[:3]), "c"))
     assert whole.ids[: len(cut.ids)].tolist() == cut.ids.tolist() and not whole.trained[len(cut.ids) :].any()
     assert whole.trained_count == cut.trained_count
+
+
+def test_end_of_turn_and_end_of_document_are_kept_apart(tmp_path: Path) -> None:
+    """A chat model's eos_token is its end of turn; its documents were separated by <|endoftext|> in pretraining:
+    prepared text uses the latter, export and the template's eos_token the former, generation stops at both."""
+    from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
+
+    folder = chat_tokenizer(tmp_path / "tok")
+    config = json.loads((folder / "tokenizer_config.json").read_text()) | {"eos_token": "<|im_end|>"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = HFTokenizer(folder / "tokenizer.json")
+    assert (tok.eot_id, tok.eos_id, tok.stop_ids) == (50256, 50258, frozenset({50256, 50258}))
+    (tmp_path / "hf").mkdir()
+    tok.save_hf(tmp_path / "hf", 64)
+    assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())["eos_token"] == "<|im_end|>"
+    from lmtrain.data.tokenizers.tokenizer_json import _eot_text
+
+    # a vocabulary with no other end separates documents with its end of turn too
+    assert _eot_text(folder, {"a": 0, "<|im_end|>": 1}, "<|im_end|>") == "<|im_end|>"
+    assert _eot_text(folder, {"a": 0, "<|im_end|>": 1, "</s>": 2}, "<|im_end|>") == "</s>"
+
+
+def test_chatml_added_to_gpt2_keeps_its_text_ids_and_travels_with_its_template(gpt2_dir: Path) -> None:
+    import pickle
+
+    from lmtrain.data.chat.tokenizer import CHATML
+    from lmtrain.data.chat.tokenizer import chat_tokenizer as with_chat
+    from lmtrain.data.tokenizers import open_tokenizer
+
+    gpt2 = open_tokenizer("gpt2", [gpt2_dir])
+    tok = with_chat(gpt2, "chatml")
+    text = "Hello <|im_start|> world<|endoftext|>, été 2026!\n\n  x"
+    assert tok.encode(text) == gpt2.encode(text) and tok.vocab_size == 50259
+    assert (tok.special_id("<|im_start|>"), tok.eos_id, tok.eot_id, tok.chat_template) == (50257, 50258, 50256, CHATML)
+    again = pickle.loads(pickle.dumps(tok))  # as prepare's workers get it
+    assert again.chat_template == CHATML and again.fingerprint() == tok.fingerprint()
+    out = ChatRenderer(again).render(conversation({"messages": TURNS[1:3]}, "c"))
+    assert out.ids[:1].tolist() == [50257] and out.ids[out.trained].tolist()[-1] == 50258
+    with pytest.raises(DataError, match="has no ChatML tokens, and the model never saw them"):
+        with_chat(gpt2, "chatml", may_add=False)
+    with pytest.raises(DataError, match="has no special tokens for a chat template"):
+        with_chat(gpt2, str(Path(__file__)))

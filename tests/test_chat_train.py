@@ -218,3 +218,49 @@ def test_prepare_sends_conversations_to_train(chat_data, tmp_path: Path) -> None
     code, _, err = cli("prepare", "--dataset", "chat", "--data-dir", str(data_dir), "--cache-dir", str(cache))
     assert code == 2 and "conversations are prepared by `lmtrain train --dataset chat`" in err, err
     assert not cache.exists()
+
+
+def test_a_model_without_a_template_learns_chatml_and_every_export_renders_it(
+    trained_modern_run: Path, chat_data, tmp_path: Path
+) -> None:
+    """--chat-template chatml on a GPT-2-tokenizer model: ChatML's two tokens are added after id 50256, the embedding
+    and the untied head grow with rows starting at the mean of the others, and the run's checkpoints, `chat` and the
+    transformers export all render with ChatML, `<|im_end|>` as eos while documents still end with <|endoftext|>."""
+    transformers = pytest.importorskip("transformers")
+    from lmtrain.data.chat.render import ChatRenderer
+    from lmtrain.data.chat.tokenizer import CHATML
+    from lmtrain.interop.open import open_model
+    from lmtrain.train.init_from import grow_vocabulary, open_start
+
+    start = open_start(trained_modern_run)
+    grown = grow_vocabulary(start, vocab_size=50259, added=range(50257, 50259))
+    tables = 0
+    for name, tensor in start.weights.items():
+        new = grown.weights[name]
+        if tensor.shape[0] != 50304:  # not the embedding or the head: as it was
+            assert torch.equal(new, tensor)
+            continue
+        tables += 1
+        assert new.shape == tensor.shape and grown.model.padded_vocab == 50304  # 50,259 ids fit the rows padded to 64
+        assert torch.equal(new[:50257], tensor[:50257]) and not new[50259:].any()
+        assert torch.allclose(new[50257], tensor[:50257].mean(0)) and torch.equal(new[50258], new[50257])
+    assert tables == 2  # the embedding and the untied head
+    data_dir, _ = chat_data
+    out = tmp_path / "run"
+    flags = f"--dataset chat --data-dir {data_dir} --chat-template chatml --out {out} --cache-dir {tmp_path / 'c'}"
+    flags += " --max-steps 3 --batch-size 4 --max-seq-len 64 --eval-every 0 --sample-tokens 0"
+    code, _, err = cli("train", "--init-from", str(trained_modern_run), *flags.split())
+    assert code == 0, err
+    opened = open_model(out)
+    tok = opened.tokenizer([])
+    assert opened.config.vocab_size == 50259 == tok.vocab_size and tok.chat_template == CHATML
+    assert (tok.eot_id, tok.eos_id, tok.special_id("<|im_start|>")) == (50256, 50258, 50257)
+    code, reply, err = cli("chat", str(out), "--message", "Hi", "--temperature", "0", "--max-new-tokens", "3")
+    assert code == 0 and reply.strip(), err
+    code, _, err = cli("export", str(out), "--format", "hf", "--out", str(tmp_path / "hf"))
+    assert code == 0, err
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    messages = [{"role": "user", "content": "Who are you?"}]
+    prompt = theirs.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    assert prompt["input_ids"] == ChatRenderer(tok).prompt(messages) and theirs.eos_token == "<|im_end|>"
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["eos_token_id"] == 50258

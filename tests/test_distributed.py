@@ -511,3 +511,31 @@ def test_fsdp_ranks_start_from_a_trained_model_as_one_process_does(
     ours, theirs = _val_losses(out), _val_losses(reference)
     assert 0 in ours and ours[0] == pytest.approx(theirs[0], abs=1e-5)
     np.testing.assert_allclose(list(_losses(out).values()), list(_losses(reference).values()), atol=1e-5, rtol=0)
+
+
+def test_leaving_waits_for_a_heartbeat_that_is_inside_the_store() -> None:
+    """A beat slowed past a second (a loaded machine) must have returned when `stop` does: a daemon thread still inside
+    a store call when the interpreter shuts down aborts the process (a CI run lost a rank that way)."""
+    import threading
+
+    from lmtrain.distributed.peers import Peers
+
+    store = torch.distributed.TCPStore("127.0.0.1", 0, 1, True, wait_for_workers=False)
+    inside = threading.Event()
+
+    class Slow:  # torch's own store, each call after the first beat made slow
+        def __getattr__(self, name: str):
+            real = getattr(store, name)
+
+            def call(*args):
+                if name == "add" and inside.is_set():
+                    time.sleep(1.5)
+                return real(*args)
+
+            return call
+
+    peers = Peers(Slow(), rank=0, world_size=1)
+    inside.set()
+    time.sleep(0.7)  # the thread's next beat is under way
+    peers.stop()
+    assert not peers.thread.is_alive()

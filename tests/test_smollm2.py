@@ -38,7 +38,8 @@ def test_the_release_imports_as_the_llama_shape_it_is_and_tokenizes_as_llama_cpp
     )
     assert (cfg.mlp, cfg.qk_norm, cfg.tie, cfg.rope_theta, cfg.max_seq_len) == ("swiglu", False, True, 100000.0, 8192)
     tok = smollm2.tokenizer([])
-    assert (tok.eot_id, tok.bos_id, tok.stop_ids) == (2, 1, frozenset({0, 2}))  # <|im_end|>, <|im_start|>, + endoftext
+    # documents end with <|endoftext|> as in pretraining; turns with <|im_end|>, the file's eos; generation stops at both
+    assert (tok.eot_id, tok.eos_id, tok.bos_id, tok.stop_ids) == (0, 2, 1, frozenset({0, 2}))
     assert tok.chat_template is not None and "<|im_start|>" in tok.chat_template
     need("llama_cpp")
     docs = (Path(__file__).parents[1] / "src/lmtrain/assets/sample/wiki.valid.raw").read_text().split("\n = ")

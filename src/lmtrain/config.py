@@ -78,8 +78,9 @@ class DataConfig:
     )
     chat_template: str | None = option(
         None,
-        "--dataset chat: a file holding the Jinja chat template to render conversations with (default: the "
-        "tokenizer's own).",
+        "--dataset chat: a file holding the Jinja chat template to render conversations with, or chatml (ChatML, its "
+        "two special tokens added where the tokenizer lacks them and the embedding grown); default: the tokenizer's "
+        "own. The template is saved with the run's tokenizer, so chat and export render as training did.",
     )
     chat_overflow: Overflow = option(
         "refuse",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, inference_model
+from lmtrain.data.chat import CHATML_NAME
 from lmtrain.errors import ConfigError, DataError
 
 ABOUT = """`lmtrain chat`: talk with a model (a run or checkpoint folder, a transformers folder or a GGUF file) through its
@@ -38,7 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--message", help="print the reply to this one user message and exit")
     p.add_argument("--system", help="the system message (default: none, or what the template adds)")
-    p.add_argument("--chat-template", type=Path, help="a file holding the Jinja chat template (default: the model's)")
+    p.add_argument(
+        "--chat-template",
+        metavar="FILE|chatml",
+        help="a file holding the Jinja chat template, or chatml for a model with ChatML's tokens (default: the model's)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=512, help="tokens a reply has at most (default 512)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 is greedy (default 0.7)")
     p.add_argument("--top-p", type=float, default=0.9, help="sample from the smallest set with this mass (default 0.9)")
@@ -48,24 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _check(args: argparse.Namespace) -> None:
-    check_sampling(args)
-    if args.chat_template is not None and not args.chat_template.is_file():
-        raise ConfigError(f"--chat-template {args.chat_template}: no such file")
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.data.chat.render import ChatRenderer
+    from lmtrain.data.chat.tokenizer import chat_tokenizer
     from lmtrain.eval.chat_session import ChatSession
     from lmtrain.eval.generate import Sampling
     from lmtrain.runtime import autocast, select_dtype
 
-    _check(args)
+    check_sampling(args)
+    if args.chat_template not in (None, CHATML_NAME) and not Path(args.chat_template).is_file():
+        raise ConfigError(f"--chat-template {args.chat_template}: no such file; give a Jinja template file, or chatml")
     model, tokenizer, device = inference_model(args)
-    template = args.chat_template.read_text(encoding="utf-8") if args.chat_template is not None else None
-    renderer = ChatRenderer(tokenizer, template)
+    renderer = ChatRenderer(chat_tokenizer(tokenizer, args.chat_template, may_add=False))
     generator = torch.Generator(device=device).manual_seed(args.seed)
     sampling = Sampling(temperature=args.temperature, top_k=None, top_p=args.top_p, generator=generator)
     session = ChatSession(model, renderer, sampling=sampling, max_new_tokens=args.max_new_tokens, system=args.system)

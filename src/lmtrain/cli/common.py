@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lmtrain.config import CORPUS_KEYS, LOCATION_KEYS, PATH_KEYS, DataConfig, corpus_from, read_toml
+from lmtrain.data.chat import CHATML_NAME
 from lmtrain.data.datasets import ALIASES, DATASETS, DEFAULT_DATASET, DataPaths
 from lmtrain.data.tokenizers import BUILTIN as BUILTIN_TOKENIZERS
 from lmtrain.errors import ConfigError
@@ -223,8 +224,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve(value: Any, base: Path) -> str:
-    """A path option: `~` expanded, then a relative path taken from `base` (a tokenizer's name stays a name)."""
-    if str(value) in BUILTIN_TOKENIZERS:
+    """A path option: `~` expanded, then a relative path taken from `base` (a tokenizer's or template's name stays a
+    name)."""
+    if str(value) in BUILTIN_TOKENIZERS or str(value) == CHATML_NAME:
         return str(value)
     return str((base / Path(str(value)).expanduser()).resolve())
 

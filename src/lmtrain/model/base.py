@@ -1,7 +1,7 @@
 """The protocol every architecture meets: `CausalLM`, the base of each model module.
 
-An architecture implements `hidden` (token ids to final hidden states), `blocks` (the modules FSDP2 shards) and
-`output_weight` (the matrix the fused loss multiplies by). Everything the rest of lmtrain needs is derived from
+An architecture implements `hidden` (token ids to final hidden states), `blocks` (the modules FSDP2 shards),
+`output_weight` (the matrix the fused loss multiplies by) and `token_embedding`. Everything the rest of lmtrain needs is derived from
 those here, once: logits, the loss, the evaluation sums, the loss of every position, the KV cache and the parameters
 grouped by role.
 """
@@ -54,6 +54,11 @@ class CausalLM(nn.Module):
     @property
     def output_weight(self) -> torch.Tensor:
         """The output projection (padded_vocab, C): the tied token embedding or the head."""
+        raise NotImplementedError
+
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        """The token embedding table (padded_vocab, C)."""
         raise NotImplementedError
 
     def check_length(self, start: int, length: int) -> None:

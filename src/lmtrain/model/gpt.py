@@ -121,6 +121,10 @@ class GPT(CausalLM):
         """The tied token embedding (padded_vocab, C)."""
         return self.transformer.wte.weight
 
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        return self.transformer.wte.weight
+
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C) after ln_f for token ids `idx` (B, T).
 

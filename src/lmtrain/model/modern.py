@@ -140,6 +140,10 @@ class Modern(CausalLM):
         """The head (padded_vocab, C): the token embedding when tied."""
         return self.embed.weight if self.head is None else self.head.weight
 
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        return self.embed.weight
+
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, packing: Packing | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C) after the last RMSNorm; with `cache`, positions start after its sequence;
         with `packing`, each row holds several sequences (their positions and attention as it says)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from lmtrain.config import DataConfig, RunConfig
 from lmtrain.data.chat.conversations import ChatFields
 from lmtrain.data.chat.prepare import ChatPrepareOptions, prepare_chat
 from lmtrain.data.chat.render import ChatRenderer
+from lmtrain.data.chat.tokenizer import chat_tokenizer
 from lmtrain.data.corpus import Corpus, find_corpus
 from lmtrain.data.datasets import DataPaths, get_dataset
 from lmtrain.data.loader import TrainSampler, window_starts
@@ -57,8 +57,10 @@ class TrainingData:
 
 
 def run_tokenizer(data: DataConfig, paths: DataPaths) -> Tokenizer:
-    """The tokenizer `data.tokenizer` names."""
-    return open_tokenizer(data.tokenizer, paths.tokenizer_search())
+    """The tokenizer `data.tokenizer` names; for conversations, with the chat template they render with (ChatML's
+    tokens added where --chat-template chatml needs them)."""
+    tokenizer = open_tokenizer(data.tokenizer, paths.tokenizer_search())
+    return chat_tokenizer(tokenizer, data.chat_template) if data.dataset == "chat" else tokenizer
 
 
 def tokenizer_opener(paths_of: Callable[[DataConfig], DataPaths]) -> Callable[[DataConfig], Tokenizer]:
@@ -97,13 +99,7 @@ def _chat_data(
     cfg: RunConfig, corpus: Corpus, paths: DataPaths, tokenizer: Tokenizer, log: Callable[[str], None]
 ) -> TrainingData:
     """The prepared conversations of --dataset chat, checked to give at least one step and one validation row."""
-    template = None
-    if cfg.data.chat_template is not None:
-        path = Path(cfg.data.chat_template)
-        if not path.is_file():
-            raise ConfigError(f"--chat-template {path}: no such file; give a file holding a Jinja chat template")
-        template = path.read_text(encoding="utf-8", errors="strict")
-    renderer = ChatRenderer(tokenizer, template)
+    renderer = ChatRenderer(tokenizer)
     fields = ChatFields.parse(cfg.data.chat_fields) if cfg.data.chat_fields else None
     splits = prepare_chat(corpus, renderer, paths.cache_dir, ChatPrepareOptions(fields=fields, log=log))
     train, valid = splits["train"], splits["valid"]

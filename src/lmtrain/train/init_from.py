@@ -25,7 +25,7 @@ from lmtrain.fields import coerce, field_types, from_flat
 from lmtrain.interop.open import SOURCES, open_model
 from lmtrain.interop.provenance import Provenance
 from lmtrain.model.config import ModelConfig
-from lmtrain.model.registry import model_keys
+from lmtrain.model.registry import build_model, model_keys
 from lmtrain.train_config import TrainConfig
 
 INIT_PRESET = "init-from"
@@ -130,3 +130,37 @@ def start_config(flat: Mapping[str, Any], start: Start, tokenizer_of: Callable[[
         train=from_flat(TrainConfig, parts["train"], "training config"),
         origin=start.record(),
     )
+
+
+def fit_vocabulary(start: Start, cfg: RunConfig, tokenizer_of: Callable[[DataConfig], Any]) -> tuple[Start, RunConfig]:
+    """`start` and `cfg` with the model's vocabulary grown to the run's tokenizer where the run adds tokens to the
+    start's (ChatML's, `data/chat/tokenizer.py`); unchanged otherwise."""
+    base = tokenizer_of(DataConfig(tokenizer=cfg.data.tokenizer)).vocab_size
+    wanted = tokenizer_of(cfg.data).vocab_size
+    if wanted <= base:
+        return start, cfg
+    grown = grow_vocabulary(start, vocab_size=max(wanted, start.model.vocab_size), added=range(base, wanted))
+    return grown, dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=grown.model.vocab_size))
+
+
+def grow_vocabulary(start: Start, *, vocab_size: int, added: range) -> Start:
+    """`start` with `vocab_size` ids: the token embedding (and an untied head) keep their rows, the rows of the
+    `added` ids start at the mean of the rows before them (transformers' and TRL's choice: a new token starts as
+    an average one, neither certain nor impossible), padding rows at zero."""
+    old = build_model(start.model)
+    old.load_state_dict(start.weights, strict=True)
+    cfg = dataclasses.replace(start.model, vocab_size=vocab_size)
+    tables = {old.token_embedding.data_ptr(), old.output_weight.data_ptr()}
+    held = old.state_dict()
+    weights: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, tensor in start.weights.items():
+            if held[name].data_ptr() not in tables:
+                weights[name] = tensor
+                continue
+            grown = tensor.new_zeros((cfg.padded_vocab, *tensor.shape[1:]))
+            kept = min(start.model.vocab_size, vocab_size)
+            grown[:kept] = tensor[:kept]
+            grown[added.start : added.stop] = tensor[: added.start].float().mean(0).to(tensor.dtype)
+            weights[name] = grown
+    return dataclasses.replace(start, model=cfg, weights=weights)

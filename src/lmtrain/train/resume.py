@@ -25,7 +25,7 @@ from lmtrain.errors import CheckpointError, ConfigError
 from lmtrain.fields import coerce, field_types, from_flat
 from lmtrain.files import new_or_empty
 from lmtrain.presets import apply_overrides
-from lmtrain.train.init_from import Start, open_start, start_config
+from lmtrain.train.init_from import Start, fit_vocabulary, open_start, start_config
 from lmtrain.train_config import TrainConfig
 
 DATA_STREAM_KEYS = (
@@ -192,7 +192,9 @@ def new_run_config(
     if tokenizer_of is None:
         raise ValueError("a run from --init-from needs tokenizer_of to check its --tokenizer")
     start = open_start(Path(str(init_from)))
-    return start_config(flat, start, tokenizer_of), start
+    cfg = start_config(flat, start, tokenizer_of)
+    start, cfg = fit_vocabulary(start, cfg, tokenizer_of)
+    return cfg, start
 
 
 def decide_launch(

@@ -6,3 +6,5 @@ from typing import Literal
 
 Overflow = Literal["refuse", "split"]
 """What training does with a conversation longer than its rows: refuse it, or split it (`packing.py`)."""
+CHATML_NAME = "chatml"
+"""--chat-template's name for ChatML (instead of a file: `tokenizer.py`)."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from lmtrain.data.chat.conversations import ROLES, Conversation
 from lmtrain.data.chat.template import ChatTemplate
+from lmtrain.data.chat.tokenizer import NEEDS_TEMPLATE
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.errors import DataError
 
@@ -44,20 +45,17 @@ class Rendered:
 
 
 class ChatRenderer:
-    """A tokenizer with a chat template (its own, or `template`)."""
+    """A tokenizer with its chat template (`tokenizer.chat_tokenizer` sets another)."""
 
-    def __init__(self, tokenizer: Tokenizer, template: str | None = None) -> None:
-        source = template if template is not None else tokenizer.chat_template
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        source = tokenizer.chat_template
         if source is None:
-            raise DataError(
-                f"{tokenizer.describe()} has no chat template; give one with --chat-template FILE "
-                f"(or use a model that carries one)"
-            )
+            raise DataError(f"{tokenizer.describe()} has no chat template; {NEEDS_TEMPLATE}")
         self.tokenizer = tokenizer
         self.template = ChatTemplate(
             source,
             bos_token=tokenizer.decode([tokenizer.bos_id]),
-            eos_token=tokenizer.decode([tokenizer.eot_id]),
+            eos_token=tokenizer.decode([tokenizer.eos_id]),
         )
         self.end_of_turn = tokenizer.stop_ids
         self._end_texts = sorted({tokenizer.decode([i]) for i in self.end_of_turn})

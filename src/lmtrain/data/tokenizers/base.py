@@ -20,7 +20,9 @@ from lmtrain.errors import DataError
 
 EOT_TEXT = "<|endoftext|>"
 """GPT-2's end-of-text token, the end-of-document token of lmtrain's own tokenizers and of most others."""
-END_MARKERS = (EOT_TEXT, "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>", "</s>", "<eos>")
+TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+"""Special tokens that end a chat turn (ChatML's, Llama-3's, Phi's, Gemma's): never the end of a document."""
+END_MARKERS = (EOT_TEXT, *TURN_ENDS, "<|end_of_text|>", "</s>", "<eos>")
 """Special tokens that end a turn or a text in the released chat models' vocabularies: generation stops at any."""
 
 
@@ -58,6 +60,12 @@ class Tokenizer(ABC):
     def bos_id(self) -> int:
         """The beginning-of-sequence id put in front of a prompt: the end-of-document token, which stands before
         every document of the training stream (a tokenizer with a separate beginning token overrides it)."""
+        return self.eot_id
+
+    @property
+    def eos_id(self) -> int:
+        """The end the model's released configuration names (transformers' eos_token, GGUF's eos_token_id): for a
+        chat model its end-of-turn token, which export writes back as it was; else the end-of-document token."""
         return self.eot_id
 
     @property
@@ -106,6 +114,10 @@ class Tokenizer(ABC):
         """The ids generation stops at: the end of document, and any special end-of-turn or end-of-text token the
         vocabulary has (`END_MARKERS`)."""
         return frozenset({self.eot_id})
+
+    def special_id(self, text: str) -> int | None:
+        """The id of the special token `text` (`<|im_end|>`), None where the vocabulary has no such special token."""
+        return self.eot_id if text == EOT_TEXT else None
 
     @property
     def chat_template(self) -> str | None:

@@ -12,13 +12,22 @@ from typing import Any
 
 import numpy as np
 
-from lmtrain.data.tokenizers.base import END_MARKERS, EOT_TEXT, BPEVocab, Tokenizer, file_fingerprint, write_json
+from lmtrain.data.tokenizers.base import (
+    END_MARKERS,
+    EOT_TEXT,
+    TURN_ENDS,
+    BPEVocab,
+    Tokenizer,
+    file_fingerprint,
+    write_json,
+)
 from lmtrain.data.tokenizers.byte_level import unicode_to_bytes
 from lmtrain.data.tokenizers.pretokenizers import style_of
 from lmtrain.errors import DATA_EXTRA, DataError
 
 EOT_CANDIDATES = (EOT_TEXT, "<|end_of_text|>", "</s>", "<eos>", "<|im_end|>")
-"""End-of-document tokens looked for, in order, when tokenizer_config.json names no eos_token."""
+"""End-of-document tokens looked for, in order, when tokenizer_config.json names no eos_token or names an end of turn
+(`<|im_end|>` stands last: a vocabulary with no other end uses it between documents too)."""
 CONFIG = "tokenizer_config.json"
 TEMPLATE_FILE = "chat_template.jinja"
 """Where transformers 4.43 and later save a tokenizer's chat template, beside tokenizer_config.json."""
@@ -50,8 +59,10 @@ class HFTokenizer(Tokenizer):
         self._tok.encode_special_tokens = True  # "<|endoftext|>" inside a document is text, never the id
         vocab = self._tok.get_vocab(with_added_tokens=True)
         self.vocab_size = max(vocab.values()) + 1
-        self.eot_text = _eot_text(self.path, vocab, _config_token(self._config, "eos_token"))
+        named_eos = _config_token(self._config, "eos_token")
+        self.eot_text = _eot_text(self.path, vocab, named_eos)
         self.eot_id = vocab[self.eot_text]
+        self._eos_id = vocab[named_eos] if named_eos in vocab else self.eot_id
         bos = _config_token(self._config, "bos_token")
         self._bos_id = vocab[bos] if bos in vocab else self.eot_id
         self.name = "hf"
@@ -68,14 +79,20 @@ class HFTokenizer(Tokenizer):
         return self._bos_id
 
     @property
+    def eos_id(self) -> int:
+        """tokenizer_config.json's eos_token (SmolLM2-Instruct's and Qwen's `<|im_end|>`, Llama-3-Instruct's
+        `<|eot_id|>`), else the end-of-document token."""
+        return self._eos_id
+
+    @property
     def add_bos(self) -> bool:
         """tokenizer_config.json's add_bos_token, else yes."""
         return bool(self._config.get("add_bos_token", True))
 
     @property
     def stop_ids(self) -> frozenset[int]:
-        specials = {t["content"]: t["id"] for t in self._spec.get("added_tokens") or [] if t.get("special")}
-        return frozenset({self.eot_id} | {specials[m] for m in END_MARKERS if m in specials})
+        ends = (self.special_id(m) for m in END_MARKERS)
+        return frozenset({self.eot_id} | {i for i in ends if i is not None})
 
     @property
     def chat_template(self) -> str | None:
@@ -86,7 +103,18 @@ class HFTokenizer(Tokenizer):
         return template if isinstance(template, str) else None
 
     def __reduce__(self):
-        return (HFTokenizer, (self.path,))
+        return (_restored, (type(self), self.path, self._raw, self._config))
+
+    def with_config(self, **keys: Any) -> HFTokenizer:
+        """This tokenizer with tokenizer_config.json's `keys` replaced (a chat template); the ids are unchanged."""
+        copy = object.__new__(type(self))
+        copy.path = self.path
+        copy._load(self._raw, {**self._config, **keys})
+        return copy
+
+    def special_id(self, text: str) -> int | None:
+        specials = {t["content"]: t["id"] for t in self._spec.get("added_tokens") or [] if t.get("special")}
+        return specials.get(text)
 
     def encode_array(self, text: str) -> np.ndarray:
         if self._fast is not None:
@@ -134,8 +162,8 @@ class HFTokenizer(Tokenizer):
         """tokenizer.json (PreTrainedTokenizerFast), its configs naming the end and beginning tokens, and the chat
         template."""
         (folder / "tokenizer.json").write_bytes(self._raw)
-        bos = self._tok.id_to_token(self.bos_id)
-        special = {"bos_token": bos, "eos_token": self.eot_text}
+        bos, eos = self._tok.id_to_token(self.bos_id), self._tok.id_to_token(self.eos_id)
+        special = {"bos_token": bos, "eos_token": eos}
         template = {"chat_template": self.chat_template} if self.chat_template else {}
         config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_len}
         write_json(folder / CONFIG, config | special | template)
@@ -192,8 +220,13 @@ class SpecTokenizer(HFTokenizer):
         """(tokenizer.json, tokenizer_config.json) of the tokenizer at `path`."""
         raise NotImplementedError
 
-    def __reduce__(self):
-        return (type(self), (self.path,))
+
+def _restored(kind: type[HFTokenizer], path: Path, raw: bytes, config: dict[str, Any]) -> HFTokenizer:
+    """A pickled tokenizer rebuilt from what it was made of (its chat template and added tokens included)."""
+    tokenizer = object.__new__(kind)
+    tokenizer.path = path
+    tokenizer._load(raw, config)
+    return tokenizer
 
 
 def _summary(spec: Mapping[str, Any]) -> str:
@@ -257,8 +290,11 @@ def _config_token(config: Mapping[str, Any], key: str) -> str | None:
 
 
 def _eot_text(path: Path, vocab: Mapping[str, int], named: str | None) -> str:
-    """The end-of-document token: tokenizer_config.json's eos_token, else the first of EOT_CANDIDATES present."""
-    for text in ([named] if named else []) + list(EOT_CANDIDATES):
+    """The end-of-document token: tokenizer_config.json's eos_token, unless it ends a chat turn (a chat model's
+    eos_token is `<|im_end|>` or `<|eot_id|>`, while its pretraining documents were separated by `<|endoftext|>` or
+    `<|end_of_text|>`); else the first of EOT_CANDIDATES present."""
+    first = [named] if named and named not in TURN_ENDS else []
+    for text in first + list(EOT_CANDIDATES) + ([named] if named else []):
         if text in vocab:
             return text
     raise DataError(

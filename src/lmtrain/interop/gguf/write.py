@@ -115,7 +115,7 @@ def export_gguf(
         tokenizer.bpe_vocab(),
         vocab_size=opened.config.vocab_size,
         bos_id=tokenizer.bos_id,
-        eos_id=tokenizer.eot_id,
+        eos_id=tokenizer.eos_id,
         add_bos=tokenizer.add_bos,
         chat_template=tokenizer.chat_template,
     )

@@ -46,7 +46,7 @@ def token_ends(tokenizer: Tokenizer | None) -> dict[str, int | None]:
     """The beginning and end ids of the tokenizer, where it is known."""
     return {
         "bos_token_id": tokenizer.bos_id if tokenizer is not None else None,
-        "eos_token_id": tokenizer.eot_id if tokenizer is not None else None,
+        "eos_token_id": tokenizer.eos_id if tokenizer is not None else None,
     }
 
 
