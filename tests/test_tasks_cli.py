@@ -72,7 +72,12 @@ def test_bad_task_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, ca
     run = tmp_path / "run"  # never opened: every task error comes before the model is loaded
     toml = write_tasks(tmp_path / "tasks")
     base = ["eval", str(run), "--no-download", "--cache-dir", str(tmp_path / "cache")]
-    _fails([*base, "--tasks", "hellaswagg"], capsys, "unknown task 'hellaswagg'", "known: core, hellaswag_zeroshot")
+    _fails(
+        [*base, "--tasks", "hellaswagg"],
+        capsys,
+        "unknown task 'hellaswagg'",
+        "known: core, chatcore, hellaswag_zeroshot",
+    )
     _fails([*base, "--tasks", str(toml), "--max-per-task", "0"], capsys, "--max-per-task 0 must be at least 1")
     _fails([*base, "--tasks", str(toml), "--max-per-task", "-3"], capsys, "--max-per-task -3 must be at least 1")
     _fails([*base, "--tasks", str(toml), "--max-per-task", "2"], capsys, "is 2-shot", "at least 3")

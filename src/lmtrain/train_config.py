@@ -145,8 +145,8 @@ class EvalConfig:
     )
     tasks: str | None = option(
         None,
-        "Benchmark tasks scored during training and at the end: core, task names or a .toml file of your own, "
-        "comma-separated (docs/benchmarks.md); default: none.",
+        "Benchmark tasks scored during training and at the end: core, chatcore (asked through the chat template: "
+        "docs/chat.md), task names or a .toml file of your own, comma-separated (docs/benchmarks.md); default: none.",
     )
     tasks_every: int = option(2000, "Score the --tasks every N optimizer steps (and at the end); 0: only at the end.")
     tasks_max_per_task: int = option(

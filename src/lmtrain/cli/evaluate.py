@@ -71,8 +71,9 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
     """--tasks, --tasks-dir, --max-per-task and --batch-tokens."""
     parser.add_argument(
         "--tasks",
-        help="score benchmark tasks instead of perplexity: core (every CORE task present), task names "
-        "(hellaswag,arc_easy), or a .toml file of your own tasks; comma-separated (docs/benchmarks.md)",
+        help="score benchmark tasks instead of perplexity: core (every CORE task present), chatcore (ARC and GSM8K "
+        "asked through the model's chat template: docs/chat.md), task names (hellaswag,arc_easy), or a .toml file "
+        "of your own tasks; comma-separated (docs/benchmarks.md)",
     )
     parser.add_argument(
         "--tasks-dir",
@@ -169,5 +170,7 @@ def run_tasks(args: argparse.Namespace) -> int:
         print(f"{t.name:<34} {t.accuracy:>9.2%} {t.centred:>+9.4f} {t.items:>7,} {t.seconds:>8.1f}")
     if report.core is not None:
         print(f"{report.core_label:<34} {'':>9} {report.core:>+9.4f}")
+    if report.chatcore is not None:
+        print(f"{report.chatcore_label:<34} {'':>9} {report.chatcore:>+9.4f}")
     print(f"recorded    {result.recorded} ({report.seconds:.1f} s)")
     return 0

@@ -41,8 +41,9 @@ def run_compare(args: argparse.Namespace) -> int:
     scored = [(r, max(r.tasks.items())) for r in runs if r.tasks]
     if scored:
         width = max(len(r.name) for r, _ in scored)
-        print(f"{'run':<{width}}  {'step':>8}  {'CORE':>8}  over")
+        print(f"{'run':<{width}}  {'step':>8}  {'CORE':>8}  {'ChatCORE':>8}  over")
         for run, (step, entry) in scored:
-            core = f"{entry['core']:+.4f}" if entry.get("core") is not None else "-"
-            print(f"{run.name:<{width}}  {step:>8,}  {core:>8}  {entry.get('core_label', '')}")
+            core, chat = (f"{entry[m]:+.4f}" if entry.get(m) is not None else "-" for m in ("core", "chatcore"))
+            over = ", ".join(entry[f"{m}_label"] for m in ("core", "chatcore") if entry.get(m) is not None)
+            print(f"{run.name:<{width}}  {step:>8,}  {core:>8}  {chat:>8}  {over}")
     return 0

@@ -52,8 +52,8 @@ class Attention(nn.Module):
         mask, causal = None, True
         if cache is not None:
             k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
-        elif packing is not None:
-            mask, causal = packing.attention()  # (B, 1, T, T)
+        if packing is not None:  # with a cache too: rows of different lengths decoded together
+            mask, causal = packing.attention()  # (B, 1, T, start+T)
         dropout_p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=self.n_kv != self.n_head

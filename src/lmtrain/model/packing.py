@@ -15,8 +15,9 @@ class Packing:
     positions: torch.Tensor
     """(B, T) long: each token's position in its own sequence (0 at the sequence's first token)."""
     mask: torch.Tensor
-    """(B, 1, T, T) bool: True where the query token (row) attends to the key token (column); every token attends at
-    least to itself, so padding never makes a row of the softmax empty."""
+    """(B, 1, T, K) bool: True where the query token (row) attends to the key token (column); every token attends at
+    least to itself, so padding never makes a row of the softmax empty. K is T, or with a KV cache every position
+    it holds after this forward (`eval/batch_generate.py`)."""
 
     @classmethod
     def of_segments(cls, segments: torch.Tensor) -> Packing:

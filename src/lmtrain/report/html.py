@@ -83,6 +83,8 @@ def benchmark_rows(run: RunData) -> tuple[tuple[str, ...], list[tuple[str, ...]]
     if entry.get("core") is not None:
         refs = [f"{GPT2_REFERENCE[m]['core']:.4f} (22 tasks)" for m in references]
         rows.append((entry["core_label"], "", f"{entry['core']:+.4f}", "", *refs))
+    if entry.get("chatcore") is not None:
+        rows.append((entry["chatcore_label"], "", f"{entry['chatcore']:+.4f}", "", *[""] * len(references)))
     cap = entry.get("max_per_task")
     caption = (
         f"At step {step:,}"

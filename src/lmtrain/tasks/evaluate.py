@@ -1,6 +1,7 @@
 """Benchmark tasks scored on a model: tasks loaded and checked before any model runs (`load_tasks`), then every item
 encoded, packed, scored in batches and spread over torchrun's ranks (`score_tasks`), with each task's accuracy,
-centred score and time, and CORE over the CORE tasks scored."""
+centred score and time, CORE over the CORE tasks scored and ChatCORE over the ChatCORE tasks (asked through the
+model's chat template: `chat.py`)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,28 @@ from typing import Any
 
 import torch
 
+from lmtrain.data.chat.render import ChatRenderer
 from lmtrain.data.tokenizers.base import Tokenizer
 from lmtrain.distributed.world import World
 from lmtrain.errors import DataError
 from lmtrain.model.base import CausalLM
+from lmtrain.tasks.chat import chat_prompts, score_chat_items
 from lmtrain.tasks.encode import Encoded, encode_item, pack
 from lmtrain.tasks.items import check_cap, check_enough, read_items, render, select_items
 from lmtrain.tasks.locate import TaskPaths, locate_task, missing_message
 from lmtrain.tasks.score import Outcome, score_items
-from lmtrain.tasks.spec import TaskSpec, TaskTable, core_figure, core_label, core_table, select_tasks
+from lmtrain.tasks.spec import (
+    CHAT_TYPES,
+    CHATCORE,
+    CORE,
+    TaskSpec,
+    TaskTable,
+    chat_table,
+    core_figure,
+    core_label,
+    core_table,
+    select_tasks,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,9 @@ class TasksReport:
     """The beginning-of-sequence token in front of every prompt, e.g. '<|endoftext|> (id 50256)'."""
     max_per_task: int | None
     seconds: float
+    chatcore: float | None = None
+    chatcore_covered: int = 0
+    chatcore_label: str = "ChatCORE"
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON (`--json`, the run folder's tasks.json)."""
@@ -78,6 +95,9 @@ class TasksReport:
             "core": self.core,
             "core_tasks": self.core_covered,
             "core_label": self.core_label,
+            "chatcore": self.chatcore,
+            "chatcore_tasks": self.chatcore_covered,
+            "chatcore_label": self.chatcore_label,
             "bos": self.bos,
             "max_per_task": self.max_per_task,
             "seconds": self.seconds,
@@ -88,6 +108,7 @@ class TasksReport:
         """One row per item scored: task, its record number in the file, right or not, the option chosen."""
         return [
             {"task": t.name, "line": line, "correct": o.correct, "choice": o.choice}
+            | ({"reply": o.reply} if o.reply is not None else {})
             for t in self.tasks
             for line, o in zip(t.lines, t.outcomes)
         ]
@@ -104,7 +125,7 @@ def load_tasks(
     """The tasks `--tasks` names, their files found (or downloaded), checked, shuffled and capped: every error of
     the task files before any model is loaded."""
     check_cap(max_per_task)  # before any file is read or downloaded
-    specs, asked_core = select_tasks(selection, table)
+    specs, asked = select_tasks(selection, table)
     found, missing = [], []
     for spec in specs:
         path = locate_task(spec, paths, log=log)
@@ -115,7 +136,7 @@ def load_tasks(
         numbered = select_items(list(enumerate(records)), max_per_task)
         check_enough(spec, len(numbered))
         found.append(LoadedTask(spec, [r for _, r in numbered], [n for n, _ in numbered]))
-    named_missing = [s for s in missing if not (asked_core and s.core)]
+    named_missing = [s for s in missing if not (CORE in asked and s.core or CHATCORE in asked and s.chatcore)]
     if named_missing or not found:
         raise DataError(missing_message(named_missing or missing, paths))
     if missing:
@@ -140,6 +161,12 @@ def scoring_tokens(
     (encoded and packed as `score_tasks` packs them) and scaled to its items."""
     total = 0
     for task in tasks:
+        if task.spec.type in CHAT_TYPES:  # the prompts, and a reply's tokens each run once through the model
+            chosen = task.items[: min(sample, len(task.items))]
+            prompts = chat_prompts(ChatRenderer(tokenizer), task.spec, chosen, max_len)
+            reply = task.spec.reply_tokens if task.spec.type == "chat_answer" else 0
+            total += round(sum(len(p) + reply for p in prompts) / len(prompts) * len(task.items))
+            continue
         encoded = encoded_items(task, range(min(sample, len(task.items))), tokenizer, max_len)
         packed = sum(len(u) for e in encoded for u in pack(e, d_model))
         total += round(packed / len(encoded) * len(task.items))
@@ -169,20 +196,20 @@ def score_tasks(
     world = world or World(device=device)
     _, bos_text = bos_of(tokenizer)
     max_len = model.config.max_seq_len
+    renderer = ChatRenderer(tokenizer) if any(t.spec.type in CHAT_TYPES for t in tasks) else None
     scores, t_all = [], time.perf_counter()
     for task in tasks:
         t0 = time.perf_counter()
         spec = task.spec
         mine = list(range(world.rank, len(task.items), world.world_size))
-        encoded = encoded_items(task, mine, tokenizer, max_len)
-        outcomes = score_items(
-            model,
-            encoded,
-            device=device,
-            autocast=autocast,
-            budget=budget,
-        )
-        share = (mine, outcomes, sum(e.not_prefix for e in encoded))
+        if renderer is not None and spec.type in CHAT_TYPES:
+            items = [task.items[i] for i in mine]
+            outcomes = score_chat_items(model, renderer, spec, items, device=device, autocast=autocast)
+            share = (mine, outcomes, 0)
+        else:
+            encoded = encoded_items(task, mine, tokenizer, max_len)
+            outcomes = score_items(model, encoded, device=device, autocast=autocast, budget=budget)
+            share = (mine, outcomes, sum(e.not_prefix for e in encoded))
         gathered = world.gather_objects(share)
         ordered: list[Outcome | None] = [None] * len(task.items)
         not_prefix = 0
@@ -209,8 +236,9 @@ def score_tasks(
         )
         log(f"scored {spec.name}: {len(done):,} items in {score.seconds:.1f} s")
         scores.append(score)
-    table = core_table()
+    table, chats = core_table(), chat_table()
     core, covered = core_figure({s.name: s.centred for s, t in zip(scores, tasks) if t.spec.core}, table)
+    chatcore, chat_covered = core_figure({s.name: s.centred for s, t in zip(scores, tasks) if t.spec.chatcore}, chats)
     return TasksReport(
         tasks=scores,
         core=core,
@@ -219,4 +247,7 @@ def score_tasks(
         bos=bos_text,
         max_per_task=max_per_task,
         seconds=time.perf_counter() - t_all,
+        chatcore=chatcore,
+        chatcore_covered=chat_covered,
+        chatcore_label=core_label(chat_covered, chats),
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtrain.errors import ConfigError, DataError
+from lmtrain.tasks.answers import LETTERS, final_number
 from lmtrain.tasks.spec import TaskSpec
 
 SHUFFLE_SEED = 1337
@@ -28,6 +29,8 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "multiple_choice": {"query": str, "choices": list, "gold": int},
     "schema": {"context_options": list, "continuation": str, "gold": int},
     "language_modeling": {"context": str, "continuation": str},
+    "chat_choice": {"query": str, "choices": list, "gold": int},
+    "chat_answer": {"question": str, "answer": str},
 }
 """The fields each record shape needs, with their JSON types (other fields are ignored)."""
 
@@ -90,6 +93,10 @@ def _check_record(record: Any, need: dict[str, Any], task: TaskSpec, where: str)
             raise DataError(
                 f"{where}: gold={record['gold']} is out of range for {len(options)} options (0..{len(options) - 1})"
             )
+    if task.type == "chat_choice" and len(record["choices"]) > len(LETTERS):
+        raise DataError(f"{where}: {len(record['choices'])} choices; a chat_choice item has at most {len(LETTERS)}")
+    if task.type == "chat_answer" and final_number(record["answer"]) is None:
+        raise DataError(f"{where}: the answer has no number to compare with (GSM8K's end with '#### <number>')")
     if task.type == "language_modeling" and not record["continuation"].strip():
         raise DataError(f"{where}: the continuation is empty; a language-modelling item needs text to predict")
 

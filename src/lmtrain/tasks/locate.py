@@ -1,6 +1,6 @@
-"""Where a task's file is read from: `--tasks-dir`, `$LMTRAIN_DATA_DIR/core/` (the data mirror's layout), lmtrain's
-cache (`<cache>/core/`), or a download from the file's pinned public source into the cache; a pinned SHA-256 is
-checked wherever the file comes from."""
+"""Where a task's file is read from: `--tasks-dir`, `$LMTRAIN_DATA_DIR/core/` (the data mirror's layout; GSM8K under
+`chat/`, as the task's `folder` says), lmtrain's cache (`<cache>/core/`, `<cache>/chat/`), or a download from the
+file's pinned public source into the cache; a pinned SHA-256 is checked wherever the file comes from."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from lmtrain.errors import DataError
 from lmtrain.files import sha256_file
 from lmtrain.tasks.spec import TaskSpec
 
-FOLDER = "core"
-"""The tasks' folder under $LMTRAIN_DATA_DIR and under the cache."""
 GET_THEM = "lmtrain eval RUN --tasks core (downloads them into the cache), or --tasks-dir DIR with the files"
 
 
@@ -32,12 +30,12 @@ class TaskPaths:
             what = "is not a folder" if self.tasks_dir.exists() else "does not exist"
             raise DataError(f"--tasks-dir {self.tasks_dir} {what}; give the folder holding the task files")
 
-    def folders(self) -> list[Path]:
-        """The folders of the CORE layout tried, in order."""
+    def folders(self, folder: str = "core") -> list[Path]:
+        """The folders tried for a task file under `folder` of the data mirror's layout, in order."""
         found = [self.tasks_dir] if self.tasks_dir is not None else []
         if self.data.env_dir is not None:
-            found.append(self.data.env_dir / FOLDER)
-        return found + [self.data.cache_dir / FOLDER]
+            found.append(self.data.env_dir / folder)
+        return found + [self.data.cache_dir / folder]
 
 
 def locate_task(task: TaskSpec, paths: TaskPaths, log: Callable[[str], None] = print) -> Path | None:
@@ -47,13 +45,13 @@ def locate_task(task: TaskSpec, paths: TaskPaths, log: Callable[[str], None] = p
     if task.root is not None:
         path = task.root / task.file
         return _verified(task, path) if path.is_file() else None
-    for folder in paths.folders():
+    for folder in paths.folders(task.folder):
         path = folder / task.file
         if path.is_file():
             return _verified(task, path)
     if task.source is None or task.sha256 is None or not paths.data.download:
         return None
-    dest = paths.data.cache_dir / FOLDER / task.file
+    dest = paths.data.cache_dir / task.folder / task.file
     return download(task.source, dest, task.sha256, log=log)
 
 
@@ -61,7 +59,7 @@ def where_looked(task: TaskSpec, paths: TaskPaths) -> str:
     """The places `locate_task` tried for `task`, for an error message."""
     if task.root is not None:
         return str(task.root / task.file)
-    return ", ".join(str(folder / task.file) for folder in paths.folders())
+    return ", ".join(str(folder / task.file) for folder in paths.folders(task.folder))
 
 
 def missing_message(tasks: list[TaskSpec], paths: TaskPaths) -> str:

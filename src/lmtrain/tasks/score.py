@@ -42,7 +42,10 @@ class Outcome:
     choice: int | None
     """The option chosen (multiple choice, schema); None for language modelling."""
     mean_losses: tuple[float, ...]
-    """Per option, the mean loss of its scored tokens (language modelling: one)."""
+    """Per option, the mean loss of its scored tokens (language modelling: one; chat_choice: each letter's -log p
+    among the letters; chat_answer: none)."""
+    reply: str | None = None
+    """chat_answer: the model's reply."""
 
 
 def decide(mean_losses: Sequence[float], greedy_all: bool, gold: int | None) -> Outcome:

@@ -1,5 +1,6 @@
-"""What a benchmark task is (`TaskSpec`), the table of the CORE tasks (`core.toml`, data, not code) and the choice of
-tasks a `--tasks` value makes: `core`, task names, or a TOML file of the user's own tasks, comma-separated."""
+"""What a benchmark task is (`TaskSpec`), the tables of the CORE and ChatCORE tasks (`core.toml`, `chatcore.toml`:
+data, not code) and the choice of tasks a `--tasks` value makes: `core`, `chatcore`, task names, or a TOML file of the
+user's own tasks, comma-separated."""
 
 from __future__ import annotations
 
@@ -17,14 +18,21 @@ import tomllib
 
 from lmtrain.errors import ConfigError
 
-TaskType = Literal["multiple_choice", "schema", "language_modeling"]
+TaskType = Literal["multiple_choice", "schema", "language_modeling", "chat_choice", "chat_answer"]
 TASK_TYPES: tuple[str, ...] = typing.get_args(TaskType)
+CHAT_TYPES = ("chat_choice", "chat_answer")
+"""Tasks asked as a conversation through the model's chat template (`tasks/chat.py`)."""
+FOLDERS = ("core", "chat")
+"""Where a table's task file lives under $LMTRAIN_DATA_DIR and the cache (the data mirror's layout)."""
 
 CORE = "core"
 """The `--tasks` value that means every CORE task whose file is present."""
+CHATCORE = "chatcore"
+"""The `--tasks` value that means every ChatCORE task whose file is present."""
 TABLE = "core.toml"
+CHAT_TABLE = "chatcore.toml"
 REQUIRED = ("name", "file", "type", "shots", "delimiter", "baseline")
-OPTIONAL = ("sha256", "source")
+OPTIONAL = ("sha256", "source", "folder", "reply_tokens")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -51,6 +59,12 @@ class TaskSpec:
     """The folder `file` is relative to for a user's task (its TOML file's); None: a tasks folder of the CORE layout."""
     core: bool = False
     """One of the CORE metric's tasks."""
+    chatcore: bool = False
+    """One of the ChatCORE metric's tasks."""
+    folder: str = "core"
+    """The folder of the data mirror's layout its file is under: core (CORE's files, ARC) or chat (GSM8K)."""
+    reply_tokens: int = 256
+    """chat_answer: tokens a reply has at most (a GSM8K solution takes about 100 to 200)."""
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
@@ -68,6 +82,12 @@ class TaskSpec:
             raise ConfigError(f"{where}: file must name its JSON-lines file")
         if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
             raise ConfigError(f"{where}: sha256 must be 64 lower-case hexadecimal digits")
+        if self.folder not in FOLDERS:
+            raise ConfigError(f"{where}: folder {self.folder!r} must be one of {', '.join(FOLDERS)}")
+        if not isinstance(self.reply_tokens, int) or isinstance(self.reply_tokens, bool) or self.reply_tokens < 1:
+            raise ConfigError(f"{where}: reply_tokens={self.reply_tokens!r} must be a whole number >= 1")
+        if self.type in CHAT_TYPES and self.shots != 0:
+            raise ConfigError(f"{where}: a {self.type} task is asked as one chat question; set shots = 0")
 
     def centred(self, accuracy: float) -> float:
         """The accuracy with chance at 0 and a perfect score at 1: (acc - b) / (1 - b), b the baseline fraction."""
@@ -77,13 +97,16 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class TaskTable:
-    """Tasks by name, and how many tasks the CORE metric is defined over."""
+    """Tasks by name, how many tasks the metric is defined over, and its name."""
 
     tasks: dict[str, TaskSpec]
     core_tasks: int
+    label: str = "CORE"
 
 
-def parse_tasks(data: Mapping[str, Any], origin: str, *, root: Path | None, core: bool = False) -> list[TaskSpec]:
+def parse_tasks(
+    data: Mapping[str, Any], origin: str, *, root: Path | None, core: bool = False, chatcore: bool = False
+) -> list[TaskSpec]:
     """The `[[task]]` entries of a parsed TOML table; a ConfigError naming `origin` for a missing or unknown key."""
     entries = data.get("task")
     if not isinstance(entries, list) or not entries:
@@ -104,7 +127,7 @@ def parse_tasks(data: Mapping[str, Any], origin: str, *, root: Path | None, core
                 f"{label}: unknown key {', '.join(unknown)}; the keys are {', '.join(REQUIRED + OPTIONAL)}"
             )
         try:
-            found.append(TaskSpec(**entry, root=root, core=core))
+            found.append(TaskSpec(**entry, root=root, core=core, chatcore=chatcore))
         except ConfigError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
     names = [t.name for t in found]
@@ -123,6 +146,15 @@ def core_table() -> TaskTable:
     return TaskTable({t.name: t for t in tasks}, int(data["core_tasks"]))
 
 
+@functools.cache
+def chat_table() -> TaskTable:
+    """The ChatCORE tasks of the package's `chatcore.toml` (read once; callers never change it)."""
+    text = resources.files("lmtrain.tasks").joinpath(CHAT_TABLE).read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    tasks = parse_tasks(data, CHAT_TABLE, root=None, chatcore=True)
+    return TaskTable({t.name: t for t in tasks}, int(data["core_tasks"]), label="ChatCORE")
+
+
 def read_task_file(path: Path) -> list[TaskSpec]:
     """A user's tasks from a TOML file; their `file`s are relative to the TOML file's folder."""
     if not path.is_file():
@@ -134,32 +166,36 @@ def read_task_file(path: Path) -> list[TaskSpec]:
     return parse_tasks(data, str(path), root=path.parent)
 
 
-def select_tasks(selection: str, table: TaskTable | None = None) -> tuple[list[TaskSpec], bool]:
-    """The tasks `--tasks` names, in order, each once, and whether `core` was asked for (then tasks whose file is
-    absent are left out rather than refused). Entries: `core`, a task name, or a path ending in .toml."""
+def select_tasks(selection: str, table: TaskTable | None = None) -> tuple[list[TaskSpec], set[str]]:
+    """The tasks `--tasks` names, in order, each once, and which of `core` and `chatcore` were asked for (then their
+    tasks whose file is absent are left out rather than refused). Entries: `core`, `chatcore`, a task name, or a path
+    ending in .toml."""
     table = table or core_table()
+    suites = {CORE: table, CHATCORE: chat_table()}
+    named = {**table.tasks, **suites[CHATCORE].tasks}
     chosen: dict[str, TaskSpec] = {}
-    asked_core = False
+    asked: set[str] = set()
     entries = [e.strip() for e in selection.split(",") if e.strip()]
     if not entries:
-        raise ConfigError("--tasks is empty; give core, task names (e.g. hellaswag,arc_easy) or a .toml file")
+        raise ConfigError("--tasks is empty; give core, chatcore, task names (e.g. hellaswag,arc_easy) or a .toml file")
     for entry in entries:
-        if entry == CORE:
-            asked_core = True
-            new = list(table.tasks.values())
+        if entry in suites:
+            asked.add(entry)
+            new = list(suites[entry].tasks.values())
         elif entry.endswith(".toml"):
             new = read_task_file(Path(entry).expanduser())
-        elif entry in table.tasks:
-            new = [table.tasks[entry]]
+        elif entry in named:
+            new = [named[entry]]
         else:
             raise ConfigError(
-                f"unknown task {entry!r}; known: {CORE}, {', '.join(table.tasks)}, or a .toml file of your own tasks"
+                f"unknown task {entry!r}; known: {CORE}, {CHATCORE}, {', '.join(named)}, or a .toml file of your own "
+                f"tasks"
             )
         for task in new:
             if task.name in chosen and chosen[task.name] != task:
                 raise ConfigError(f"two different tasks are named {task.name!r}; rename one in your .toml file")
             chosen[task.name] = task
-    return list(chosen.values()), asked_core
+    return list(chosen.values()), asked
 
 
 def core_figure(centred: Mapping[str, float], table: TaskTable) -> tuple[float | None, int]:
@@ -169,5 +205,6 @@ def core_figure(centred: Mapping[str, float], table: TaskTable) -> tuple[float |
 
 
 def core_label(covered: int, table: TaskTable) -> str:
-    """'CORE' over every task, else 'CORE (20 of 22 tasks)'."""
-    return "CORE" if covered == table.core_tasks else f"CORE ({covered} of {table.core_tasks} tasks)"
+    """'CORE' over every task, else 'CORE (20 of 22 tasks)' (ChatCORE alike)."""
+    name = table.label
+    return name if covered == table.core_tasks else f"{name} ({covered} of {table.core_tasks} tasks)"

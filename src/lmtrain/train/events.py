@@ -155,7 +155,8 @@ class TasksScored:
     step: int
     tokens: int
     report: dict[str, Any]
-    """core, core_label, core_tasks, bos, max_per_task, seconds, and per task its figures."""
+    """core, core_label, core_tasks, chatcore, chatcore_label, chatcore_tasks, bos, max_per_task, seconds, and per
+    task its figures."""
     seconds: float
 
     def accuracies(self) -> dict[str, float]:
@@ -216,9 +217,9 @@ def scalars(event: StepEnded | Evaluated | TasksScored) -> dict[str, float]:
     """The scalars every metrics sink (TensorBoard, W&B) records for a logged step, an evaluation or a scoring of
     the benchmark tasks, by name."""
     if isinstance(event, TasksScored):
-        core = event.report.get("core")
         found = {f"tasks/{name}": acc for name, acc in event.accuracies().items()}
-        return found | ({"tasks/core": core} if core is not None else {})
+        figures = {m: event.report.get(m) for m in ("core", "chatcore")}
+        return found | {f"tasks/{m}": v for m, v in figures.items() if v is not None}
     if isinstance(event, Evaluated):
         ppl = perplexity(event.val_loss)
         return {"val/loss": event.val_loss, **({"val/ppl": ppl} if ppl is not None else {})}

@@ -148,8 +148,12 @@ class LineFormatter:
                     f"{event.seconds:.2f} s"
                 ]
             case TasksScored(report=report):
-                core = report["core"]
-                figure = f"{report['core_label']} {core:+.4f}" if core is not None else f"{len(report['tasks'])} tasks"
+                figures = [
+                    f"{report[f'{m}_label']} {report[m]:+.4f}"
+                    for m in ("core", "chatcore")
+                    if report.get(m) is not None
+                ]
+                figure = " | ".join(figures) or f"{len(report['tasks'])} tasks"
                 best = max(report["tasks"].items(), key=lambda kv: kv[1]["centred"])
                 return [
                     f"step {event.step} | {figure} | best {best[0]} {best[1]['accuracy']:.1%} | {event.seconds:.1f} s"

@@ -95,6 +95,8 @@ def record(event: Event) -> dict[str, Any] | None:
                 "tokens": event.tokens,
                 "core": report["core"],
                 "core_label": report["core_label"],
+                "chatcore": report.get("chatcore"),
+                "chatcore_label": report.get("chatcore_label"),
                 "accuracy": event.accuracies(),
                 "centred": {name: t["centred"] for name, t in report["tasks"].items()},
                 "max_per_task": report["max_per_task"],
