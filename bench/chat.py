@@ -9,6 +9,8 @@ JSON to WORK/parts/ and is skipped when that file exists; `collect` gathers them
   gsm8k       a short SFT of SmolLM2 on GSM8K's train set: test accuracy (100 items) before and after
   scratch     the modern `tiny` pretrained on the sample, then fine-tuned on the identity conversations with ChatML
               added: the share of held-out replies that end with <|im_end|>
+  docmask     pretraining with document-masked attention (--doc-mask) against plain causal attention, `tiny` on the
+              sample, two seeds, equal tokens
 
 Usage: python bench/chat.py PART... [--work DIR] (PART: one of the above, all, or collect).
 """
@@ -247,7 +249,30 @@ def part_scratch(work: Path) -> dict[str, Any]:
     }
 
 
-PARTS = {"generation": part_generation, "identity": part_identity, "scratch": part_scratch, "gsm8k": part_gsm8k}
+def part_docmask(work: Path) -> dict[str, Any]:
+    """`tiny` on the sample with and without --doc-mask, seeds 1 and 2, at equal tokens: final validation loss (each
+    scored as it trains: the doc-masked run attends within documents there too)."""
+    result: dict[str, Any] = {}
+    for mask in ("--doc-mask", "--no-doc-mask"):
+        for seed in (1, 2):
+            run = work / f"docmask{mask[1:].replace('-', '')}-{seed}"
+            if not (run / "metrics.jsonl").exists() or "end" not in (run / "metrics.jsonl").read_text():
+                flags = f"train --preset tiny --dataset sample --max-steps 300 --batch-size 16 --seq-len 256 {mask}"
+                flags += f" --seed {seed} --eval-every 300 --save-every 0 --sample-tokens 0 --out {run}"
+                lmtrain(*flags.split(), "--cache-dir", str(work / "scratch-cache"), log=work / f"{run.name}.log")
+            evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            result.setdefault(mask, {})[seed] = [e["val_loss"] for e in evals if e["event"] == "eval"][-1]
+    means = {m: sum(v.values()) / len(v) for m, v in result.items()}
+    return {"val_loss": result, "mean": means, "doc_mask_minus_causal": means["--doc-mask"] - means["--no-doc-mask"]}
+
+
+PARTS = {
+    "generation": part_generation,
+    "identity": part_identity,
+    "scratch": part_scratch,
+    "gsm8k": part_gsm8k,
+    "docmask": part_docmask,
+}
 
 
 def collect(work: Path) -> None:

@@ -124,6 +124,13 @@ def test_a_run_on_conversations_learns_and_validates_on_held_out_ones(chat_data,
     assert len(evals) == 2 and evals[-1] < evals[0] < np.log(50304) - 1.0, evals  # ln V: where it starts
     steps = [r["loss"] for r in records if r["event"] == "step"]
     assert steps[-1] < steps[0] and all(np.isfinite(steps))
+    # the run says which share of its tokens the loss trains: the replies' own count over every token computed
+    paths = DataPaths(data_dir, None, tmp_path / "cache", download=False)
+    data = load_training_data(run_config(data_dir, tok), paths, log=lambda _: None)
+    mask = np.asarray(data.chat[0].mask, dtype=bool)
+    share = records[0]["trained_share"]
+    assert records[0]["event"] == "start" and share == pytest.approx(mask.sum() / mask.size) and 0.1 < share < 0.9
+    assert cli("report", str(out))[0] == 0 and f"{share:.1%} of them trained" in (out / "report.html").read_text()
 
 
 def one_step(data_dir: Path, tok: Path, tmp_path: Path, *extra: str) -> tuple[int, str, str]:

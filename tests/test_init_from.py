@@ -108,7 +108,22 @@ def test_export_of_a_continued_run_keeps_the_released_keys(trained_modern_run: P
     out = tmp_path / "run"
     same_width = ("--d-model", str(released["hidden_size"]))  # a model flag that agrees with the start is fine
     assert (
-        main(_init_args(hf, out, "--data-dir", str(SAMPLE), "--max-steps", "2", "--dropout", "0.1", *same_width)) == 0
+        main(
+            _init_args(
+                hf,
+                out,
+                "--data-dir",
+                str(SAMPLE),
+                "--max-steps",
+                "2",
+                "--dropout",
+                "0.1",
+                "--seq-len",
+                "64",
+                *same_width,
+            )
+        )
+        == 0
     )
     assert json.loads((out / "config.json").read_text())["model"]["dropout"] == 0.1  # what may change
     again = json.loads((_exported(out, tmp_path / "again") / "config.json").read_text())

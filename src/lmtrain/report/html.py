@@ -48,8 +48,10 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
         at = f"; validation loss {start['val_loss']:.4f} at step 0" if start else ""
         kind = origin.get("format", origin.get("kind"))  # `kind` in runs of lmtrain 0.2
         rows.append(("started from", f"{origin['path']} ({kind}; SHA-256 {sha}){at}"))
+    share = run.starts[-1].get("trained_share") if run.starts else None
+    trained = f", {share:.1%} of them trained: the assistant replies" if share is not None else ""
     rows += [
-        ("last logged step", f"{last['step']:,} ({run.tokens(last):,} training tokens)"),
+        ("last logged step", f"{last['step']:,} ({run.tokens(last):,} training tokens{trained})"),
         ("last training loss", _fmt(value(last, "loss"))),
     ]
     if run.evals:

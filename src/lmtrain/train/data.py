@@ -39,6 +39,13 @@ class TrainingData:
     """--dataset chat: the train and valid conversations, packed into rows of the run's seq_len (`train` and
     `valid` are their ids)."""
 
+    def trained_share(self) -> float | None:
+        """--dataset chat: the share of the training conversations' tokens the loss trains; None for text."""
+        if self.chat is None:
+            return None
+        train = self.sources["train"]
+        return train["trained_tokens"] / max(1, train["tokens"])
+
     def feed(self, cfg: RunConfig) -> Feed:
         """What the run's steps and evaluations compute on: packed conversations, or windows of the streams."""
         tc = cfg.train

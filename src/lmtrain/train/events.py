@@ -82,6 +82,9 @@ class Plan:
     """One device's measured peak matmul FLOP/s in the run's dtype (None when not measured)."""
     world_size: int = 1
     """Processes (devices) training together."""
+    trained_share: float | None = None
+    """--dataset chat: the share of the training split's tokens the loss trains (assistant replies and their end of
+    turn); tokens/s and MFU count every token computed. None: plain text, where every token is trained."""
     parallel: str = "single"
     """single (one process), ddp or fsdp."""
 

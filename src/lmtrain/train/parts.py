@@ -103,6 +103,7 @@ def plan_of(
         parameters=counts["total"],
         non_embedding_parameters=counts["non_embedding"],
         train_tokens=len(data.train),
+        trained_share=data.trained_share(),
         valid_tokens=len(data.valid),
         steps_per_epoch=step.sampler.steps_per_epoch,
         eval_windows=eval_windows,

@@ -24,6 +24,13 @@ from lmtrain.train.schedule import lr_at, run_schedule
 from lmtrain.train_config import TrainConfig
 
 
+def _trained_text(plan) -> str:  # noqa: ANN001 - a Plan
+    """For conversations: the share of the tokens the loss trains (tokens/s and MFU count every token computed)."""
+    if plan.trained_share is None:
+        return ""
+    return f" ({plan.trained_share:.1%} of them trained: the replies; tokens/s and MFU count every token computed)"
+
+
 def describe(event: RunStarted) -> list[str]:
     """The resolved run, printed at its start."""
     cfg, plan, tc, m = event.config, event.plan, event.config.train, event.config.model
@@ -34,8 +41,8 @@ def describe(event: RunStarted) -> list[str]:
         f"model    {cfg.preset} --arch {m.arch}: d_model={m.d_model} n_head={m.n_head} n_layer={m.n_layer} "
         f"d_ff={m.d_ff} max_seq_len={m.max_seq_len} vocab={m.vocab_size}{_padding_text(m)} dropout={m.dropout} "
         f"{_arch_text(m)} ({plan.parameters:,} parameters)",
-        f"data     {cfg.data.dataset}: train {plan.train_tokens:,} tokens, valid {plan.valid_tokens:,}; "
-        f"seq_len={cfg.seq_len}, {plan.steps_per_epoch:,} steps per epoch",
+        f"data     {cfg.data.dataset}: train {plan.train_tokens:,} tokens{_trained_text(plan)}, valid "
+        f"{plan.valid_tokens:,}; seq_len={cfg.seq_len}, {plan.steps_per_epoch:,} steps per epoch",
         f"steps    {plan.total_steps:,} ({plan.total_steps / plan.steps_per_epoch:.2f} epochs, "
         f"{plan.total_tokens:,} tokens), batch {tc.batch_size} x {cfg.seq_len} = {plan.tokens_per_step:,} "
         f"tokens/step, {_split_text(tc, plan)}",

@@ -59,6 +59,7 @@ def record(event: Event) -> dict[str, Any] | None:
                 "peak_flops": plan.peak_flops,
                 "world_size": plan.world_size,
                 "parallel": plan.parallel,
+                "trained_share": plan.trained_share,
                 "resumed_from": str(resumed) if resumed else None,
                 "changes": list(event.changes),
                 "findings": [f.to_dict() for f in event.findings],
