@@ -29,3 +29,23 @@ def chat_tokenizer(folder: Path, template: str = CHATML) -> Path:
     config = {"eos_token": "<|endoftext|>", "add_bos_token": False, "chat_template": template}
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return folder
+
+
+def chats(count: int, offset: int = 0) -> list[dict]:
+    """`count` small conversations in the messages layout, one in four with a second exchange."""
+    out = []
+    for i in range(offset, offset + count):
+        messages = [{"role": "user", "content": f"Name {i}?"}, {"role": "assistant", "content": f"I am bot {i % 5}."}]
+        if i % 4 == 0:
+            messages += [{"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Bot " * (i % 9)}]
+        out.append({"messages": messages})
+    return out
+
+
+def chat_folder(root: Path) -> tuple[Path, Path]:
+    """(data folder of train/valid/test conversations, the chat tokenizer's tokenizer.json) under `root`."""
+    tok = chat_tokenizer(root / "tok")
+    for split, records in (("train", chats(120)), ("valid", chats(12, offset=500)), ("test", chats(4, offset=900))):
+        (root / "data" / f"{split}.jsonl").parent.mkdir(exist_ok=True)
+        (root / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root / "data", tok / "tokenizer.json"

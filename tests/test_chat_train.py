@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from chat_helpers import chat_tokenizer
+from chat_helpers import chat_folder
 from conftest import read_jsonl
 from gguf_helpers import cli
 from lmtrain.config import build_run_config
@@ -27,24 +27,9 @@ MODEL = ("--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "
 MODEL += ("--vocab-size", "50304")
 
 
-def chats(count: int, offset: int = 0) -> list[dict]:
-    out = []
-    for i in range(offset, offset + count):
-        messages = [{"role": "user", "content": f"Name {i}?"}, {"role": "assistant", "content": f"I am bot {i % 5}."}]
-        if i % 4 == 0:
-            messages += [{"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Bot " * (i % 9)}]
-        out.append({"messages": messages})
-    return out
-
-
 @pytest.fixture(scope="module")
 def chat_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("chat")
-    tok = chat_tokenizer(root / "tok")
-    for split, records in (("train", chats(120)), ("valid", chats(12, offset=500)), ("test", chats(4, offset=900))):
-        (root / "data" / f"{split}.jsonl").parent.mkdir(exist_ok=True)
-        (root / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    return root / "data", tok / "tokenizer.json"
+    return chat_folder(tmp_path_factory.mktemp("chat"))
 
 
 def run_config(data: Path, tok: Path, **keys):
@@ -271,3 +256,36 @@ def test_a_model_without_a_template_learns_chatml_and_every_export_renders_it(
     prompt = theirs.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
     assert prompt["input_ids"] == ChatRenderer(tok).prompt(messages) and theirs.eos_token == "<|im_end|>"
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["eos_token_id"] == 50258
+
+
+def test_a_chat_run_resumes_exactly_after_kill_9(chat_data, tmp_path: Path) -> None:
+    """Killed (as the out-of-memory killer kills) after its first checkpoint, a run on conversations resumes from it
+    and takes the steps after it exactly as the run that was never killed: the same rows, the same losses."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import step_losses
+
+    data_dir, tok = chat_data
+    args = [*MODEL, "--dataset", "chat", "--data-dir", str(data_dir), "--tokenizer", str(tok), "--batch-size", "4"]
+    args += ["--max-steps", "10", "--save-every", "3", "--eval-every", "3", "--optimizer", "adamw", "--lr", "1e-2"]
+    args += ["--warmup", "1", "--log-every", "1", "--sample-tokens", "0", "--cache-dir", str(tmp_path / "cache")]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli("train", *args, "--out", str(whole))[0] == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmtrain", "train", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "step_0000003").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    code, _, err = cli("train", "--resume", str(killed), "--sample-tokens", "0")
+    assert code == 0, err
+    assert dict(step_losses(killed)) == dict(step_losses(whole)) and len(step_losses(whole)) == 10

@@ -539,3 +539,27 @@ def test_leaving_waits_for_a_heartbeat_that_is_inside_the_store() -> None:
     time.sleep(0.7)  # the thread's next beat is under way
     peers.stop()
     assert not peers.thread.is_alive()
+
+
+@pytest.mark.slow
+def test_two_ranks_train_on_conversations_like_one_process(tmp_path: Path) -> None:
+    """Each rank's rows hold a different number of trained tokens: the step's loss is divided by the global count
+    (reduced once), so two ranks give one process's losses, validation and weights."""
+    from chat_helpers import chat_folder
+
+    data, tok = chat_folder(tmp_path / "chat")
+    model = ["--preset", "micro", "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--max-seq-len", "64"]
+    args = [*model, "--vocab-size", "50304", "--dataset", "chat", "--data-dir", str(data), "--tokenizer", str(tok)]
+    args += [*RUN, "--batch-size", "4", "--optimizer", "adamw", "--lr", "1e-2", "--warmup", "1", "--log-every", "1"]
+    args += ["--sample-tokens", "0", "--cache-dir", str(tmp_path / "cache")]
+    in_process(["train", *args, "--micro-batch-size", "2", "--out", str(tmp_path / "one")])
+    results = finish(launch(2, ["train", *args, "--parallel", "ddp", "--out", str(tmp_path / "two")]))
+    assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
+    ours, theirs = _losses(tmp_path / "two"), _losses(tmp_path / "one")
+    assert sorted(ours) == [1, 2, 3, 4] == sorted(theirs)
+    np.testing.assert_allclose([ours[s] for s in ours], [theirs[s] for s in ours], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        list(_val_losses(tmp_path / "two").values()), list(_val_losses(tmp_path / "one").values()), atol=1e-5
+    )
+    for name, tensor in _weights(tmp_path / "one").items():
+        torch.testing.assert_close(_weights(tmp_path / "two")[name], tensor, atol=1e-5, rtol=1e-4)
