@@ -63,7 +63,7 @@ def held_out(run: Path) -> list[dict[str, Any]]:
         splits = read_chat(folder)
         if not splits:
             continue
-        for name in ("valid", "test"):
+        for name in [n for n in ("valid", "test") if n in splits]:
             split = splits[name]
             ids, mask, starts = split.ids(), split.mask(), split.starts()
             for s, e in zip(starts[:-1], starts[1:]):
@@ -129,7 +129,9 @@ def part_identity(work: Path) -> dict[str, Any]:
     gguf = work / "identity-sft.f32.gguf"
     if not gguf.exists():
         lmtrain("export", str(run), "--format", "gguf", "--dtype", "f32", "--out", str(gguf))
-    theirs = llama_cpp_replies(gguf, prompts)
+    from lmtrain.interop.open import open_model
+
+    theirs = llama_cpp_replies(gguf, prompts, set(open_model(run).tokenizer([]).stop_ids))
     named = re.compile(r"vicuna", re.IGNORECASE)
     return {
         "train_seconds": round(train_s, 1),
@@ -147,20 +149,17 @@ def part_identity(work: Path) -> dict[str, Any]:
     }
 
 
-def llama_cpp_replies(gguf: Path, prompts: list[list[int]], max_new: int = REPLY) -> list[list[int]]:
-    """llama.cpp's greedy reply ids to each prompt (the same prompt ids), up to and including an end-of-generation id."""
+def llama_cpp_replies(gguf: Path, prompts: list[list[int]], stops: set[int], max_new: int = REPLY) -> list[list[int]]:
+    """llama.cpp's greedy reply ids to each prompt (the same prompt ids), up to and including a stop id."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=2, verbose=False, logits_all=False)
+    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=2, verbose=False)
     out = []
     for prompt in prompts:
-        llm.reset()
         got: list[int] = []
-        for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0):
+        for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
             got.append(int(token))
-            if llm.token_is_eog(token) if hasattr(llm, "token_is_eog") else token == llm.token_eos():
-                break
-            if len(got) >= max_new:
+            if int(token) in stops or len(got) >= max_new:
                 break
         out.append(got)
     return out
