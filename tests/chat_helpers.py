@@ -49,3 +49,19 @@ def chat_folder(root: Path) -> tuple[Path, Path]:
         (root / "data" / f"{split}.jsonl").parent.mkdir(exist_ok=True)
         (root / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return root / "data", tok / "tokenizer.json"
+
+
+def chat_checkpoint(root: Path, cfg):  # noqa: ANN001, ANN201 - a ModelConfig; (model, tokenizer, checkpoint)
+    """A randomised model of `cfg` with the chat tokenizer, written as a checkpoint under `root`."""
+    import torch
+
+    from conftest import randomised
+    from lmtrain.checkpoint import model_state, write_checkpoint
+    from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
+    from lmtrain.model.registry import build_model, model_to_dict
+
+    tok = HFTokenizer(chat_tokenizer(root / "tok") / "tokenizer.json")
+    torch.manual_seed(0)
+    model = randomised(build_model(cfg), scale=0.3).eval()
+    config = {"model": model_to_dict(cfg), "tokenizer": tok.fingerprint()}
+    return model, tok, write_checkpoint(root / "ckpt", model_state(model), config, tokenizer=tok)

@@ -335,3 +335,16 @@ def randomised(model, scale: float = 0.05, seed: int = 0):
         for p in model.parameters():
             p.add_(scale * torch.randn(p.shape, generator=generator).to(p.dtype))
     return model.eval()
+
+
+def kill_9_once_saved(proc, checkpoint: Path, timeout_s: float = 120) -> None:
+    """Kill `proc` (a training run) with SIGKILL, as the out-of-memory killer does, once `checkpoint` is written."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not checkpoint.is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL

@@ -16,15 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from chat_helpers import chat_tokenizer
-from conftest import randomised
+from chat_helpers import chat_checkpoint
 from gguf_helpers import cli, smollm2_file
-from lmtrain.checkpoint import model_state, write_checkpoint
 from lmtrain.data.chat.render import ChatRenderer
 from lmtrain.eval.chat_session import ChatSession
 from lmtrain.eval.generate import Sampling, generate
 from lmtrain.model.config import ModernConfig
-from lmtrain.model.registry import build_model, model_to_dict
 
 pytest.importorskip("tokenizers")
 
@@ -33,14 +30,7 @@ CFG = ModernConfig(vocab_size=50304, n_layer=2, n_head=2, d_model=32, d_ff=64, m
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
-
-    root = tmp_path_factory.mktemp("chat-cli")
-    tok = HFTokenizer(chat_tokenizer(root / "tok") / "tokenizer.json")
-    torch.manual_seed(0)
-    model = randomised(build_model(CFG), scale=0.3).eval()
-    config = {"model": model_to_dict(CFG), "tokenizer": tok.fingerprint()}
-    ckpt = write_checkpoint(root / "ckpt", model_state(model), config, tokenizer=tok)
+    model, tok, ckpt = chat_checkpoint(tmp_path_factory.mktemp("chat-cli"), CFG)
     return model, ChatRenderer(tok), ckpt
 
 

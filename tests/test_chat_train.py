@@ -261,13 +261,10 @@ def test_a_model_without_a_template_learns_chatml_and_every_export_renders_it(
 def test_a_chat_run_resumes_exactly_after_kill_9(chat_data, tmp_path: Path) -> None:
     """Killed (as the out-of-memory killer kills) after its first checkpoint, a run on conversations resumes from it
     and takes the steps after it exactly as the run that was never killed: the same rows, the same losses."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
-    from conftest import step_losses
+    from conftest import kill_9_once_saved, step_losses
 
     data_dir, tok = chat_data
     args = [*MODEL, "--dataset", "chat", "--data-dir", str(data_dir), "--tokenizer", str(tok), "--batch-size", "4"]
@@ -280,12 +277,7 @@ def test_a_chat_run_resumes_exactly_after_kill_9(chat_data, tmp_path: Path) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "step_0000003").is_dir():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    kill_9_once_saved(proc, killed / "checkpoints" / "step_0000003")
     code, _, err = cli("train", "--resume", str(killed), "--sample-tokens", "0")
     assert code == 0, err
     assert dict(step_losses(killed)) == dict(step_losses(whole)) and len(step_losses(whole)) == 10

@@ -11,17 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from chat_helpers import chat_tokenizer
+from chat_helpers import chat_checkpoint
 from conftest import MODEL_VARIANTS, randomised
 from gguf_helpers import cli
-from lmtrain.checkpoint import model_state, write_checkpoint
 from lmtrain.data.chat.render import ChatRenderer
 from lmtrain.data.datasets import DataPaths
 from lmtrain.errors import DataError
 from lmtrain.eval.batch_generate import generate_batch
 from lmtrain.eval.generate import generate
 from lmtrain.model.config import ModernConfig
-from lmtrain.model.registry import build_model, model_to_dict
+from lmtrain.model.registry import build_model
 from lmtrain.tasks.answers import choice_message, final_number
 from lmtrain.tasks.evaluate import load_tasks, score_tasks
 from lmtrain.tasks.locate import TaskPaths
@@ -70,15 +69,8 @@ def test_the_answer_rules() -> None:
 
 @pytest.fixture(scope="module")
 def chat_model(tmp_path_factory: pytest.TempPathFactory):
-    from lmtrain.data.tokenizers.tokenizer_json import HFTokenizer
-
     root = tmp_path_factory.mktemp("chatcore")
-    tok = HFTokenizer(chat_tokenizer(root / "tok") / "tokenizer.json")
-    torch.manual_seed(0)
-    model = randomised(build_model(CFG), scale=0.3).eval()
-    ckpt = write_checkpoint(
-        root / "ckpt", model_state(model), {"model": model_to_dict(CFG), "tokenizer": tok.fingerprint()}, tokenizer=tok
-    )
+    model, tok, ckpt = chat_checkpoint(root, CFG)
     tasks = root / "tasks"
     tasks.mkdir()
     for name, items in (("mc", CHOICES), ("sums", SUMS)):

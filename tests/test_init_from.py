@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE, read_jsonl, step_losses
+from conftest import SAMPLE, kill_9_once_saved, read_jsonl, step_losses
 from lmtrain.cli import main
 
 pytestmark = pytest.mark.slow
@@ -142,12 +139,7 @@ def test_a_continued_run_resumes_exactly_after_kill_9(trained_modern_run: Path, 
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "step_0000003").is_dir():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    kill_9_once_saved(proc, killed / "checkpoints" / "step_0000003")
     assert main(["train", "--resume", str(killed), "--sample-tokens", "0"]) == 0
     assert dict(step_losses(killed)) == dict(step_losses(whole))  # the steps after the kill again, exactly
 
