@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -63,9 +64,14 @@ def test_a_packed_conversation_is_computed_as_it_is_alone(variant: str) -> None:
     rows = pack_rows(pieces[:, 1] - pieces[:, 0] - 1, seq_len)
     assert len(rows) < len(pieces)  # several conversations share a row
     x, y, packing = packed_batch(ids, mask, pieces, rows, seq_len=seq_len, pad_id=0)
+    assert packing.segments is not None and not packing.flex  # the CPU attends through the dense mask
+    flex = dataclasses.replace(packing, flex=True)  # a GPU's way: FlexAttention's block mask (forward only here)
     with torch.no_grad():
         packed = model.token_losses(model.hidden(x, packing=packing), y).nll  # (B, T)
         _, summed = model(x, y, packing=packing, reduction="sum")
+        with warnings.catch_warnings():  # eager FlexAttention (the CPU's) says it is unfused: here only to check it
+            warnings.simplefilter("ignore", UserWarning)
+            _, through_flex = model(x, y, packing=flex, reduction="sum")
         expected = 0.0
         for start, end in pieces:
             alone_x = torch.from_numpy(ids[start : end - 1]).long()[None]
@@ -74,6 +80,7 @@ def test_a_packed_conversation_is_computed_as_it_is_alone(variant: str) -> None:
     assert int((y != -100).sum()) == int(sum(mask[s + 1 : e].sum() for s, e in pieces))
     torch.testing.assert_close(packed.sum().double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(summed.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(through_flex, summed, rtol=1e-5, atol=1e-4)
 
 
 def test_a_long_conversation_is_refused_or_split_never_cropped() -> None:

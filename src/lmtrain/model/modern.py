@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from lmtrain.model.base import CausalLM
 from lmtrain.model.config import LossImpl, ModernConfig
 from lmtrain.model.kv_cache import KVCache
-from lmtrain.model.packing import Packing
+from lmtrain.model.packing import Packing, flex_attend
 from lmtrain.model.rope import inv_frequencies, rotary, rotate
 
 
@@ -50,14 +50,18 @@ class Attention(nn.Module):
         q = rotate(q.transpose(1, 2), *rope)  # (B, nh, T, hs)
         k = rotate(k.transpose(1, 2), *rope)  # (B, nkv, T, hs)
         mask, causal = None, True
-        if cache is not None:
-            k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
-        if packing is not None:  # with a cache too: rows of different lengths decoded together
-            mask, causal = packing.attention()  # (B, 1, T, start+T)
         dropout_p = self.attn_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=self.n_kv != self.n_head
-        )  # (B, nh, T, hs)
+        gqa = self.n_kv != self.n_head
+        if cache is None and packing is not None and packing.uses_flex(dropout_p):
+            y = flex_attend(q, k, v, packing, enable_gqa=gqa)  # (B, nh, T, hs)
+        else:
+            if cache is not None:
+                k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
+            if packing is not None:  # with a cache too: rows of different lengths decoded together
+                mask, causal = packing.attention()  # (B, 1, T, start+T)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=gqa
+            )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * hs)  # (B, T, nh*hs)
         return self.resid_dropout(self.proj(y))
 
