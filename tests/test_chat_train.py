@@ -161,6 +161,9 @@ def test_plain_text_given_as_conversations_is_refused(tmp_path: Path, chat_data)
     (tmp_path / "text" / "train.txt").write_text("Just text.\n" * 50)
     code, _, err = one_step(tmp_path / "text", tok, tmp_path, "--dataset", "chat")
     assert code == 2 and "is plain text, not conversations; train on it with --dataset text" in err, err
+    code, _, err = one_step(chat_data[0], tok, tmp_path, "--dataset", "text")  # and conversations as text
+    assert code == 2 and "(its fields: messages); these are conversations: train on them with --dataset chat" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_doctor_reports_how_conversations_are_packed_and_trained(chat_data, tmp_path: Path) -> None:

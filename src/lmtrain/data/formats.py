@@ -140,13 +140,24 @@ def text_documents(data: bytes, *, kind: Documents, where: str, first_line: int,
         position = end
 
 
+CONVERSATION_FIELDS = ("messages", "conversations", "prompt")
+"""Fields of the conversation layouts (`data/chat/conversations.py`): a text corpus holding them is conversations."""
+
+
+def missing_field_hint(names: list[str]) -> str:
+    """How to go on when the text field is missing: --dataset chat for conversations, else --text-field."""
+    if any(name in names for name in CONVERSATION_FIELDS):
+        return "these are conversations: train on them with --dataset chat"
+    return "pass --text-field NAME"
+
+
 def record_text(record: object, field: str, where: str) -> str:
     """The `field` of a JSON record, which must be a string."""
     if not isinstance(record, dict):
         raise DataError(f"{where} is a JSON {type(record).__name__}, not an object with a {field!r} field")
     if field not in record:
         keys = ", ".join(list(record)[:8]) or "none"
-        raise DataError(f"{where} has no {field!r} field (its fields: {keys}); pass --text-field NAME")
+        raise DataError(f"{where} has no {field!r} field (its fields: {keys}); {missing_field_hint(list(record))}")
     value = record[field]
     if not isinstance(value, str):
         raise DataError(f"{where}: field {field!r} is a {type(value).__name__}, not a string")
@@ -205,7 +216,8 @@ def parquet_file(path: Path, field: str):  # -> pyarrow.parquet.ParquetFile
     handle = open_parquet(path)
     names = handle.schema_arrow.names
     if field not in names:
-        raise DataError(f"{path} has no column {field!r} (its columns: {', '.join(names[:8])}); pass --text-field NAME")
+        hint = missing_field_hint(names)
+        raise DataError(f"{path} has no column {field!r} (its columns: {', '.join(names[:8])}); {hint}")
     return handle
 
 

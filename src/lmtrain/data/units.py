@@ -22,6 +22,7 @@ from lmtrain.data.formats import (
     Document,
     json_documents,
     last_cut,
+    missing_field_hint,
     open_binary,
     parquet_documents,
     parquet_file,
@@ -72,9 +73,8 @@ def _dataset_units(file: CorpusFile, field_name: str, block_bytes: int, start: i
     ds = _dataset(str(file.path), file.member)
     if field_name not in ds.column_names:
         names = ", ".join(ds.column_names[:8])
-        raise DataError(
-            f"{file.describe()} has no column {field_name!r} (its columns: {names}); pass --text-field NAME"
-        )
+        hint = missing_field_hint(ds.column_names)
+        raise DataError(f"{file.describe()} has no column {field_name!r} (its columns: {names}); {hint}")
     rows = len(ds)
     size = sum(Path(f["filename"]).stat().st_size for f in ds.cache_files) or rows
     per_unit = max(1, int(rows * block_bytes / max(size, 1)))
