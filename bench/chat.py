@@ -177,7 +177,7 @@ def part_generation(work: Path) -> dict[str, Any]:
 
     opened = open_model(MODEL)
     model, tokenizer = opened.model(torch.device("cpu")), opened.tokenizer([])
-    items = [json.loads(line) for line in (GSM8K / "test.jsonl").read_text().splitlines()[:32]]
+    items = [json.loads(line) for line in (GSM8K / "test.jsonl").read_text().splitlines()[:16]]
     prompts = chat_prompts(ChatRenderer(tokenizer), chat_table().tasks["gsm8k"], items, model.config.max_seq_len)
     stops, new = tokenizer.stop_ids, 256
     t0 = time.perf_counter()
