@@ -115,7 +115,9 @@ def test_a_run_on_conversations_learns_and_validates_on_held_out_ones(chat_data,
     mask = np.asarray(data.chat[0].mask, dtype=bool)
     share = records[0]["trained_share"]
     assert records[0]["event"] == "start" and share == pytest.approx(mask.sum() / mask.size) and 0.1 < share < 0.9
-    assert cli("report", str(out))[0] == 0 and f"{share:.1%} of them trained" in (out / "report.html").read_text()
+    assert cli("report", str(out))[0] == 0
+    page = (out / "report.html").read_text()
+    assert f"{share:.1%} of them trained" in page and "validation loss (held-out conversations, their replies" in page
 
 
 def one_step(data_dir: Path, tok: Path, tmp_path: Path, *extra: str) -> tuple[int, str, str]:

@@ -54,8 +54,9 @@ def summary_rows(run: RunData) -> list[tuple[str, str]]:
         ("last logged step", f"{last['step']:,} ({run.tokens(last):,} training tokens{trained})"),
         ("last training loss", _fmt(value(last, "loss"))),
     ]
+    held = " (held-out conversations, their replies' tokens)" if share is not None else ""
     if run.evals:
-        rows.append(("last validation loss", _fmt(value(run.evals[-1], "val_loss"))))
+        rows.append((f"last validation loss{held}", _fmt(value(run.evals[-1], "val_loss"))))
     if best is not None:
         ppl = ppl_text(best["val_loss"])
         rows.append(("best validation loss", f"{best['val_loss']:.4f} (perplexity {ppl}) at step {best['step']:,}"))
