@@ -10,12 +10,12 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from lmtrain.model.attention import attend
 from lmtrain.model.base import CausalLM
 from lmtrain.model.config import GPTConfig, LossImpl
 from lmtrain.model.kv_cache import KVCache
-from lmtrain.model.packing import Packing, flex_attend
+from lmtrain.model.packing import Packing
 
 __all__ = ["GPT", "GPTConfig"]
 
@@ -38,16 +38,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        mask, causal = None, True
         dropout_p = self.attn_dropout if self.training else 0.0
-        if cache is None and packing is not None and packing.uses_flex(dropout_p):
-            y = flex_attend(q, k, v, packing, enable_gqa=False)  # (B, nh, T, hs)
-        else:
-            if cache is not None:
-                k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
-            if packing is not None:  # with a cache too: rows of different lengths decoded together
-                mask, causal = packing.attention()  # (B, 1, T, start+T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+        y = attend(q, k, v, layer=self.layer_idx, cache=cache, packing=packing, dropout_p=dropout_p, enable_gqa=False)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmtrain.model.attention import attend
 from lmtrain.model.base import CausalLM
 from lmtrain.model.config import LossImpl, ModernConfig
 from lmtrain.model.kv_cache import KVCache
-from lmtrain.model.packing import Packing, flex_attend
+from lmtrain.model.packing import Packing
 from lmtrain.model.rope import inv_frequencies, rotary, rotate
 
 
@@ -49,19 +50,9 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = rotate(q.transpose(1, 2), *rope)  # (B, nh, T, hs)
         k = rotate(k.transpose(1, 2), *rope)  # (B, nkv, T, hs)
-        mask, causal = None, True
         dropout_p = self.attn_dropout if self.training else 0.0
         gqa = self.n_kv != self.n_head
-        if cache is None and packing is not None and packing.uses_flex(dropout_p):
-            y = flex_attend(q, k, v, packing, enable_gqa=gqa)  # (B, nh, T, hs)
-        else:
-            if cache is not None:
-                k, v, mask, causal = cache.attend(self.layer_idx, q, k, v)  # keys and values: (B, nkv, start+T, hs)
-            if packing is not None:  # with a cache too: rows of different lengths decoded together
-                mask, causal = packing.attention()  # (B, 1, T, start+T)
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, enable_gqa=gqa
-            )  # (B, nh, T, hs)
+        y = attend(q, k, v, layer=self.layer_idx, cache=cache, packing=packing, dropout_p=dropout_p, enable_gqa=gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * hs)  # (B, T, nh*hs)
         return self.resid_dropout(self.proj(y))
 
