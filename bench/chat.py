@@ -5,6 +5,8 @@ JSON to WORK/parts/ and is skipped when that file exists; `collect` gathers them
               (10% held out): greedy replies to the held-out questions before and after, the held-out assistant loss,
               ChatCORE before and after (ARC-Easy and -Challenge 200 items each, GSM8K 100), and the fine-tuned
               model exported to GGUF (f32) and run in llama.cpp on the same prompts (same reply ids?)
+  identity_answers  every held-out reply of `identity` before and after: how many name the new identity where the
+              reference does
   generation  GSM8K replies decoded together with one KV cache (16 a batch) against one prompt at a time: items/s
   gsm8k       a short SFT of SmolLM2 on GSM8K's train set: test accuracy (100 items) before and after
   scratch     the modern `tiny` pretrained on the sample, then fine-tuned on the identity conversations with ChatML
@@ -149,6 +151,28 @@ def part_identity(work: Path) -> dict[str, Any]:
     }
 
 
+def part_identity_answers(work: Path) -> dict[str, Any]:
+    """Every held-out reply of `identity` before and after, and how many name the new identity (Vicuna or LMSYS)
+    where the held-out reference does."""
+    run = work / "identity-run"
+    cases = held_out(run)
+    prompts = [c["prompt"] for c in cases]
+    before, after = replies(MODEL, prompts), replies(run, prompts)
+    named = re.compile(r"vicuna|lmsys", re.IGNORECASE)
+    asked = [i for i, c in enumerate(cases) if named.search(c["reference"])]
+    return {
+        "held_out_conversations": len(cases),
+        "reference_names_identity": len(asked),
+        "named_before": sum(bool(named.search(before[i]["text"])) for i in asked),
+        "named_after": sum(bool(named.search(after[i]["text"])) for i in asked),
+        "ended_turn_after": sum(a["ended_turn"] for a in after),
+        "cases": [
+            {"reference": c["reference"], "before": b["text"], "after": a["text"]}
+            for c, b, a in zip(cases, before, after)
+        ],
+    }
+
+
 def llama_cpp_replies(gguf: Path, prompts: list[list[int]], stops: set[int], max_new: int = REPLY) -> list[list[int]]:
     """llama.cpp's greedy reply ids to each prompt (the same prompt ids), up to and including a stop id."""
     from llama_cpp import Llama
@@ -268,6 +292,7 @@ def part_docmask(work: Path) -> dict[str, Any]:
 PARTS = {
     "generation": part_generation,
     "identity": part_identity,
+    "identity_answers": part_identity_answers,
     "scratch": part_scratch,
     "gsm8k": part_gsm8k,
     "docmask": part_docmask,
