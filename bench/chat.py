@@ -251,7 +251,7 @@ def part_gsm8k(work: Path) -> dict[str, Any]:
 def part_scratch(work: Path) -> dict[str, Any]:
     pre = work / "scratch-pretrain"
     if not (pre / "checkpoints" / "latest").exists():
-        flags = "train --preset tiny --dataset sample --max-steps 300 --batch-size 16 --seq-len 256 --eval-every 0"
+        flags = "train --preset tiny --dataset sample --max-steps 120 --batch-size 8 --seq-len 256 --eval-every 0"
         flags += f" --save-every 0 --sample-tokens 0 --out {pre} --cache-dir {work / 'scratch-cache'}"
         lmtrain(*flags.split(), log=work / "scratch-pretrain.log")
     data = work / "identity-data"
@@ -280,8 +280,8 @@ def part_docmask(work: Path) -> dict[str, Any]:
         for seed in (1, 2):
             run = work / f"docmask{mask[1:].replace('-', '')}-{seed}"
             if not (run / "metrics.jsonl").exists() or "end" not in (run / "metrics.jsonl").read_text():
-                flags = f"train --preset tiny --dataset sample --max-steps 300 --batch-size 16 --seq-len 256 {mask}"
-                flags += f" --seed {seed} --eval-every 300 --save-every 0 --sample-tokens 0 --out {run}"
+                flags = f"train --preset tiny --dataset sample --max-steps 60 --batch-size 8 --seq-len 256 {mask}"
+                flags += f" --seed {seed} --eval-every 60 --save-every 0 --sample-tokens 0 --out {run}"
                 lmtrain(*flags.split(), "--cache-dir", str(work / "scratch-cache"), log=work / f"{run.name}.log")
             evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
             result.setdefault(mask, {})[seed] = [e["val_loss"] for e in evals if e["event"] == "eval"][-1]
@@ -294,8 +294,8 @@ PARTS = {
     "identity": part_identity,
     "identity_answers": part_identity_answers,
     "scratch": part_scratch,
-    "gsm8k": part_gsm8k,
     "docmask": part_docmask,
+    "gsm8k": part_gsm8k,
 }
 
 
