@@ -147,6 +147,7 @@ def one_step(data_dir: Path, tok: Path, tmp_path: Path, *extra: str) -> tuple[in
         (("--dataset", "chat", "--chat-fields", "user=q"), "needs both user=FIELD and assistant=FIELD"),
         (("--dataset", "chat", "--chat-template", "missing.jinja"), "--chat-template"),
         (("--dataset", "chat", "--max-seq-len", "16"), "longer than --seq-len 16 + 1"),
+        (("--dataset", "chat", "--tokenizer", "gpt2"), "has no chat template; give one with --chat-template FILE, or"),
     ],
 )
 def test_chat_mistakes_are_one_line_errors(chat_data, extra: tuple[str, ...], says: str, tmp_path: Path) -> None:
