@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -301,19 +300,11 @@ PARTS = {
 
 
 def collect(work: Path) -> None:
-    import torch
+    from lmtrain.bench import provenance
+    from lmtrain.bench.parts import collected
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    result = {name: json.loads((work / "parts" / f"{name}.json").read_text()) for name in PARTS}
-    result["provenance"] = {
-        "command": "python bench/chat.py all",
-        "commit": commit,
-        "torch": torch.__version__,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
-    }
     out = REPO / "bench" / "results" / "chat-cpu-2core.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps({"bench": "chat", **collected(PARTS, work), "provenance": provenance()}, indent=2) + "\n")
     print(f"wrote {out}")
 
 
@@ -322,17 +313,10 @@ def main() -> None:
     parser.add_argument("parts", nargs="+", choices=[*PARTS, "all", "collect"])
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-chat")
     args = parser.parse_args()
-    (args.work / "parts").mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO / "src"))
-    names = list(PARTS) if "all" in args.parts else [p for p in args.parts if p != "collect"]
-    for name in names:
-        done = args.work / "parts" / f"{name}.json"
-        if done.exists():
-            continue
-        t0 = time.perf_counter()
-        result = PARTS[name](args.work) | {"seconds": round(time.perf_counter() - t0, 1)}
-        done.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{name}: {json.dumps(result)[:400]}", flush=True)
+    from lmtrain.bench.parts import run_parts
+
+    run_parts(PARTS, list(PARTS) if "all" in args.parts else [p for p in args.parts if p != "collect"], args.work)
     if "collect" in args.parts or "all" in args.parts:
         collect(args.work)
 

@@ -283,12 +283,9 @@ PARTS = {
 
 def collect(work: Path, out: Path) -> None:
     from lmtrain.bench import provenance
+    from lmtrain.bench.parts import collected
 
-    found = {
-        name: json.loads((work / "parts" / f"{name}.json").read_text())
-        for name in PARTS
-        if (work / "parts" / f"{name}.json").is_file()
-    }
+    found = collected(PARTS, work)
     out.write_text(
         json.dumps({"bench": "smollm2", "model": str(MODEL.name), **found, "provenance": provenance()}, indent=2) + "\n"
     )
@@ -301,15 +298,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "smollm2-cpu-2core.json")
     args = parser.parse_args()
     os.environ.setdefault("LMTRAIN_DATA_DIR", str(DATA))
-    (args.work / "parts").mkdir(parents=True, exist_ok=True)
-    for name in PARTS if "all" in args.parts else [p for p in args.parts if p in PARTS]:
-        path = args.work / "parts" / f"{name}.json"
-        if path.is_file():
-            continue
-        t0 = time.perf_counter()
-        result = PARTS[name](args.work) | {"part_seconds": round(time.perf_counter() - t0, 1)}
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{name}: {json.dumps(result)[:400]}", flush=True)
+    from lmtrain.bench.parts import run_parts
+
+    run_parts(PARTS, PARTS if "all" in args.parts else [p for p in args.parts if p in PARTS], args.work)
     if "collect" in args.parts or "all" in args.parts:
         collect(args.work, args.out)
 
