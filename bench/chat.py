@@ -238,6 +238,9 @@ def part_gsm8k(work: Path) -> dict[str, Any]:
     run = work / "gsm8k-run"
     if not (run / "checkpoints" / "latest").exists():
         rows = SFT.replace("--seq-len 512 --batch-size 8", "--seq-len 1024 --batch-size 4")  # 6 solutions pass 513
+        rows = rows.replace("--valid-fraction 0.1", "--valid-fraction 0.02").replace(
+            "--eval-every 10", "--eval-every 20"
+        )
         flags = f"train --init-from {MODEL} --dataset chat --data-dir {data} --max-steps 20 {rows} --out {run}"
         flags += " --chat-fields user=question,assistant=answer"
         lmtrain(*flags.split(), "--cache-dir", str(work / "gsm8k-cache"), log=work / "gsm8k-train.log")
