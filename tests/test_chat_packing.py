@@ -158,3 +158,16 @@ def test_a_run_trains_with_doc_mask(tmp_path) -> None:
     assert all(np.isfinite(r["loss"]) for r in records if r["event"] == "step")
     assert np.isfinite(next(r["val_loss"] for r in records if r["event"] == "eval"))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["doc_mask"] is True
+
+
+def test_validation_rows_are_capped_evenly_over_the_held_out_conversations() -> None:
+    from lmtrain.train.feed import ChatFeed
+
+    class Split:  # the one thing ChatFeed reads of a packed split for this: its rows
+        def __init__(self, n: int) -> None:
+            self.rows, self.seq_len = [[i] for i in range(n)], 32
+
+    every = ChatFeed(Split(8), Split(10), batch_size=2, seed=0, pad_id=0)
+    capped = ChatFeed(Split(8), Split(10), batch_size=2, seed=0, pad_id=0, eval_rows=4)
+    assert every.val_rows.tolist() == list(range(10)) and every.eval_windows == 10
+    assert capped.val_rows.tolist() == [0, 3, 6, 9] and capped.eval_windows == 4  # not the 4 longest-first rows

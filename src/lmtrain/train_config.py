@@ -140,7 +140,8 @@ class EvalConfig:
     )
     windows: int = option(
         1000,
-        "Validation windows of seq_len tokens per evaluation, always the first ones of the split; 0: all of them.",
+        "Validation windows of seq_len tokens per evaluation, always the first ones of the split (--dataset chat: "
+        "packed rows of held-out conversations, evenly spread over them); 0: all of them.",
         key="eval_windows",
     )
     tasks: str | None = option(

@@ -51,7 +51,13 @@ class TrainingData:
         tc = cfg.train
         if self.chat is not None:
             assert self.chat[0].seq_len == cfg.seq_len, "conversations packed for another seq_len"
-            return ChatFeed(*self.chat, batch_size=tc.batch_size, seed=tc.seed, pad_id=self.tokenizer.eot_id)
+            return ChatFeed(
+                *self.chat,
+                batch_size=tc.batch_size,
+                seed=tc.seed,
+                pad_id=self.tokenizer.eot_id,
+                eval_rows=tc.evaluation.windows,
+            )
         return TextFeed(
             self.train,
             self.valid,

@@ -118,10 +118,17 @@ class PackedSplit:
 class ChatFeed:
     """Packed conversations, assistant tokens trained (`--dataset chat`)."""
 
-    def __init__(self, train: PackedSplit, valid: PackedSplit, *, batch_size: int, seed: int, pad_id: int) -> None:
+    def __init__(
+        self, train: PackedSplit, valid: PackedSplit, *, batch_size: int, seed: int, pad_id: int, eval_rows: int = 0
+    ) -> None:
+        """`eval_rows`: validate on that many packed rows of the held-out conversations, evenly spread over them (the
+        rows are packed longest first: the first ones alone would hold the longest conversations); 0: every row."""
         self.seq_len, self.pad_id = train.seq_len, pad_id
         self.train, self.valid = train, valid
         self.sampler = ChatSampler(len(self.train.rows), batch_size, seed)
+        count = len(valid.rows)
+        chosen = min(count, eval_rows) if eval_rows else count
+        self.val_rows = np.unique(np.linspace(0, count - 1, chosen).round().astype(np.int64)) if count else np.empty(0)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -129,8 +136,8 @@ class ChatFeed:
 
     @property
     def eval_windows(self) -> int:
-        """The validation rows (every held-out conversation, packed)."""
-        return len(self.valid.rows)
+        """The validation rows (of the held-out conversations, packed) each evaluation scores."""
+        return len(self.val_rows)
 
     def epoch_of(self, step: int) -> float:
         return self.sampler.epoch_of(step)
@@ -150,7 +157,7 @@ class ChatFeed:
         return StepBatches(batches, max(count, 1) / world.world_size)
 
     def val_batches(self, *, world: World, micro: int, device: torch.device) -> Iterator[Batch]:
-        rows = np.arange(len(self.valid.rows))
+        rows = self.val_rows
         yield from _shares(len(rows), world, micro, lambda idx: self._batch(self.valid, rows[idx], device))
 
 
