@@ -218,6 +218,7 @@ def test_prepare_sends_conversations_to_train(chat_data, tmp_path: Path) -> None
     assert not cache.exists()
 
 
+@pytest.mark.slow
 def test_a_model_without_a_template_learns_chatml_and_every_export_renders_it(
     trained_modern_run: Path, chat_data, tmp_path: Path
 ) -> None:
@@ -264,6 +265,7 @@ def test_a_model_without_a_template_learns_chatml_and_every_export_renders_it(
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["eos_token_id"] == 50258
 
 
+@pytest.mark.slow
 def test_a_chat_run_resumes_exactly_after_kill_9(chat_data, tmp_path: Path) -> None:
     """Killed (as the out-of-memory killer kills) after its first checkpoint, a run on conversations resumes from it
     and takes the steps after it exactly as the run that was never killed: the same rows, the same losses."""
