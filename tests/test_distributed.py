@@ -542,7 +542,8 @@ def test_leaving_waits_for_a_heartbeat_that_is_inside_the_store() -> None:
 
 
 @pytest.mark.slow
-def test_two_ranks_train_on_conversations_like_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_ranks_train_on_conversations_like_one_process(parallel: str, tmp_path: Path) -> None:
     """Each rank's rows hold a different number of trained tokens: the step's loss is divided by the global count
     (reduced once), so two ranks give one process's losses, validation and weights."""
     from chat_helpers import chat_folder
@@ -553,7 +554,7 @@ def test_two_ranks_train_on_conversations_like_one_process(tmp_path: Path) -> No
     args += [*RUN, "--batch-size", "4", "--optimizer", "adamw", "--lr", "1e-2", "--warmup", "1", "--log-every", "1"]
     args += ["--sample-tokens", "0", "--cache-dir", str(tmp_path / "cache")]
     in_process(["train", *args, "--micro-batch-size", "2", "--out", str(tmp_path / "one")])
-    results = finish(launch(2, ["train", *args, "--parallel", "ddp", "--out", str(tmp_path / "two")]))
+    results = finish(launch(2, ["train", *args, "--parallel", parallel, "--out", str(tmp_path / "two")]))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
     ours, theirs = _losses(tmp_path / "two"), _losses(tmp_path / "one")
     assert sorted(ours) == [1, 2, 3, 4] == sorted(theirs)
