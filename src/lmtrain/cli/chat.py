@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from lmtrain.cli.common import add_data_options, add_inference_options, check_sampling, inference_model
-from lmtrain.data.chat import CHATML_NAME
-from lmtrain.errors import ConfigError, DataError
+from lmtrain.errors import DataError
 
 ABOUT = """`lmtrain chat`: talk with a model (a run or checkpoint folder, a transformers folder or a GGUF file) through its
 own chat template, several turns, the KV cache kept across them, each reply streamed as it is sampled.
@@ -42,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--chat-template",
         metavar="FILE|chatml",
-        help="a file holding the Jinja chat template, or chatml for a model with ChatML's tokens (default: the model's)",
+        help="a file holding the Jinja chat template, or chatml for a model with ChatML's tokens (default: the "
+        "model's)",
     )
     p.add_argument("--max-new-tokens", type=int, default=512, help="tokens a reply has at most (default 512)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 is greedy (default 0.7)")
@@ -57,14 +57,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lmtrain.data.chat.render import ChatRenderer
-    from lmtrain.data.chat.tokenizer import chat_tokenizer
+    from lmtrain.data.chat.tokenizer import chat_tokenizer, check_template_choice
     from lmtrain.eval.chat_session import ChatSession
     from lmtrain.eval.generate import Sampling
     from lmtrain.runtime import autocast, select_dtype
 
     check_sampling(args)
-    if args.chat_template not in (None, CHATML_NAME) and not Path(args.chat_template).is_file():
-        raise ConfigError(f"--chat-template {args.chat_template}: no such file; give a Jinja template file, or chatml")
+    check_template_choice(args.chat_template)  # before the model is read
     model, tokenizer, device = inference_model(args)
     renderer = ChatRenderer(chat_tokenizer(tokenizer, args.chat_template, may_add=False))
     generator = torch.Generator(device=device).manual_seed(args.seed)

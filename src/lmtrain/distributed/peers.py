@@ -34,8 +34,8 @@ SILENT_BEATS = 3
 """A rank whose counter did not move over this many beats stopped answering."""
 STOP_WAIT_S = 60.0
 """How long `stop` waits for a beat under way to return from the store. The thread must not be inside a store call
-when the interpreter shuts down: Python 3.11 ends such a daemon thread with a forced unwind through torch's C++ frames,
-which aborts the process ("terminate called without an active exception"); a beat on a loaded machine can take
+when the interpreter shuts down: Python 3.11 ends such a daemon thread with a forced unwind through torch's C++
+frames, which aborts the process ("terminate called without an active exception"); a beat on a loaded machine can take
 longer than one second. A store whose host is gone fails its calls at once, so the wait is short but for a hung store."""
 
 

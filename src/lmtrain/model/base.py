@@ -1,8 +1,8 @@
 """The protocol every architecture meets: `CausalLM`, the base of each model module.
 
 An architecture implements `hidden` (token ids to final hidden states), `blocks` (the modules FSDP2 shards),
-`output_weight` (the matrix the fused loss multiplies by) and `token_embedding`. Everything the rest of lmtrain needs is derived from
-those here, once: logits, the loss, the evaluation sums, the loss of every position, the KV cache and the parameters
+`output_weight` (the matrix the fused loss multiplies by) and `token_embedding`. Everything the rest of lmtrain needs
+is derived from those here, once: logits, the loss, the evaluation sums, the loss of every position, the KV cache and the parameters
 grouped by role.
 """
 

@@ -4,8 +4,9 @@ template (`ChatRenderer.prompt`, what `chat` asks), its reply scored.
 - chat_choice: the prompts of a batch are right-padded (a causal model's last real position sees no padding) and run
   once; the choice is the letter whose token has the highest logit at the reply's first position among the item's
   letters (the first of equal ones). A letter that is not one token of the vocabulary is a DataError.
-- chat_answer: greedy replies of up to the task's `reply_tokens`, the prompts of similar length decoded together with one KV
-  cache (`eval/batch_generate.py`); right when the reply's final number equals the answer's (`answers.py`).
+- chat_answer: greedy replies of up to the task's `reply_tokens`, the prompts of similar length decoded together
+  with one KV cache (`eval/batch_generate.py`); right when the reply's final number equals the answer's
+  (`answers.py`).
 """
 
 from __future__ import annotations

@@ -30,12 +30,20 @@ CHATML = (
 NEEDS_TEMPLATE = "give one with --chat-template FILE, or --chat-template chatml to add ChatML's tokens and template"
 
 
+def check_template_choice(choice: str | None) -> None:
+    """A ConfigError for a --chat-template that is neither chatml nor an existing file (before any model is read)."""
+    if choice not in (None, CHATML_NAME) and not Path(choice).is_file():
+        raise ConfigError(
+            f"--chat-template {choice}: no such file; give a file holding a Jinja chat template, or {CHATML_NAME}"
+        )
+
+
 def chat_tokenizer(tokenizer: Tokenizer, choice: str | None, *, may_add: bool = True) -> Tokenizer:
-    """`tokenizer` with the chat template `choice` names (None: its own; "chatml"; else a Jinja file's path); ChatML's
-    tokens are added where it lacks them only when `may_add` (training; a trained model cannot use new ids)."""
+    """`tokenizer` with the chat template `choice` names (None: its own, which `ChatRenderer` requires; "chatml"; else
+    a Jinja file's path); ChatML's tokens are added where it lacks them only when `may_add` (training; a trained model
+    cannot use new ids)."""
+    check_template_choice(choice)
     if choice is None:
-        if tokenizer.chat_template is None:
-            raise DataError(f"{tokenizer.describe()} has no chat template; {NEEDS_TEMPLATE}")
         return tokenizer
     if choice == CHATML_NAME:
         if all(tokenizer.special_id(t) is not None for t in CHATML_TOKENS):
@@ -46,13 +54,8 @@ def chat_tokenizer(tokenizer: Tokenizer, choice: str | None, *, may_add: bool = 
                 f"--dataset chat --chat-template {CHATML_NAME} first (which adds them), or give a template FILE"
             )
         return add_chatml(tokenizer)
-    path = Path(choice)
-    if not path.is_file():
-        raise ConfigError(
-            f"--chat-template {choice}: no such file; give a file holding a Jinja chat template, or chatml"
-        )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = Path(choice).read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"--chat-template {choice}: not a readable UTF-8 file ({exc})") from None
     return with_template(tokenizer, text)

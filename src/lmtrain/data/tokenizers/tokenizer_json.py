@@ -57,6 +57,8 @@ class HFTokenizer(Tokenizer):
         except Exception as exc:  # the Rust side raises plain Exceptions
             raise DataError(f"{self.path} is not a tokenizers tokenizer.json ({str(exc)[:120]})") from None
         self._tok.encode_special_tokens = True  # "<|endoftext|>" inside a document is text, never the id
+        added = self._spec.get("added_tokens") or []
+        self._specials = {t["content"]: t["id"] for t in added if t.get("special")}
         vocab = self._tok.get_vocab(with_added_tokens=True)
         self.vocab_size = max(vocab.values()) + 1
         named_eos = _config_token(self._config, "eos_token")
@@ -107,14 +109,10 @@ class HFTokenizer(Tokenizer):
 
     def with_config(self, **keys: Any) -> HFTokenizer:
         """This tokenizer with tokenizer_config.json's `keys` replaced (a chat template); the ids are unchanged."""
-        copy = object.__new__(type(self))
-        copy.path = self.path
-        copy._load(self._raw, {**self._config, **keys})
-        return copy
+        return _restored(type(self), self.path, self._raw, {**self._config, **keys})
 
     def special_id(self, text: str) -> int | None:
-        specials = {t["content"]: t["id"] for t in self._spec.get("added_tokens") or [] if t.get("special")}
-        return specials.get(text)
+        return self._specials.get(text)
 
     def encode_array(self, text: str) -> np.ndarray:
         if self._fast is not None:
@@ -198,7 +196,7 @@ class HFTokenizer(Tokenizer):
         merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
         return BPEVocab(
             tokens=tokens,
-            special=frozenset(t["id"] for t in added if t.get("special")),
+            special=frozenset(self._specials.values()),
             user_defined=frozenset(t["id"] for t in added if not t.get("special")),
             merges=merges,
             pre=style.name,
