@@ -174,18 +174,10 @@ def part_identity_answers(work: Path) -> dict[str, Any]:
 
 def llama_cpp_replies(gguf: Path, prompts: list[list[int]], stops: set[int], max_new: int = REPLY) -> list[list[int]]:
     """llama.cpp's greedy reply ids to each prompt (the same prompt ids), up to and including a stop id."""
-    from llama_cpp import Llama
+    from lmtrain.bench.llama_cpp import greedy, llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=2, verbose=False)
-    out = []
-    for prompt in prompts:
-        got: list[int] = []
-        for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
-            got.append(int(token))
-            if int(token) in stops or len(got) >= max_new:
-                break
-        out.append(got)
-    return out
+    with llama(gguf, n_ctx=1024, threads=2) as ref:
+        return [greedy(ref, prompt, max_new, stop_ids=stops)[len(prompt) :] for prompt in prompts]
 
 
 def part_generation(work: Path) -> dict[str, Any]:
@@ -195,7 +187,7 @@ def part_generation(work: Path) -> dict[str, Any]:
     from lmtrain.eval.batch_generate import generate_batch
     from lmtrain.eval.generate import generate
     from lmtrain.interop.open import open_model
-    from lmtrain.tasks.chat import chat_prompts
+    from lmtrain.tasks.chat import by_length, chat_prompts
     from lmtrain.tasks.spec import chat_table
 
     opened = open_model(MODEL)
@@ -204,10 +196,8 @@ def part_generation(work: Path) -> dict[str, Any]:
     prompts = chat_prompts(ChatRenderer(tokenizer), chat_table().tasks["gsm8k"], items, model.config.max_seq_len)
     stops, new = tokenizer.stop_ids, 256
     t0 = time.perf_counter()
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     batched: dict[int, list[int]] = {}
-    for k in range(0, len(order), 16):
-        chunk = order[k : k + 16]
+    for chunk in by_length(prompts, 16):  # as ChatCORE batches them
         for i, reply in zip(chunk, generate_batch(model, [prompts[i] for i in chunk], new, stop_ids=stops)):
             batched[i] = reply
     batched_s = time.perf_counter() - t0

@@ -52,6 +52,8 @@ def test_llama_cpp_tokenizes_computes_and_decodes_as_lmtrain(
         prompt = ids[:16]
         expected = generate(model, torch.tensor([prompt]), 32, temperature=0)[0].tolist()
         assert greedy(ref, prompt, 32) == expected
+        stop = expected[len(prompt) + 5]  # a reply ends after the first stop id it decodes
+        assert greedy(ref, prompt, 32, stop_ids={stop}) == expected[: expected.index(stop, len(prompt)) + 1]
 
 
 @pytest.mark.parametrize("variant", ["gpt2", "modern-swiglu", "qkv-bias", "llama3-scaling", "padded-vocab"])

@@ -104,24 +104,8 @@ def test_export_of_a_continued_run_keeps_the_released_keys(trained_modern_run: P
     (hf / "config.json").write_text(json.dumps(released))  # as a release would have them
     out = tmp_path / "run"
     same_width = ("--d-model", str(released["hidden_size"]))  # a model flag that agrees with the start is fine
-    assert (
-        main(
-            _init_args(
-                hf,
-                out,
-                "--data-dir",
-                str(SAMPLE),
-                "--max-steps",
-                "2",
-                "--dropout",
-                "0.1",
-                "--seq-len",
-                "64",
-                *same_width,
-            )
-        )
-        == 0
-    )
+    flags = ("--data-dir", str(SAMPLE), "--max-steps", "2", "--dropout", "0.1", "--seq-len", "64", *same_width)
+    assert main(_init_args(hf, out, *flags)) == 0
     assert json.loads((out / "config.json").read_text())["model"]["dropout"] == 0.1  # what may change
     again = json.loads((_exported(out, tmp_path / "again") / "config.json").read_text())
     for key in ("max_position_embeddings", "bos_token_id", "custom_key", "torch_dtype", "architectures"):

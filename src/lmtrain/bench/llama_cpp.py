@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +78,17 @@ def logits(model: Any, ids: Sequence[int]) -> np.ndarray:
     return np.array(model.scores[: len(ids)], dtype=np.float32)
 
 
-def greedy(model: Any, prompt: Sequence[int], new_tokens: int) -> list[int]:
-    """`prompt` followed by `new_tokens` tokens, each llama.cpp's most likely next token, decoded one at a time with
-    its KV cache."""
+def greedy(model: Any, prompt: Sequence[int], new_tokens: int, *, stop_ids: Collection[int] = ()) -> list[int]:
+    """`prompt` followed by up to `new_tokens` tokens, each llama.cpp's most likely next token, decoded one at a time
+    with its KV cache; it ends after the first of `stop_ids` it decodes."""
     model.reset()
     model.eval(list(prompt))
     out = list(prompt)
     for _ in range(new_tokens):
         nxt = int(np.argmax(model.scores[model.n_tokens - 1]))
         out.append(nxt)
+        if nxt in stop_ids:
+            break
         model.eval([nxt])
     return out
 

@@ -2,8 +2,8 @@
 
 An architecture implements `hidden` (token ids to final hidden states), `blocks` (the modules FSDP2 shards),
 `output_weight` (the matrix the fused loss multiplies by) and `token_embedding`. Everything the rest of lmtrain needs
-is derived from those here, once: logits, the loss, the evaluation sums, the loss of every position, the KV cache and the parameters
-grouped by role.
+is derived from those here, once: logits, the loss, the evaluation sums, the loss of every position, the KV cache and
+the parameters grouped by role.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def score_chat_items(
         return _answers(model, renderer, items, prompts, spec.reply_tokens)
 
 
-def _by_length(prompts: Sequence[Sequence[int]], size: int) -> list[list[int]]:
+def by_length(prompts: Sequence[Sequence[int]], size: int) -> list[list[int]]:
     """Indices of `prompts`, longest first, in batches of `size` (little padding in each)."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     return [order[i : i + size] for i in range(0, len(order), size)]
@@ -93,7 +93,7 @@ def _choices(
 ) -> list[Outcome]:
     letters = letter_ids(renderer, max(len(item["choices"]) for item in items))
     outcomes: list[Outcome | None] = [None] * len(items)
-    for batch in _by_length(prompts, CHOICE_BATCH):
+    for batch in by_length(prompts, CHOICE_BATCH):
         longest = len(prompts[batch[0]])
         ids = torch.zeros(len(batch), longest, dtype=torch.long, device=device)
         for row, i in enumerate(batch):
@@ -118,7 +118,7 @@ def _answers(
     tokenizer = renderer.tokenizer
     stops = tokenizer.stop_ids
     outcomes: list[Outcome | None] = [None] * len(items)
-    for batch in _by_length(prompts, ANSWER_BATCH):
+    for batch in by_length(prompts, ANSWER_BATCH):
         replies = generate_batch(model, [prompts[i] for i in batch], max_new_tokens, stop_ids=stops)
         for i, reply in zip(batch, replies):
             text = tokenizer.decode([t for t in reply if t not in stops])

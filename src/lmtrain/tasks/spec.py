@@ -137,22 +137,24 @@ def parse_tasks(
     return found
 
 
+def _package_table(name: str, label: str, *, core: bool = False, chatcore: bool = False) -> TaskTable:
+    """The tasks of the package's table `name` (core.toml, chatcore.toml), each marked as one of the `label` metric's
+    tasks."""
+    data = tomllib.loads(resources.files("lmtrain.tasks").joinpath(name).read_text(encoding="utf-8"))
+    tasks = parse_tasks(data, name, root=None, core=core, chatcore=chatcore)
+    return TaskTable({t.name: t for t in tasks}, int(data["core_tasks"]), label=label)
+
+
 @functools.cache
 def core_table() -> TaskTable:
     """The CORE tasks of the package's `core.toml` (read once; callers never change it)."""
-    text = resources.files("lmtrain.tasks").joinpath(TABLE).read_text(encoding="utf-8")
-    data = tomllib.loads(text)
-    tasks = parse_tasks(data, TABLE, root=None, core=True)
-    return TaskTable({t.name: t for t in tasks}, int(data["core_tasks"]))
+    return _package_table(TABLE, "CORE", core=True)
 
 
 @functools.cache
 def chat_table() -> TaskTable:
     """The ChatCORE tasks of the package's `chatcore.toml` (read once; callers never change it)."""
-    text = resources.files("lmtrain.tasks").joinpath(CHAT_TABLE).read_text(encoding="utf-8")
-    data = tomllib.loads(text)
-    tasks = parse_tasks(data, CHAT_TABLE, root=None, chatcore=True)
-    return TaskTable({t.name: t for t in tasks}, int(data["core_tasks"]), label="ChatCORE")
+    return _package_table(CHAT_TABLE, "ChatCORE", chatcore=True)
 
 
 def read_task_file(path: Path) -> list[TaskSpec]:

@@ -24,7 +24,7 @@ from lmtrain.train.schedule import lr_at, run_schedule
 from lmtrain.train_config import TrainConfig
 
 
-def _trained_text(plan) -> str:  # noqa: ANN001 - a Plan
+def _trained_text(plan: Plan) -> str:
     """For conversations: the share of the tokens the loss trains (tokens/s and MFU count every token computed)."""
     if plan.trained_share is None:
         return ""
